@@ -1,0 +1,56 @@
+"""Request dependencies that answer "who is calling" and "what may they do here".
+
+The JSON API authenticates with bearer tokens only and pages with the session cookie only:
+a cookie never authorises an API call, which is why /api is exempt from CSRF.
+"""
+
+from __future__ import annotations
+
+from litestar import Request
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+from community.accounts import service
+from community.accounts.models import Member, TokenKind
+from community.accounts.service import EDITORS, STAFF, Principal
+from community.errors import NotAuthenticated
+from community.web import Db
+
+SESSION_KEY = "sid"
+
+
+async def provide_principal(request: Request, db: Db) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise NotAuthenticated("send an API token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+    principal = await service.resolve_token(db, secret.strip(), TokenKind.api)
+    if principal is None:
+        raise NotAuthenticated("this API token is invalid, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+async def provide_member(community_id: FromPath[int], principal: CurrentPrincipal, db: Db) -> Member:
+    """Any staff role in the community named by the path; 404 for outsiders."""
+    return await service.require_role(db, community_id, principal.user_id, STAFF)
+
+
+async def provide_editor(community_id: FromPath[int], principal: CurrentPrincipal, db: Db) -> Member:
+    """Owners and admins: they shape the community (settings, hubs, groups, posts, staff)."""
+    return await service.require_role(db, community_id, principal.user_id, EDITORS)
+
+
+async def provide_viewer(request: Request, db: Db) -> Principal | None:
+    """The logged-in page visitor, if any."""
+    secret = request.session.get(SESSION_KEY) if request.session else None
+    if not secret:
+        return None
+    principal = await service.resolve_token(db, secret, TokenKind.session)
+    if principal is None:
+        request.clear_session()
+    return principal
+
+
+CurrentPrincipal = NamedDependency[Principal]
+StaffMember = NamedDependency[Member]  # injected as `member` (any staff role) or `editor` (owner, admin)
+Viewer = NamedDependency[Principal | None]

@@ -1,0 +1,117 @@
+"""Log-in, sign-up, login-link and log-out pages (cookie session + CSRF)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath
+from litestar.response import Redirect, Template
+
+from community import ratelimit
+from community.accounts import service
+from community.accounts.api import check_login_limits, client_address
+from community.accounts.guards import SESSION_KEY, Viewer, provide_viewer
+from community.accounts.models import TokenKind
+from community.accounts.service import SESSION_TTL
+from community.errors import DomainError
+from community.web import Db
+
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+async def start_session(request: Request, db: Db, user_id: int) -> None:
+    """A fresh session id at every login (no session fixation)."""
+    old = request.session.get(SESSION_KEY) if request.session else None
+    if old:
+        principal = await service.resolve_token(db, old, TokenKind.session)
+        if principal:
+            await service.revoke_token(db, user_id=principal.user_id, token_id=principal.token_id)
+    request.clear_session()
+    _, secret = await service.create_token(db, user_id=user_id, kind=TokenKind.session, name="browser", ttl=SESSION_TTL)
+    request.set_session({SESSION_KEY: secret})
+
+
+def _form_error(template: str, exc: DomainError, **context: Any) -> Template:
+    return Template(
+        template_name=template,
+        context={"error": exc.detail, "field": exc.field, **context},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+class AccountPages(Controller):
+    include_in_schema = False
+    dependencies = {"viewer": Provide(provide_viewer)}
+
+    @get("/login")
+    async def login_form(self, viewer: Viewer) -> Template | Redirect:
+        if viewer:
+            return Redirect("/dashboard")
+        return Template("accounts/login.html", context={"email": ""})
+
+    @post("/login")
+    async def login(self, data: Form, request: Request, db: Db, state: State) -> Template | Redirect:
+        email, password = data.get("email", ""), data.get("password", "")
+        try:
+            await check_login_limits(state, request, email)
+            user = await service.authenticate(db, email=email, password=password)
+        except DomainError as exc:
+            return _form_error("accounts/login.html", exc, email=email)
+        await start_session(request, db, user.id)
+        return Redirect("/dashboard")
+
+    @get("/signup")
+    async def signup_form(self) -> Template:
+        return Template("accounts/signup.html", context={"email": "", "name": ""})
+
+    @post("/signup")
+    async def signup(self, data: Form, request: Request, db: Db) -> Template | Redirect:
+        email, name = data.get("email", ""), data.get("name", "")
+        try:
+            async with db.begin_nested():
+                user = await service.sign_up(db, email=email, password=data.get("password", ""), name=name)
+        except DomainError as exc:
+            return _form_error("accounts/signup.html", exc, email=email, name=name)
+        await start_session(request, db, user.id)
+        return Redirect("/dashboard")
+
+    @get("/login/link")
+    async def link_form(self) -> Template:
+        return Template("accounts/link_request.html", context={"email": "", "sent": False})
+
+    @post("/login/link")
+    async def send_link(self, data: Form, request: Request, db: Db, state: State) -> Template:
+        email = data.get("email", "")
+        try:
+            await ratelimit.hit(state.redis, f"link:addr:{client_address(request)}", limit=10, window_seconds=900)
+            await service.request_login_link(db, email=email, base_url=state.settings.base_url)
+        except DomainError as exc:
+            return _form_error("accounts/link_request.html", exc, email=email, sent=False)
+        return Template("accounts/link_request.html", context={"email": email, "sent": True})
+
+    # The emailed link opens a page with a button instead of logging in on GET: mail scanners
+    # that prefetch links would otherwise spend the one-time token.
+    @get("/login/link/{token:str}")
+    async def link_confirm(self, token: FromPath[str]) -> Template:
+        return Template("accounts/link_confirm.html", context={"token": token})
+
+    @post("/login/link/{token:str}")
+    async def link_login(self, token: FromPath[str], request: Request, db: Db) -> Template | Redirect:
+        try:
+            user = await service.redeem_login_link(db, token)
+        except DomainError as exc:
+            return _form_error("accounts/link_confirm.html", exc, token=None)
+        await start_session(request, db, user.id)
+        return Redirect("/dashboard")
+
+    @post("/logout")
+    async def logout(self, request: Request, viewer: Viewer, db: Db) -> Redirect:
+        if viewer:
+            await service.revoke_token(db, user_id=viewer.user_id, token_id=viewer.token_id)
+        request.clear_session()
+        return Redirect("/login")

@@ -1,0 +1,1 @@
+"""Resell rights: enrolments, links, clicks, commissions, payouts (issue 6)."""

@@ -1,0 +1,137 @@
+"""create_app(settings) -> Litestar: plugins, routers, templates, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from litestar import Litestar, Router
+from litestar.config.csrf import CSRFConfig
+from litestar.di import Provide
+from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+from redis.asyncio import Redis
+
+from community import __version__, jobs
+from community.accounts.api import AuthController, MeController
+from community.accounts.pages import AccountPages
+from community.content.api import PostsController
+from community.db import create_engine, session_factory
+from community.hubs.api import (
+    CommunitiesController,
+    CommunityController,
+    GroupsController,
+    HubsController,
+)
+from community.hubs.pages import HubPages
+from community.jobs_api import JobsController
+from community.migrate import ensure_migrated
+from community.settings import Settings
+from community.web import add_security_headers, exception_handler, provide_db
+
+log = logging.getLogger("community")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+API_CONTROLLERS = [
+    AuthController,
+    MeController,
+    CommunitiesController,
+    CommunityController,
+    HubsController,
+    GroupsController,
+    PostsController,
+    JobsController,
+]
+
+
+def _derived_key(secret: str, purpose: str) -> bytes:
+    """Independent keys per use, so no two mechanisms share key material."""
+    return hashlib.sha256(f"{purpose}:{secret}".encode()).digest()
+
+
+def create_app(settings: Settings | None = None, *, run_relay: bool = False, check_migrations: bool = True) -> Litestar:
+    settings = settings or Settings.from_env()
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError(
+            "COMMUNITY_DATABASE_URL and COMMUNITY_REDIS_URL are not set: start through the "
+            "`community` command (it runs embedded PostgreSQL and Redis) or set both"
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=10, max_overflow=10)
+        if check_migrations:
+            await ensure_migrated(engine)
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        app.state.redis = Redis.from_url(settings.redis_url)
+        relay_stop = asyncio.Event()
+        relay = (
+            asyncio.create_task(jobs.run_relay(app.state.sessions, settings.redis_url, relay_stop))
+            if run_relay
+            else None
+        )
+        try:
+            yield
+        finally:
+            relay_stop.set()
+            if relay is not None:
+                await relay
+            await app.state.redis.aclose()
+            await engine.dispose()
+
+    secure_cookies = settings.base_url.startswith("https://")
+    api = Router(path="/api/v1", route_handlers=API_CONTROLLERS)
+    return Litestar(
+        route_handlers=[
+            api,
+            AccountPages,
+            HubPages,
+            create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"], name="static"),
+        ],
+        dependencies={"db": Provide(provide_db)},
+        lifespan=[lifespan],
+        state={"settings": settings},  # the State object also carries engine, sessions, redis
+        template_config=TemplateConfig(directory=PACKAGE_DIR / "templates", engine=JinjaTemplateEngine),
+        middleware=[
+            CookieBackendConfig(
+                secret=_derived_key(settings.secret_key, "session"),
+                key="community_session",
+                httponly=True,
+                samesite="lax",
+                secure=secure_cookies,
+                max_age=30 * 24 * 3600,
+            ).middleware
+        ],
+        csrf_config=CSRFConfig(
+            secret=_derived_key(settings.secret_key, "csrf").hex(),
+            cookie_name="community_csrf",
+            cookie_secure=secure_cookies,
+            cookie_httponly=True,
+            exclude=["^/api/"],  # the API authenticates with bearer tokens, never cookies
+        ),
+        openapi_config=OpenAPIConfig(
+            title="community API",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", description="An API token")}
+            ),
+            security=[{"BearerToken": []}],
+        ),
+        exception_handlers={Exception: exception_handler},
+        after_request=add_security_headers,
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

@@ -1,0 +1,1 @@
+"""Landing and checkout pages, Stripe Connect, webhooks, fulfilment (issue 4)."""

@@ -1,0 +1,1 @@
+"""What lives inside a hub group: posts."""

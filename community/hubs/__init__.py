@@ -1,0 +1,1 @@
+"""Communities (the tenant), hubs and hub groups."""

@@ -1,0 +1,256 @@
+"""The transactional outbox (DESIGN.md section 8).
+
+`enqueue` writes an outbox row in the caller's transaction, so a job exists if and only if the
+change that asked for it committed. The relay moves pending rows to arq (job id derived from the
+row id); the worker runs the row's handler and marks the row done in the handler's own
+transaction. A handler that raises is retried with backoff; after its last try the row stays
+`failed`, visible through the API and `community jobs`, until someone retries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from arq import ArqRedis, Retry, create_pool
+from arq.connections import RedisSettings
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from community.db import Base, BigId, Timestamp, utcnow
+from community.settings import Settings
+
+log = logging.getLogger("community.jobs")
+
+ARQ_FUNCTION = "run_outbox_job"
+MAX_TRIES = 5
+# A row queued this long ago and still not done is handed to arq again: if Redis lost it
+# (restart without persistence) it runs; if arq still has it, enqueue_job is a no-op.
+REQUEUE_AFTER = dt.timedelta(minutes=10)
+
+
+class JobState(enum.StrEnum):
+    pending = "pending"  # written, not yet handed to arq
+    queued = "queued"    # handed to arq
+    done = "done"
+    failed = "failed"    # gave up after MAX_TRIES; kept for inspection and manual retry
+
+
+class OutboxJob(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_pending", "id", postgresql_where="state = 'pending'"),
+        Index("ix_outbox_community_state", "community_id", "state", "id"),
+    )
+
+    id: Mapped[BigId]
+    community_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("communities.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    state: Mapped[JobState] = mapped_column(Enum(JobState, name="job_state"), default=JobState.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped by a manual retry so arq sees a fresh job id (it refuses ids it still remembers).
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[Timestamp]
+    queued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def arq_job_id(self) -> str:
+        return f"outbox-{self.id}-{self.generation}"
+
+
+async def enqueue(session: AsyncSession, name: str, *, community_id: int | None = None, **payload: Any) -> OutboxJob:
+    """Schedule `name(**payload)` to run after the caller's transaction commits."""
+    row = OutboxJob(name=name, community_id=community_id, payload=payload, state=JobState.pending)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+# ---------------------------------------------------------------- worker side
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    outbox_id: int
+    attempt: int
+
+
+Handler = Callable[..., Awaitable[None]]
+
+
+def backoff_seconds(attempt: int, base: float) -> float:
+    return min(300.0, base * 4 ** (attempt - 1))
+
+
+async def run_outbox_job(ctx: dict[str, Any], outbox_id: int) -> str:
+    """The single arq function: run one outbox row's handler, exactly once to completion."""
+    sessions: async_sessionmaker[AsyncSession] = ctx["sessions"]
+    handlers: dict[str, Handler] = ctx["handlers"]
+    async with sessions() as session, session.begin():
+        # The row lock makes a concurrent duplicate delivery wait, then see `done` and skip.
+        row = await session.scalar(select(OutboxJob).where(OutboxJob.id == outbox_id).with_for_update())
+        if row is None or row.state in (JobState.done, JobState.failed):
+            return "skipped"
+        handler = handlers.get(row.name)
+        row.attempts += 1
+        attempt = row.attempts  # counted on the row, so a re-relayed job keeps its history
+        try:
+            if handler is None:
+                raise LookupError(f"no handler registered for job {row.name!r}")
+            job_ctx = JobContext(ctx["settings"], sessions, row.id, attempt)
+            async with session.begin_nested():  # the handler's writes roll back alone if it raises
+                await handler(session, job_ctx, **row.payload)
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded on the row
+            row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+            if attempt >= MAX_TRIES or handler is None:
+                row.state = JobState.failed
+                row.finished_at = utcnow()
+                log.error("job %s #%s failed for good: %s", row.name, row.id, row.last_error)
+                return "failed"
+            delay = backoff_seconds(attempt, ctx.get("retry_base_seconds", 5.0))
+            log.warning("job %s #%s failed (try %s), retrying in %.0fs: %s", row.name, row.id, attempt, delay, row.last_error)
+        else:
+            row.state = JobState.done
+            row.finished_at = utcnow()
+            row.last_error = None
+            return "done"
+    # Outside the transaction, so the attempt count and error above are committed first.
+    raise Retry(defer=delay)
+
+
+# ---------------------------------------------------------------- relay
+
+
+async def relay_once(session: AsyncSession, pool: ArqRedis, batch: int = 200) -> int:
+    """Hand pending (and long-unfinished) rows to arq. Raises if Redis is unreachable;
+    the caller's rollback then leaves every row as it was."""
+    stale = utcnow() - REQUEUE_AFTER
+    rows = (
+        await session.scalars(
+            select(OutboxJob)
+            .where(
+                or_(
+                    OutboxJob.state == JobState.pending,
+                    (OutboxJob.state == JobState.queued) & (OutboxJob.queued_at < stale),
+                )
+            )
+            .order_by(OutboxJob.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for row in rows:
+        await pool.enqueue_job(ARQ_FUNCTION, row.id, _job_id=row.arq_job_id)
+        row.state = JobState.queued
+        row.queued_at = utcnow()
+    return len(rows)
+
+
+def redis_settings(url: str, conn_retries: int = 5) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_retries = conn_retries
+    return settings
+
+
+async def run_relay(
+    sessions: async_sessionmaker[AsyncSession],
+    redis_url: str,
+    stop: asyncio.Event,
+    interval: float = 0.5,
+) -> None:
+    """Loop until `stop` is set. Survives Redis (and database) outages: rows simply wait."""
+    pool: ArqRedis | None = None
+    try:
+        while not stop.is_set():
+            moved = 0
+            try:
+                if pool is None:
+                    pool = await create_pool(redis_settings(redis_url, conn_retries=0))
+                async with sessions() as session, session.begin():
+                    moved = await relay_once(session, pool)
+            except Exception as exc:  # noqa: BLE001 - keep relaying after any outage
+                log.warning("outbox relay: %s: %s (rows wait)", type(exc).__name__, exc)
+                if pool is not None:
+                    await _close(pool)
+                    pool = None
+            if moved == 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+                except TimeoutError:
+                    pass
+    finally:
+        if pool is not None:
+            await _close(pool)
+
+
+async def _close(pool: ArqRedis) -> None:
+    try:
+        await pool.aclose()
+    except Exception:  # noqa: BLE001 - closing a dead connection may fail; nothing to keep
+        pass
+
+
+# ---------------------------------------------------------------- inspection
+
+
+async def list_jobs(
+    session: AsyncSession,
+    *,
+    community_id: int | None,
+    state: JobState | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> list[OutboxJob]:
+    query = select(OutboxJob).order_by(OutboxJob.id.desc()).limit(limit)
+    if community_id is not None:
+        query = query.where(OutboxJob.community_id == community_id)
+    if state is not None:
+        query = query.where(OutboxJob.state == state)
+    if after is not None:
+        query = query.where(OutboxJob.id < after)
+    return list((await session.scalars(query)).all())
+
+
+async def retry_failed(session: AsyncSession, *, job_id: int, community_id: int | None) -> OutboxJob | None:
+    """Put a failed row back in line; the relay picks it up. None if there is no such failed row."""
+    query = (
+        update(OutboxJob)
+        .where(OutboxJob.id == job_id, OutboxJob.state == JobState.failed)
+        .values(
+            state=JobState.pending,
+            attempts=0,
+            generation=OutboxJob.generation + 1,
+            finished_at=None,
+            queued_at=None,
+        )
+        .returning(OutboxJob)
+    )
+    if community_id is not None:
+        query = query.where(OutboxJob.community_id == community_id)
+    return (await session.scalars(query)).one_or_none()

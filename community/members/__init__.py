@@ -1,0 +1,1 @@
+"""Members directory: notes, tags, segments, exports."""

@@ -1,0 +1,1 @@
+"""Email: rendering and delivery (SMTP, or .eml files in development)."""

@@ -1,0 +1,59 @@
+"""Deliver one email: through SMTP when COMMUNITY_SMTP_URL is set, else as an .eml file."""
+
+from __future__ import annotations
+
+import logging
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from community.settings import Settings
+
+log = logging.getLogger("community.mail")
+
+
+def build_message(
+    settings: Settings, *, to: str, subject: str, text: str, html: str | None, message_id: str
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = to
+    message["Subject"] = subject
+    # Derived from the outbox row: a re-sent duplicate carries the same id and can be spotted.
+    message["Message-ID"] = f"<{message_id}@community>"
+    message.set_content(text)
+    if html:
+        message.add_alternative(html, subtype="html")
+    return message
+
+
+async def deliver(settings: Settings, message: EmailMessage, *, file_stem: str) -> Path | None:
+    if settings.smtp_url:
+        await _send_smtp(settings.smtp_url, message)
+        return None
+    outbox_dir = settings.data_dir / "mail"
+    outbox_dir.mkdir(parents=True, exist_ok=True)
+    path = outbox_dir / f"{file_stem}.eml"
+    path.write_bytes(bytes(message))  # same stem on a re-run: overwritten, not duplicated
+    log.info("email to %s (%s) written to %s", message["To"], message["Subject"], path)
+    return path
+
+
+async def _send_smtp(url: str, message: EmailMessage) -> None:
+    """smtp://user:pass@host:25 (STARTTLS when offered), smtps://host:465 (implicit TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError("COMMUNITY_SMTP_URL must start with smtp:// or smtps://")
+    implicit_tls = parts.scheme == "smtps"
+    await aiosmtplib.send(
+        message,
+        hostname=parts.hostname or "localhost",
+        port=parts.port or (465 if implicit_tls else 25),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        use_tls=implicit_tls,
+        start_tls=None if not implicit_tls else False,
+        timeout=30,
+    )

@@ -1,0 +1,1 @@
+"""Offers, offer<->group links, entitlements and the access query (issue 3)."""
