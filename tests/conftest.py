@@ -1,0 +1,207 @@
+"""Test fixtures on real services.
+
+PostgreSQL and Redis are the ones named by COMMUNITY_TEST_DATABASE_URL and
+COMMUNITY_TEST_REDIS_URL, else embedded ones started here. The suite creates its own fresh
+database on that server (dropped at the end), applies the real Alembic migrations to it, and
+empties every table and the Redis database between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from community.app import create_app
+from community.db import create_engine, session_factory, to_async_url
+from community.migrate import upgrade
+from community.models import metadata
+from community.runtime import services
+from community.settings import Settings
+
+
+@dataclass
+class TestServices:
+    database_url: str
+    redis_url: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+async def test_services() -> AsyncIterator[TestServices]:
+    import os
+
+    database_url = os.environ.get("COMMUNITY_TEST_DATABASE_URL") or None
+    redis_url = os.environ.get("COMMUNITY_TEST_REDIS_URL") or None
+    root = Path(tempfile.mkdtemp(prefix="community-tests-"))
+    root.chmod(0o755)  # embedded PostgreSQL runs as its own system user when we are root
+    try:
+        with services(root / "services", database_url, redis_url) as found:
+            server_url = make_url(to_async_url(found.database_url))
+            name = f"community_test_{secrets.token_hex(4)}"
+            await _create_database(server_url, name)
+            try:
+                yield TestServices(
+                    database_url=server_url.set(database=name).render_as_string(hide_password=False),
+                    redis_url=found.redis_url,
+                    data_dir=root / "data",
+                )
+            finally:
+                await _drop_database(server_url, name)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _admin_engine(server_url) -> AsyncEngine:
+    return create_engine(server_url.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+
+
+async def _create_database(server_url, name: str) -> None:
+    engine = await _admin_engine(server_url)
+    async with engine.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+
+
+async def _drop_database(server_url, name: str) -> None:
+    engine = await _admin_engine(server_url)
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(test_services: TestServices) -> Settings:
+    test_services.data_dir.mkdir(parents=True, exist_ok=True)
+    return Settings(
+        env="test",
+        data_dir=test_services.data_dir,
+        database_url=test_services.database_url,
+        redis_url=test_services.redis_url,
+        secret_key="test-secret-key-" + "x" * 32,
+        base_url="http://testserver",
+    )
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    await upgrade(settings.database_url)  # the real migrations, not create_all
+    engine = create_engine(settings.database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+TABLES = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+
+
+@pytest.fixture(autouse=True)
+async def clean_state(engine: AsyncEngine, redis: Redis, settings: Settings) -> AsyncIterator[None]:
+    """Every test starts from empty tables, an empty Redis database and no mail."""
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    await redis.flushdb()
+    shutil.rmtree(settings.data_dir / "mail", ignore_errors=True)
+    yield
+
+
+@asynccontextmanager
+async def running(app: Litestar) -> AsyncIterator[Litestar]:
+    """Run the app's lifespan in one dedicated task (see STACK_NOTES: a fixture that yields
+    inside app.lifespan() fails at teardown with a cancel-scope error)."""
+    started, stop = asyncio.Event(), asyncio.Event()
+    failure: list[BaseException] = []
+
+    async def hold() -> None:
+        try:
+            async with app.lifespan():
+                started.set()
+                await stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the waiting test below
+            failure.append(exc)
+            started.set()
+
+    task = asyncio.create_task(hold())
+    await started.wait()
+    if failure:
+        raise failure[0]
+    try:
+        yield app
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Litestar]:
+    async with running(create_app(settings)) as application:
+        yield application
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+# ---------------------------------------------------------------- helpers for tests
+
+
+@dataclass
+class Account:
+    id: int
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def sign_up(client: httpx.AsyncClient, email: str, password: str = "correct horse battery", name: str = "") -> Account:
+    response = await client.post("/api/v1/auth/signup", json={"email": email, "password": password, "name": name or email.split("@")[0]})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Account(id=body["user"]["id"], email=body["user"]["email"], token=body["secret"])
+
+
+async def create_community(client: httpx.AsyncClient, owner: Account, name: str, **fields: Any) -> dict[str, Any]:
+    response = await client.post("/api/v1/communities", json={"name": name, **fields}, headers=owner.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
+async def owner(client: httpx.AsyncClient) -> Account:
+    return await sign_up(client, "owner@example.com", name="Olivia Owner")
+
+
+@pytest.fixture
+async def community(client: httpx.AsyncClient, owner: Account) -> dict[str, Any]:
+    return await create_community(client, owner, "Makers Guild")

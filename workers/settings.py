@@ -1,0 +1,52 @@
+"""arq WorkerSettings built from our Settings: `community worker` runs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.worker import Worker, func
+
+from community.db import create_engine, session_factory
+from community.jobs import ARQ_FUNCTION, MAX_TRIES, Handler, redis_settings, run_outbox_job
+from community.settings import Settings
+from workers.registry import HANDLERS
+
+
+def worker_options(
+    settings: Settings,
+    *,
+    handlers: dict[str, Handler] | None = None,
+    retry_base_seconds: float = 5.0,
+) -> dict[str, Any]:
+    """Keyword arguments for arq's Worker (shared by the CLI and the tests)."""
+    engine_box: dict[str, Any] = {}
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        engine = create_engine(settings.database_url, pool_size=5)
+        engine_box["engine"] = engine
+        ctx.update(
+            settings=settings,
+            sessions=session_factory(engine),
+            handlers=HANDLERS if handlers is None else handlers,
+            retry_base_seconds=retry_base_seconds,
+        )
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "engine" in engine_box:
+            await engine_box.pop("engine").dispose()
+
+    return dict(
+        # Our own row counts tries (MAX_TRIES); arq's limit only has to stay out of its way.
+        functions=[func(run_outbox_job, name=ARQ_FUNCTION, max_tries=MAX_TRIES + 5)],
+        redis_settings=redis_settings(settings.redis_url),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        job_timeout=600,
+        keep_result=3600,
+    )
+
+
+def build_worker(settings: Settings, **kwargs: Any) -> Worker:
+    burst = kwargs.pop("burst", False)
+    options = worker_options(settings, **kwargs)
+    return Worker(**options, burst=burst, poll_delay=0.2 if not burst else 0, handle_signals=not burst)
