@@ -19,6 +19,7 @@ from typing import Any
 
 from arq import ArqRedis, Retry, create_pool
 from arq.connections import RedisSettings
+from arq.constants import job_key_prefix, result_key_prefix
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -46,6 +47,10 @@ MAX_TRIES = 5
 # A row queued this long ago and still not done is handed to arq again: if Redis lost it
 # (restart without persistence) it runs; if arq still has it, enqueue_job is a no-op.
 REQUEUE_AFTER = dt.timedelta(minutes=10)
+# A handler running longer than this fails its try like one that raised (counted, retried, in
+# the end `failed`). It must stay below arq's job_timeout: arq's own timeout is final and
+# leaves the row queued with the try uncounted.
+HANDLER_TIMEOUT = 540.0
 
 
 class JobState(enum.StrEnum):
@@ -124,8 +129,9 @@ async def run_outbox_job(ctx: dict[str, Any], outbox_id: int) -> str:
             if handler is None:
                 raise LookupError(f"no handler registered for job {row.name!r}")
             job_ctx = JobContext(ctx["settings"], sessions, row.id, attempt)
-            async with session.begin_nested():  # the handler's writes roll back alone if it raises
-                await handler(session, job_ctx, **row.payload)
+            async with asyncio.timeout(ctx.get("handler_timeout", HANDLER_TIMEOUT)):
+                async with session.begin_nested():  # the handler's writes roll back alone if it raises
+                    await handler(session, job_ctx, **row.payload)
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the row
             row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
             if attempt >= MAX_TRIES or handler is None:
@@ -166,7 +172,12 @@ async def relay_once(session: AsyncSession, pool: ArqRedis, batch: int = 200) ->
         )
     ).all()
     for row in rows:
-        await pool.enqueue_job(ARQ_FUNCTION, row.id, _job_id=row.arq_job_id)
+        job = await pool.enqueue_job(ARQ_FUNCTION, row.id, _job_id=row.arq_job_id)
+        if job is None and row.state is JobState.queued and not await pool.exists(job_key_prefix + row.arq_job_id):
+            # arq ended this job without finishing the row (its own timeout, an error outside
+            # the handler) and remembers the id while it keeps the result: drop that, run again.
+            await pool.delete(result_key_prefix + row.arq_job_id)
+            await pool.enqueue_job(ARQ_FUNCTION, row.id, _job_id=row.arq_job_id)
         row.state = JobState.queued
         row.queued_at = utcnow()
     return len(rows)

@@ -318,6 +318,21 @@ async def test_failing_job_ends_failed_is_listed_and_can_be_retried(
     assert [i["id"] for i in listed.json()["items"]] == [job_id]
 
 
+async def test_hanging_handler_is_a_counted_failed_try(settings: Settings, sessions) -> None:
+    calls: list[int] = []
+
+    async def hangs(session: AsyncSession, ctx: jobs.JobContext, **payload: Any) -> None:
+        calls.append(ctx.attempt)
+        await asyncio.sleep(WAIT)
+
+    job_id = await add_job(sessions, "test.hang")
+    await asyncio.wait_for(run_jobs(settings, handlers={"test.hang": hangs}, handler_timeout=0.1), WAIT)
+    assert calls == list(range(1, MAX_TRIES + 1))
+    row = await get_row(sessions, job_id)
+    assert (row.state, row.attempts) == (JobState.failed, MAX_TRIES)
+    assert row.last_error is not None and row.last_error.startswith("TimeoutError")
+
+
 async def test_job_without_handler_fails_at_once(settings: Settings, sessions) -> None:
     job_id = await add_job(sessions, "test.nobody-handles-this")
     await run_jobs(settings, handlers={})
@@ -508,8 +523,9 @@ async def test_stale_queued_row_still_in_arq_is_not_run_twice(settings: Settings
 
 
 async def test_stale_row_whose_arq_job_ended_without_finishing_it_runs_again(settings: Settings, sessions, redis: Redis) -> None:
-    """arq gives up on a job that times out and keeps its result (keep_result): the row stays
-    queued. Once stale, the relay must hand it over again rather than hit arq's remembered id."""
+    """arq can end a job without finishing its row (here its own job_timeout; also an error
+    outside the handler, such as the database being down) and then remembers the job id while it
+    keeps the result (keep_result). Once stale, the relay must hand the row over again."""
     gate = {"hang": True}
     calls: list[int] = []
 

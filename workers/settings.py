@@ -9,6 +9,7 @@ from arq.worker import Worker, func
 from community.db import create_engine, session_factory
 from community.jobs import (
     ARQ_FUNCTION,
+    HANDLER_TIMEOUT,
     MAX_TRIES,
     Handler,
     redis_settings,
@@ -23,6 +24,7 @@ def worker_options(
     *,
     handlers: dict[str, Handler] | None = None,
     retry_base_seconds: float = 5.0,
+    handler_timeout: float = HANDLER_TIMEOUT,
 ) -> dict[str, Any]:
     """Keyword arguments for arq's Worker (shared by the CLI and the tests)."""
     engine_box: dict[str, Any] = {}
@@ -35,6 +37,7 @@ def worker_options(
             sessions=session_factory(engine),
             handlers=HANDLERS if handlers is None else handlers,
             retry_base_seconds=retry_base_seconds,
+            handler_timeout=handler_timeout,
         )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
@@ -47,7 +50,7 @@ def worker_options(
         redis_settings=redis_settings(settings.redis_url),
         on_startup=startup,
         on_shutdown=shutdown,
-        job_timeout=600,
+        job_timeout=handler_timeout + 60,  # ours fires first, so a slow handler is a counted try
         keep_result=3600,
     )
 
