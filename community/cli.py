@@ -65,7 +65,16 @@ async def _serve(settings: Settings, *, with_worker: bool, banner: str = "") -> 
     from workers.settings import build_worker
 
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info", lifespan="on")
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            lifespan="on",
+            # Client addresses (rate limits) come from X-Forwarded-For only behind these proxies.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies) or None,
+        )
     )
     relay_engine = create_engine(settings.database_url, pool_size=2)
     relay_stop = asyncio.Event()
