@@ -106,7 +106,9 @@ class JobContext:
     attempt: int
 
 
-Handler = Callable[..., Awaitable[None]]
+# A handler may return a dict: it replaces the stored payload once the job is done, so a
+# payload carrying a secret (an emailed login link) is not kept after it has served.
+Handler = Callable[..., Awaitable[dict[str, Any] | None]]
 
 
 def backoff_seconds(attempt: int, base: float) -> float:
@@ -131,7 +133,7 @@ async def run_outbox_job(ctx: dict[str, Any], outbox_id: int) -> str:
             job_ctx = JobContext(ctx["settings"], sessions, row.id, attempt)
             async with asyncio.timeout(ctx.get("handler_timeout", HANDLER_TIMEOUT)):
                 async with session.begin_nested():  # the handler's writes roll back alone if it raises
-                    await handler(session, job_ctx, **row.payload)
+                    kept_payload = await handler(session, job_ctx, **row.payload)
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the row
             row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
             if attempt >= MAX_TRIES or handler is None:
@@ -142,6 +144,8 @@ async def run_outbox_job(ctx: dict[str, Any], outbox_id: int) -> str:
             delay = backoff_seconds(attempt, ctx.get("retry_base_seconds", 5.0))
             log.warning("job %s #%s failed (try %s), retrying in %.0fs: %s", row.name, row.id, attempt, delay, row.last_error)
         else:
+            if kept_payload is not None:
+                row.payload = kept_payload
             row.state = JobState.done
             row.finished_at = utcnow()
             row.last_error = None

@@ -136,6 +136,13 @@ async def test_login_link_is_emailed_one_time(client: httpx.AsyncClient, setting
     again = await client.post("/api/v1/auth/login-link/redeem", json={"token": token})
     assert again.status_code == 401
 
+    # Once sent, the outbox keeps who got what, not the body with the link.
+    from sqlalchemy import text
+
+    async with sessions() as session:
+        payloads = (await session.execute(text("SELECT payload::text FROM outbox"))).scalars().all()
+    assert payloads and not any(token in payload for payload in payloads)
+
 
 async def test_expired_login_link_is_refused(client: httpx.AsyncClient, sessions) -> None:
     from sqlalchemy import text
