@@ -66,11 +66,10 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def flush_or_conflict(session: AsyncSession, *, field: str, message: str) -> None:
-    """Flush inside a savepoint; a unique violation becomes a 409 naming the field, and the
-    surrounding transaction stays usable (the race the service's pre-check cannot close)."""
+    """Flush; a unique violation becomes a 409 naming the field. The transaction is spoilt
+    afterwards, which is fine: the Conflict ends the request and rolls it back."""
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except IntegrityError as exc:
         if getattr(exc.orig, "sqlstate", None) == "23505" or "unique" in str(exc.orig).lower():
             raise Conflict(message, field=field) from None

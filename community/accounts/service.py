@@ -12,6 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +25,14 @@ from community.accounts.models import (
     User,
 )
 from community.db import utcnow
-from community.errors import Conflict, Forbidden, Invalid, NotAuthenticated, NotFound
+from community.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotAuthenticated,
+    NotFound,
+    check_storable,
+)
 from community.notifications.service import queue_email
 
 PASSWORD_MIN = 10
@@ -32,6 +40,10 @@ PASSWORD_MAX = 1024
 LOGIN_LINK_TTL = dt.timedelta(minutes=20)
 SESSION_TTL = dt.timedelta(days=30)
 API_TOKEN_PREFIX = "cmt_"
+
+# Row ids are PostgreSQL bigints; a number outside that range names no row (and the driver
+# refuses to send it), so lookups answer "not found" without asking.
+MAX_ID = 2**63 - 1
 
 _hasher = PasswordHasher()
 # Verified when the email is unknown, so a miss costs as long as a hit (no account probing by timing).
@@ -66,7 +78,13 @@ async def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
+def _is_id(value: int) -> bool:
+    return 1 <= value <= MAX_ID
+
+
 async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
+    if "\x00" in email:
+        return None  # no stored address holds one (and PostgreSQL text cannot)
     return await session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
 
 
@@ -86,8 +104,9 @@ async def sign_up(session: AsyncSession, *, email: str, password: str, name: str
         raise Conflict("this email was invited: log in with the link sent to it, then set a password", field="email")
     if existing is not None:
         raise Conflict("an account with this email already exists", field="email")
+    name = check_storable(name, "name").strip()
     password_hash = await _hash(password)
-    user = User(email=email, name=name.strip(), password_hash=password_hash)
+    user = User(email=email, name=name, password_hash=password_hash)
     session.add(user)
     try:
         await session.flush()
@@ -102,10 +121,15 @@ async def ensure_user(session: AsyncSession, email: str) -> tuple[User, bool]:
     user = await find_user_by_email(session, email)
     if user is not None:
         return user, False
-    user = User(email=email, name="", password_hash=None)
-    session.add(user)
-    await session.flush()
-    return user, True
+    # Two communities may invite the same new address at the same moment: the second insert
+    # does nothing and reads the first one's row.
+    created = await session.scalar(
+        pg_insert(User).values(email=email, name="", password_hash=None).on_conflict_do_nothing().returning(User.id)
+    )
+    user = await find_user_by_email(session, email)
+    if user is None:  # pragma: no cover - the conflicting row is committed by then
+        raise Conflict("this email is being registered right now; try again", field="email")
+    return user, created is not None
 
 
 async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
@@ -123,7 +147,7 @@ async def update_profile(
     session: AsyncSession, user: User, *, name: str | None, password: str | None, current_password: str | None
 ) -> User:
     if name is not None:
-        user.name = name.strip()
+        user.name = check_storable(name, "name").strip()
     if password is not None:
         check_password_rules(password)
         if user.password_hash is not None and not await _verify(user.password_hash, current_password or ""):
@@ -153,7 +177,7 @@ async def create_token(
     token = AuthToken(
         user_id=user_id,
         kind=kind,
-        name=name.strip(),
+        name=check_storable(name, "name").strip(),
         token_hash=hash_secret(secret),
         expires_at=utcnow() + ttl if ttl else None,
     )
@@ -212,6 +236,8 @@ async def list_api_tokens(session: AsyncSession, user_id: int) -> list[AuthToken
 
 
 async def revoke_token(session: AsyncSession, *, user_id: int, token_id: int, kind: TokenKind | None = None) -> None:
+    if not _is_id(token_id):
+        raise NotFound("token not found")
     query = (
         update(AuthToken)
         .where(AuthToken.id == token_id, AuthToken.user_id == user_id, AuthToken.revoked_at.is_(None))
@@ -275,6 +301,8 @@ EDITORS = (Role.owner, Role.admin)
 
 
 async def membership(session: AsyncSession, community_id: int, user_id: int) -> Member | None:
+    if not _is_id(community_id):
+        return None
     return await session.scalar(
         select(Member).where(Member.community_id == community_id, Member.user_id == user_id)
     )
@@ -327,10 +355,23 @@ async def list_members(
     return [(m, u) for m, u in (await session.execute(query)).all()]
 
 
-async def _owner_count(session: AsyncSession, community_id: int) -> int:
-    return await session.scalar(
-        select(func.count()).where(Member.community_id == community_id, Member.role == Role.owner)
-    ) or 0
+async def _lock_staff(session: AsyncSession, community_id: int, actor: Member) -> int:
+    """Serialise changes to a community's staff: lock its owner rows (in id order, so two
+    changes never deadlock), then re-read the actor's role, which a change that committed
+    while we waited may have taken away. Returns the number of owners.
+
+    Without the lock, two owners demoting or removing each other at the same moment both see
+    two owners and both succeed: a community with no owner."""
+    owners = (
+        await session.scalars(
+            select(Member.id)
+            .where(Member.community_id == community_id, Member.role == Role.owner)
+            .order_by(Member.id)
+            .with_for_update()
+        )
+    ).all()
+    await session.refresh(actor)
+    return len(owners)
 
 
 def _check_can_manage(actor: Member, current: Role | None, wanted: Role | None) -> None:
@@ -352,15 +393,18 @@ async def set_staff_role(
     base_url: str,
 ) -> tuple[Member, User]:
     """Give the person with this email a staff role, inviting them if they have no account."""
-    user, invited = await ensure_user(session, email)
+    _check_can_manage(actor, None, role)  # refuse a manager, or an admin naming an owner, before any write
+    owners = await _lock_staff(session, community_id, actor)
+    user, _ = await ensure_user(session, email)
     existing = await membership(session, community_id, user.id)
     current = existing.role if existing else None
     _check_can_manage(actor, current, role)
-    if current is Role.owner and role is not Role.owner and await _owner_count(session, community_id) <= 1:
+    if current is Role.owner and role is not Role.owner and owners <= 1:
         raise Conflict("a community keeps at least one owner", field="role")
     member = await join(session, community_id=community_id, user_id=user.id, role=role)
     if current is not role:
-        link = await create_login_link(session, user=user, base_url=base_url) if invited else None
+        # No password yet (a new or never-activated invitee): the email carries a way in.
+        link = await create_login_link(session, user=user, base_url=base_url) if user.password_hash is None else None
         await queue_email(
             session,
             to=user.email,
@@ -380,13 +424,14 @@ async def set_staff_role(
 
 async def remove_staff(session: AsyncSession, *, community_id: int, actor: Member, member_id: int) -> None:
     """Takes the role away; the person stays a member of the community."""
+    owners = await _lock_staff(session, community_id, actor)
     member = await session.scalar(
         select(Member).where(Member.id == member_id, Member.community_id == community_id).with_for_update()
     )
     if member is None or member.role is None:
         raise NotFound("staff member not found")
     _check_can_manage(actor, member.role, None)
-    if member.role is Role.owner and await _owner_count(session, community_id) <= 1:
+    if member.role is Role.owner and owners <= 1:
         raise Conflict("a community keeps at least one owner")
     member.role = None
     await session.flush()

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from litestar import Controller, delete, get, patch, post
 from litestar.di import Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from community.accounts.guards import StaffMember, provide_editor, provide_principal
 from community.content import service
 from community.content.schemas import PostCreate, PostOut, PostUpdate, post_out
-from community.web import Cursor, Db, Page, PageLimit, page_of
+from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 
 class PostsController(Controller):
@@ -20,14 +20,14 @@ class PostsController(Controller):
 
     @get("/groups/{group_id:int}/posts", summary="A group's posts, newest first (keyset pages)")
     async def list_posts(
-        self, group_id: FromPath[int], editor: StaffMember, db: Db, before: Cursor = None, limit: PageLimit = 50
+        self, group_id: ObjectId, editor: StaffMember, db: Db, before: Cursor = None, limit: PageLimit = 50
     ) -> Page[PostOut]:
         posts = await service.list_posts(db, editor.community_id, group_id, before=before, limit=limit)
         return page_of([post_out(p) for p in posts], limit, lambda item: item.id)
 
     @post("/groups/{group_id:int}/posts", status_code=201, summary="Write a post in a group")
     async def create_post(
-        self, group_id: FromPath[int], data: JSONBody[PostCreate], editor: StaffMember, db: Db
+        self, group_id: ObjectId, data: JSONBody[PostCreate], editor: StaffMember, db: Db
     ) -> PostOut:
         post_row = await service.create_post(
             db, editor.community_id, group_id, author_id=editor.user_id, title=data.title, body=data.body
@@ -35,13 +35,13 @@ class PostsController(Controller):
         return post_out(post_row)
 
     @get("/posts/{post_id:int}", summary="One post")
-    async def read_post(self, post_id: FromPath[int], editor: StaffMember, db: Db) -> PostOut:
+    async def read_post(self, post_id: ObjectId, editor: StaffMember, db: Db) -> PostOut:
         return post_out(await service.get_post(db, editor.community_id, post_id))
 
     @patch("/posts/{post_id:int}", summary="Edit a post")
-    async def update_post(self, post_id: FromPath[int], data: JSONBody[PostUpdate], editor: StaffMember, db: Db) -> PostOut:
+    async def update_post(self, post_id: ObjectId, data: JSONBody[PostUpdate], editor: StaffMember, db: Db) -> PostOut:
         return post_out(await service.update_post(db, editor.community_id, post_id, title=data.title, body=data.body))
 
     @delete("/posts/{post_id:int}", status_code=204, summary="Delete a post")
-    async def delete_post(self, post_id: FromPath[int], editor: StaffMember, db: Db) -> None:
+    async def delete_post(self, post_id: ObjectId, editor: StaffMember, db: Db) -> None:
         await service.delete_post(db, editor.community_id, post_id)

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.content.models import Post
 from community.db import utcnow
-from community.errors import Invalid, NotFound
+from community.errors import Invalid, NotFound, check_storable
 from community.hubs import service as hubs
 
 TITLE_MAX = 200
@@ -16,7 +16,8 @@ BODY_MAX = 100_000
 
 
 def _clean(title: str, body: str) -> tuple[str, str]:
-    title = title.strip()
+    title = check_storable(title, "title").strip()
+    check_storable(body, "body")
     if not title:
         raise Invalid("must not be blank", field="title")
     if not body.strip():

@@ -3,7 +3,7 @@ from __future__ import annotations
 from litestar import Controller, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from community.accounts import service as accounts
 from community.accounts.guards import (
@@ -33,7 +33,7 @@ from community.hubs.schemas import (
     hub_out,
     member_out,
 )
-from community.web import Cursor, Db, Page, PageLimit, page_of
+from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 SCOPED = {"member": Provide(provide_member), "editor": Provide(provide_editor)}
 
@@ -109,7 +109,7 @@ class CommunityController(Controller):
         return member_out(member, user)
 
     @delete("/staff/{member_id:int}", status_code=204, summary="Take a staff role away (the person stays a member)")
-    async def remove_staff(self, member_id: FromPath[int], editor: StaffMember, db: Db) -> None:
+    async def remove_staff(self, member_id: ObjectId, editor: StaffMember, db: Db) -> None:
         await accounts.remove_staff(db, community_id=editor.community_id, actor=editor, member_id=member_id)
 
     @get("/members", summary="Members of the community, oldest first (keyset pages)")
@@ -140,24 +140,24 @@ class HubsController(Controller):
         return [hub_out(h, gs) for h, gs in await service.list_hubs(db, editor.community_id)]
 
     @get("/{hub_id:int}", summary="One hub with its groups")
-    async def read_hub(self, hub_id: FromPath[int], member: StaffMember, db: Db) -> HubOut:
+    async def read_hub(self, hub_id: ObjectId, member: StaffMember, db: Db) -> HubOut:
         hub = await service.get_hub(db, member.community_id, hub_id)
         return hub_out(hub, await service.hub_groups(db, member.community_id, hub_id))
 
     @patch("/{hub_id:int}", summary="Rename or describe a hub")
-    async def update_hub(self, hub_id: FromPath[int], data: JSONBody[HubUpdate], editor: StaffMember, db: Db) -> HubOut:
+    async def update_hub(self, hub_id: ObjectId, data: JSONBody[HubUpdate], editor: StaffMember, db: Db) -> HubOut:
         hub = await service.update_hub(
             db, editor.community_id, hub_id, name=data.name, slug=data.slug, description=data.description
         )
         return hub_out(hub, await service.hub_groups(db, editor.community_id, hub_id))
 
     @delete("/{hub_id:int}", status_code=204, summary="Delete a hub with its groups and their posts")
-    async def delete_hub(self, hub_id: FromPath[int], editor: StaffMember, db: Db) -> None:
+    async def delete_hub(self, hub_id: ObjectId, editor: StaffMember, db: Db) -> None:
         await service.delete_hub(db, editor.community_id, hub_id)
 
     @post("/{hub_id:int}/groups", status_code=201, summary="Create a group in a hub")
     async def create_group(
-        self, hub_id: FromPath[int], data: JSONBody[GroupCreate], editor: StaffMember, db: Db
+        self, hub_id: ObjectId, data: JSONBody[GroupCreate], editor: StaffMember, db: Db
     ) -> GroupOut:
         group = await service.create_group(
             db, editor.community_id, hub_id, name=data.name, slug=data.slug, description=data.description
@@ -166,7 +166,7 @@ class HubsController(Controller):
 
     @put("/{hub_id:int}/groups/order", summary="Reorder a hub's groups: list every group id in the new order")
     async def reorder_groups(
-        self, hub_id: FromPath[int], data: JSONBody[Reorder], editor: StaffMember, db: Db
+        self, hub_id: ObjectId, data: JSONBody[Reorder], editor: StaffMember, db: Db
     ) -> list[GroupOut]:
         await service.reorder_groups(db, editor.community_id, hub_id, data.ids)
         return [group_out(g) for g in await service.hub_groups(db, editor.community_id, hub_id)]
@@ -178,12 +178,12 @@ class GroupsController(Controller):
     dependencies = {"principal": Provide(provide_principal), **SCOPED}
 
     @get("/{group_id:int}", summary="One group")
-    async def read_group(self, group_id: FromPath[int], member: StaffMember, db: Db) -> GroupOut:
+    async def read_group(self, group_id: ObjectId, member: StaffMember, db: Db) -> GroupOut:
         return group_out(await service.get_group(db, member.community_id, group_id))
 
     @patch("/{group_id:int}", summary="Rename, describe or move a group to another hub")
     async def update_group(
-        self, group_id: FromPath[int], data: JSONBody[GroupUpdate], editor: StaffMember, db: Db
+        self, group_id: ObjectId, data: JSONBody[GroupUpdate], editor: StaffMember, db: Db
     ) -> GroupOut:
         group = await service.update_group(
             db,
@@ -197,5 +197,5 @@ class GroupsController(Controller):
         return group_out(group)
 
     @delete("/{group_id:int}", status_code=204, summary="Delete a group and its posts")
-    async def delete_group(self, group_id: FromPath[int], editor: StaffMember, db: Db) -> None:
+    async def delete_group(self, group_id: ObjectId, editor: StaffMember, db: Db) -> None:
         await service.delete_group(db, editor.community_id, group_id)

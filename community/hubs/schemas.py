@@ -5,12 +5,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from community.web import MAX_ID
+
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
 Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=60, description="Lowercase letters, digits, dashes.")]
 Description = Annotated[str, msgspec.Meta(max_length=5000)]
 Currency = Annotated[str, msgspec.Meta(min_length=3, max_length=3, description="ISO 4217 code.")]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
-Ids = Annotated[list[int], msgspec.Meta(max_length=1000)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID, description="A row id.")]
+Ids = Annotated[list[Id], msgspec.Meta(max_length=1000)]
 
 
 class CommunityCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,7 +72,7 @@ class GroupCreate(HubCreate, forbid_unknown_fields=True):
 
 
 class GroupUpdate(HubUpdate, forbid_unknown_fields=True):
-    hub_id: int | None = None
+    hub_id: Id | None = None
 
 
 class Reorder(msgspec.Struct, forbid_unknown_fields=True):

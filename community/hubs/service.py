@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community.accounts import service as accounts
 from community.accounts.models import Member, Role, User
 from community.db import flush_or_conflict
-from community.errors import Invalid, NotFound
+from community.errors import Invalid, NotFound, check_storable
 from community.hubs.models import Community, Hub, HubGroup
 from community.money import validate_currency
 
@@ -34,10 +34,14 @@ def clean_slug(slug: str | None, name: str, field: str = "slug") -> str:
 
 
 def clean_name(name: str, field: str = "name") -> str:
-    value = name.strip()
+    value = check_storable(name, field).strip()
     if not value:
         raise Invalid("must not be blank", field=field)
     return value
+
+
+def clean_description(description: str, field: str = "description") -> str:
+    return check_storable(description, field).strip()
 
 
 # ---------------------------------------------------------------- communities
@@ -154,7 +158,7 @@ async def create_hub(
         community_id=community_id,
         name=clean_name(name),
         slug=clean_slug(slug, name),
-        description=description.strip(),
+        description=clean_description(description),
         position=await _next_position(session, Hub.position, Hub.community_id == community_id),
     )
     session.add(hub)
@@ -177,7 +181,7 @@ async def update_hub(
     if slug is not None:
         hub.slug = clean_slug(slug, hub.name)
     if description is not None:
-        hub.description = description.strip()
+        hub.description = clean_description(description)
     await flush_or_conflict(session, field="slug", message="a hub with this slug exists in this community")
     return hub
 
@@ -226,7 +230,7 @@ async def create_group(
         hub_id=hub.id,
         name=clean_name(name),
         slug=clean_slug(slug, name),
-        description=description.strip(),
+        description=clean_description(description),
         position=await _next_position(session, HubGroup.position, HubGroup.hub_id == hub.id),
     )
     session.add(group)
@@ -250,7 +254,7 @@ async def update_group(
     if slug is not None:
         group.slug = clean_slug(slug, group.name)
     if description is not None:
-        group.description = description.strip()
+        group.description = clean_description(description)
     if hub_id is not None and hub_id != group.hub_id:
         try:
             target = await get_hub(session, community_id, hub_id)
