@@ -36,7 +36,7 @@ from community.hubs.pages import HubPages
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
 from community.settings import Settings
-from community.web import add_security_headers, exception_handler, provide_db
+from community.web import add_docs_headers, add_security_headers, exception_handler, provide_db
 
 log = logging.getLogger("community")
 
@@ -114,7 +114,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         openapi_config=OpenAPIConfig(
             title="community API",
             version=__version__,
-            path="/schema",
+            # Its own router so the docs pages get their own CSP (the closest after_request wins).
+            openapi_router=Router(path="/schema", route_handlers=[], after_request=add_docs_headers),
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
             components=Components(
                 security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", description="An API token")}

@@ -186,6 +186,15 @@ STRICT_CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
+# The API docs (/schema) load Swagger UI / Scalar from their CDN and start them inline. They
+# hold no session-bearing form (the API takes bearer tokens only), so they get this policy.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src 'self' data: https://fonts.gstatic.com https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -201,12 +210,19 @@ def _is_html(response: Any) -> bool:
     return str(media_type or "").startswith("text/html")
 
 
-async def add_security_headers(response: Any) -> Any:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if _is_html(response):
-        response.headers.setdefault("Content-Security-Policy", STRICT_CSP)
-    return response
+def _headers_hook(csp: str):
+    async def add_headers(response: Any) -> Any:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if _is_html(response):
+            response.headers.setdefault("Content-Security-Policy", csp)
+        return response
+
+    return add_headers
+
+
+add_security_headers = _headers_hook(STRICT_CSP)
+add_docs_headers = _headers_hook(DOCS_CSP)
 
 
 Db = NamedDependency[AsyncSession]

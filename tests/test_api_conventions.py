@@ -333,3 +333,15 @@ async def test_a_refused_request_leaves_no_open_transaction(
                 )
             )
         assert idle == 0, f"{url}: a transaction was left open"
+
+
+async def test_api_docs_load_their_ui_while_pages_keep_the_strict_policy(client) -> None:
+    for path in ("/schema", "/schema/swagger"):
+        docs = await client.get(path)
+        assert docs.status_code == 200
+        policy = docs.headers["content-security-policy"]
+        assert "https://cdn.jsdelivr.net" in policy  # where the UI's scripts come from
+        assert "cdn.jsdelivr.net" in docs.text
+    login = await client.get("/login")
+    assert login.headers["content-security-policy"].startswith("default-src 'self'; script-src 'self';")
+    assert "jsdelivr" not in login.headers["content-security-policy"]
