@@ -36,7 +36,12 @@ from community.hubs.pages import HubPages
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
 from community.settings import Settings
-from community.web import add_docs_headers, add_security_headers, exception_handler, provide_db
+from community.web import (
+    add_docs_headers,
+    add_security_headers,
+    exception_handler,
+    provide_db,
+)
 
 log = logging.getLogger("community")
 
