@@ -100,3 +100,15 @@ async def test_jobs_command_lists_failed_jobs_and_retries_them(settings: Setting
     assert f"job {row.id} queued again" in retried.stdout
     async with sessions() as session:
         assert (await session.get(jobs.OutboxJob, row.id)).state == jobs.JobState.pending
+
+
+async def test_migrations_match_the_models(engine) -> None:
+    """A model change without its Alembic migration fails here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from community.models import metadata
+
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+    assert diff == []

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -24,6 +26,8 @@ class Community(Base):
     slug: Mapped[str] = mapped_column(String(60), unique=True)
     default_currency: Mapped[str] = mapped_column(String(3), default="USD")
     support_email: Mapped[str | None] = mapped_column(String(320))
+    # The connected Stripe account can take charges (kept current by checkout's account.updated).
+    charges_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[Timestamp]
 
 
