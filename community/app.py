@@ -35,6 +35,7 @@ from community.hubs.api import (
 from community.hubs.pages import HubPages
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
+from community.offers.access_api import AccessController, ClaimController
 from community.settings import Settings
 from community.web import (
     add_docs_headers,
@@ -56,6 +57,8 @@ API_CONTROLLERS = [
     GroupsController,
     PostsController,
     JobsController,
+    AccessController,
+    ClaimController,
 ]
 
 

@@ -104,6 +104,7 @@ class JobContext:
     sessions: async_sessionmaker[AsyncSession]
     outbox_id: int
     attempt: int
+    community_id: int | None = None  # the outbox row's tenant, for community-scoped handlers
 
 
 # A handler may return a dict: it replaces the stored payload once the job is done, so a
@@ -130,7 +131,7 @@ async def run_outbox_job(ctx: dict[str, Any], outbox_id: int) -> str:
         try:
             if handler is None:
                 raise LookupError(f"no handler registered for job {row.name!r}")
-            job_ctx = JobContext(ctx["settings"], sessions, row.id, attempt)
+            job_ctx = JobContext(ctx["settings"], sessions, row.id, attempt, row.community_id)
             async with asyncio.timeout(ctx.get("handler_timeout", HANDLER_TIMEOUT)):
                 async with session.begin_nested():  # the handler's writes roll back alone if it raises
                     kept_payload = await handler(session, job_ctx, **row.payload)

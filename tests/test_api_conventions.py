@@ -317,7 +317,7 @@ async def test_a_refused_request_leaves_no_open_transaction(
     pool = app.state.engine.pool
     for who, url, expected in [
         (stranger, f"{API}/communities/{community['id']}", 404),
-        (manager, f"{API}/communities/{community['id']}/groups/1/posts", 403),
+        (manager, f"{API}/communities/{community['id']}/jobs", 403),  # the editor guard refuses a manager
         (Account(0, "", "bogus"), f"{API}/me", 401),
         (owner, f"{API}/communities/{2**63}", 404),
         (owner, f"{API}/communities/{community['id']}/hubs/999", 404),

@@ -22,14 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community import jobs
 from community.models import metadata
+from community.offers.models import Offer, Pricing
 from tests.conftest import Account, create_community, sign_up
 
 API = "/api/v1"
 METHODS = ("get", "post", "put", "patch", "delete")
-OBJECT_PARAMS = ("hub_id", "group_id", "post_id", "member_id", "job_id")
+OBJECT_PARAMS = ("hub_id", "group_id", "post_id", "member_id", "job_id", "offer_id", "user_id", "entitlement_id", "run_id")
 KNOWN_PATH_PARAMS = {"community_id", *OBJECT_PARAMS}
 # Routes outside a community that take an object id in the path, and how they are checked.
-KNOWN_OTHER_PARAM_ROUTES = {"/api/v1/me/tokens/{token_id}"}
+KNOWN_OTHER_PARAM_ROUTES = {
+    "/api/v1/me/tokens/{token_id}",  # checked below: another user's token is 404
+    "/api/v1/offers/{offer_id}/claim",  # public by design, like a landing page (tests/test_access.py)
+}
 # Columns a request by B's owner may legitimately touch: its own token's usage stamp.
 IGNORED_COLUMNS = {("auth_tokens", "last_used_at")}
 MARK_A = "alpha-secret"  # in A's names, so a leak into a B response is visible
@@ -46,6 +50,10 @@ class World:
     post_id: int
     member_id: int  # a staff member (a manager), not the owner
     job_id: int  # a failed outbox row of this community
+    offer_id: int
+    user_id: int  # a buyer (a member holding the offer)
+    entitlement_id: int  # the buyer's entitlement
+    run_id: int  # an access-change run
     hub_ids: list[int]  # every hub of the community, for a reorder body
     group_ids: list[int]  # every group of hub_id, for a reorder body
 
@@ -57,6 +65,10 @@ class World:
             "post_id": self.post_id,
             "member_id": self.member_id,
             "job_id": self.job_id,
+            "offer_id": self.offer_id,
+            "user_id": self.user_id,
+            "entitlement_id": self.entitlement_id,
+            "run_id": self.run_id,
         }
 
 
@@ -79,6 +91,10 @@ BODIES: dict[tuple[str, str], Body] = {
     },
     ("post", "/api/v1/communities/{community_id}/groups/{group_id}/posts"): lambda w: {"title": "Intruder", "body": "hello"},
     ("patch", "/api/v1/communities/{community_id}/posts/{post_id}"): lambda w: {"title": "Changed"},
+    ("post", "/api/v1/communities/{community_id}/entitlements"): lambda w: {"email": "comp@example.com", "offer_id": w.offer_id},
+    ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/end"): lambda w: {"status": "cancelled"},
+    ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/reopen"): lambda w: {},
+    ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/groups"): lambda w: {"add": [w.group_ids[-1]]},
 }
 
 # Bodies that carry object ids: aimed at B (path) with one of A's ids inside (body). The answer
@@ -89,6 +105,8 @@ FOREIGN_BODIES: dict[tuple[str, str], Callable[[World, World], Any]] = {
         "ids": [*b.group_ids[:-1], a.group_id]
     },
     ("patch", "/api/v1/communities/{community_id}/groups/{group_id}"): lambda b, a: {"hub_id": a.hub_id},
+    ("post", "/api/v1/communities/{community_id}/entitlements"): lambda b, a: {"email": "x@example.com", "offer_id": a.offer_id},
+    ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/groups"): lambda b, a: {"add": [a.group_id]},
 }
 
 
@@ -122,6 +140,16 @@ async def build_world(
         await client.put(f"{base}/staff", json={"email": f"manager-{tag}@example.com", "role": "manager"}, headers=h)
     )
     async with sessions() as session, session.begin():
+        offer = Offer(community_id=cid, title=f"{tag} offer", slug="offer", pricing=Pricing.free, currency="USD")
+        session.add(offer)
+        await session.flush()
+        offer_id = offer.id
+    await _ok(await client.put(f"{base}/offers/{offer_id}/groups", json={"add": [group["id"]]}, headers=h))
+    held = await _ok(
+        await client.post(f"{base}/entitlements", json={"email": f"buyer-{tag}@example.com", "offer_id": offer_id}, headers=h), 201
+    )
+    async with sessions() as session, session.begin():
+        run_id = (await session.execute(text("SELECT max(id) FROM access_runs WHERE community_id = :c"), {"c": cid})).scalar()
         job = await jobs.enqueue(session, "isolation.probe", community_id=cid, note=tag)
         job.state = jobs.JobState.failed
         job.last_error = f"{tag} failure"
@@ -134,6 +162,10 @@ async def build_world(
         post_id=post["id"],
         member_id=manager["id"],
         job_id=job_id,
+        offer_id=offer_id,
+        user_id=held["user_id"],
+        entitlement_id=held["id"],
+        run_id=run_id,
         hub_ids=[hub["id"], other_hub["id"]],
         group_ids=[group["id"], group2["id"]],
     )
@@ -288,7 +320,7 @@ async def test_a_foreign_community_id_answers_404_and_changes_nothing(
             _assert_problem(response, (404, 422), f"{op} in B with A's id in the body")
             if response.status_code == 422:
                 fields = {e["field"] for e in response.json()["errors"]}
-                assert fields & {"ids", "hub_id"}, response.text
+                assert fields & {"ids", "hub_id", "add"}, response.text
             calls += 1
         after = await snapshot(sessions)
         assert after == before, f"{op} changed rows: {diff(before, after)}"

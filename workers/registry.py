@@ -3,10 +3,16 @@ and runs inside the transaction that marks its outbox row done."""
 
 from __future__ import annotations
 
+from community.hubs.service import GROUP_DELETED
 from community.jobs import Handler
 from community.notifications import service as notifications
 from community.notifications import tasks as notification_tasks
+from community.offers import runs as access_runs
+from community.offers import tasks as offer_tasks
 
 HANDLERS: dict[str, Handler] = {
     notifications.SEND_EMAIL: notification_tasks.send_email,
+    access_runs.PROCESS_RUN: offer_tasks.process_access_run,
+    access_runs.SEND_ACCESS_EMAILS: offer_tasks.send_access_emails,
+    GROUP_DELETED: offer_tasks.on_group_deleted,
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from arq.cron import cron
 from arq.worker import Worker, func
 
 from community.db import create_engine, session_factory
@@ -15,8 +16,15 @@ from community.jobs import (
     redis_settings,
     run_outbox_job,
 )
+from community.offers.tasks import sweep_expired
 from community.settings import Settings
 from workers.registry import HANDLERS
+
+
+async def sweep_expired_entitlements(ctx: dict[str, Any]) -> int:
+    """Every minute: passes and periods that ended start their access runs (idempotent)."""
+    async with ctx["sessions"]() as session, session.begin():
+        return await sweep_expired(session)
 
 
 def worker_options(
@@ -47,6 +55,7 @@ def worker_options(
     return dict(
         # Our own row counts tries (MAX_TRIES); arq's limit only has to stay out of its way.
         functions=[func(run_outbox_job, name=ARQ_FUNCTION, max_tries=MAX_TRIES + 5)],
+        cron_jobs=[cron(sweep_expired_entitlements, name="sweep_expired_entitlements", second=0)],
         redis_settings=redis_settings(settings.redis_url),
         on_startup=startup,
         on_shutdown=shutdown,

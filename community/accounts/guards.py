@@ -13,7 +13,7 @@ from litestar.params import FromPath
 from community.accounts import service
 from community.accounts.models import Member, TokenKind
 from community.accounts.service import EDITORS, STAFF, Principal
-from community.errors import NotAuthenticated
+from community.errors import NotAuthenticated, NotFound
 from community.web import Db
 
 SESSION_KEY = "sid"
@@ -38,6 +38,14 @@ async def provide_member(community_id: FromPath[int], principal: CurrentPrincipa
 async def provide_editor(community_id: FromPath[int], principal: CurrentPrincipal, db: Db) -> Member:
     """Owners and admins: they shape the community (settings, hubs, groups, posts, staff)."""
     return await service.require_role(db, community_id, principal.user_id, EDITORS)
+
+
+async def provide_participant(community_id: FromPath[int], principal: CurrentPrincipal, db: Db) -> Member:
+    """Anyone with a place in the community (buyers included); 404 for outsiders."""
+    member = await service.membership(db, community_id, principal.user_id)
+    if member is None:
+        raise NotFound("community not found")
+    return member
 
 
 async def provide_viewer(request: Request, db: Db) -> Principal | None:

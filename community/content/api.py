@@ -4,25 +4,34 @@ from litestar import Controller, delete, get, patch, post
 from litestar.di import Provide
 from litestar.params import JSONBody
 
-from community.accounts.guards import StaffMember, provide_editor, provide_principal
+from community.accounts.guards import (
+    StaffMember,
+    provide_editor,
+    provide_participant,
+    provide_principal,
+)
 from community.content import service
 from community.content.schemas import PostCreate, PostOut, PostUpdate, post_out
 from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 
 class PostsController(Controller):
-    """Owners and admins read and write posts for now; member reading through offers comes
-    with the access query."""
+    """Owners and admins write posts; members read the groups their offers give them."""
 
     path = "/communities/{community_id:int}"
     tags = ["content"]
-    dependencies = {"principal": Provide(provide_principal), "editor": Provide(provide_editor)}
+    dependencies = {
+        "principal": Provide(provide_principal),
+        "editor": Provide(provide_editor),
+        "participant": Provide(provide_participant),
+    }
 
     @get("/groups/{group_id:int}/posts", summary="A group's posts, newest first (keyset pages)")
     async def list_posts(
-        self, group_id: ObjectId, editor: StaffMember, db: Db, before: Cursor = None, limit: PageLimit = 50
+        self, group_id: ObjectId, participant: StaffMember, db: Db, before: Cursor = None, limit: PageLimit = 50
     ) -> Page[PostOut]:
-        posts = await service.list_posts(db, editor.community_id, group_id, before=before, limit=limit)
+        await service.check_can_read(db, participant, group_id)
+        posts = await service.list_posts(db, participant.community_id, group_id, before=before, limit=limit)
         return page_of([post_out(p) for p in posts], limit, lambda item: item.id)
 
     @post("/groups/{group_id:int}/posts", status_code=201, summary="Write a post in a group")
@@ -35,8 +44,10 @@ class PostsController(Controller):
         return post_out(post_row)
 
     @get("/posts/{post_id:int}", summary="One post")
-    async def read_post(self, post_id: ObjectId, editor: StaffMember, db: Db) -> PostOut:
-        return post_out(await service.get_post(db, editor.community_id, post_id))
+    async def read_post(self, post_id: ObjectId, participant: StaffMember, db: Db) -> PostOut:
+        post_row = await service.get_post(db, participant.community_id, post_id)
+        await service.check_can_read(db, participant, post_row.group_id)
+        return post_out(post_row)
 
     @patch("/posts/{post_id:int}", summary="Edit a post")
     async def update_post(self, post_id: ObjectId, data: JSONBody[PostUpdate], editor: StaffMember, db: Db) -> PostOut:

@@ -6,10 +6,13 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from community.accounts.models import Member
+from community.accounts.service import EDITORS
 from community.content.models import Post
 from community.db import utcnow
-from community.errors import Invalid, NotFound, check_storable
+from community.errors import Forbidden, Invalid, NotFound, check_storable
 from community.hubs import service as hubs
+from community.offers import access
 
 TITLE_MAX = 200
 BODY_MAX = 100_000
@@ -23,6 +26,13 @@ def _clean(title: str, body: str) -> tuple[str, str]:
     if not body.strip():
         raise Invalid("must not be blank", field="body")
     return title, body
+
+
+async def check_can_read(session: AsyncSession, member: Member, group_id: int) -> None:
+    """Owners and admins read every group; anyone else needs access through an offer."""
+    await hubs.get_group(session, member.community_id, group_id)
+    if member.role not in EDITORS and not await access.can_open(session, member.community_id, member.user_id, group_id):
+        raise Forbidden("you have no access to this group")
 
 
 async def list_posts(

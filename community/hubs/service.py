@@ -8,6 +8,7 @@ import unicodedata
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from community import jobs
 from community.accounts import service as accounts
 from community.accounts.models import Member, Role, User
 from community.db import flush_or_conflict
@@ -186,8 +187,19 @@ async def update_hub(
     return hub
 
 
+GROUP_DELETED = "hubs.group_deleted"
+
+
+async def _announce_deleted(session: AsyncSession, community_id: int, groups: list[HubGroup]) -> None:
+    """Higher floors (offers: access runs, the log, emails) react through a job: hubs never
+    imports them."""
+    for group in groups:
+        await jobs.enqueue(session, GROUP_DELETED, community_id=community_id, group_id=group.id, group_name=group.name)
+
+
 async def delete_hub(session: AsyncSession, community_id: int, hub_id: int) -> None:
     hub = await get_hub(session, community_id, hub_id)
+    await _announce_deleted(session, community_id, await hub_groups(session, community_id, hub_id))
     await session.delete(hub)  # its groups and their posts go with it (ON DELETE CASCADE)
     await session.flush()
 
@@ -267,11 +279,16 @@ async def update_group(
 
 
 async def delete_group(session: AsyncSession, community_id: int, group_id: int) -> None:
-    result = await session.execute(
-        delete(HubGroup).where(HubGroup.id == group_id, HubGroup.community_id == community_id).returning(HubGroup.id)
-    )
-    if result.first() is None:
+    deleted = (
+        await session.execute(
+            delete(HubGroup)
+            .where(HubGroup.id == group_id, HubGroup.community_id == community_id)
+            .returning(HubGroup.id, HubGroup.name)
+        )
+    ).first()
+    if deleted is None:
         raise NotFound("group not found")
+    await jobs.enqueue(session, GROUP_DELETED, community_id=community_id, group_id=deleted.id, group_name=deleted.name)
 
 
 async def reorder_groups(session: AsyncSession, community_id: int, hub_id: int, group_ids: list[int]) -> None:

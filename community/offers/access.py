@@ -1,0 +1,89 @@
+"""The access query: who can open which group, derived from entitlements and the offers'
+current groups at the moment of asking (DESIGN.md section 6). Nothing is copied per buyer.
+
+An entitlement grants a group when it is live (`ends_at` null or in the future) and its offer
+links the group for its id (`offer_groups.entitlement_ids`, the grandfathering ranges).
+Plain SQL through Core: asyncpg prepares and caches each statement; no ORM objects.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# The one definition of "entitlement e grants group og.group_id", shared by every query here
+# and by the access-change runs.
+GRANTS = """
+    entitlements e
+    JOIN offer_groups og ON og.offer_id = e.offer_id AND e.id <@ og.entitlement_ids
+    WHERE (e.ends_at IS NULL OR e.ends_at > now())
+"""
+
+_CAN_OPEN = text(
+    f"SELECT EXISTS (SELECT 1 FROM {GRANTS} AND e.community_id = :community_id "
+    "AND e.user_id = :user_id AND og.group_id = :group_id)"
+)
+
+_GROUPS_OF = text(
+    f"SELECT DISTINCT og.group_id FROM {GRANTS} AND e.community_id = :community_id "
+    "AND e.user_id = :user_id ORDER BY og.group_id"
+)
+
+_MEMBERS_OF = text(
+    f"SELECT DISTINCT e.user_id FROM {GRANTS} AND og.group_id = :group_id "
+    "AND e.community_id = :community_id AND e.user_id > :after ORDER BY e.user_id LIMIT :limit"
+)
+
+
+async def can_open(session: AsyncSession, community_id: int, user_id: int, group_id: int) -> bool:
+    return bool(
+        await session.scalar(_CAN_OPEN, {"community_id": community_id, "user_id": user_id, "group_id": group_id})
+    )
+
+
+async def groups_of(session: AsyncSession, community_id: int, user_id: int) -> list[int]:
+    rows = await session.scalars(_GROUPS_OF, {"community_id": community_id, "user_id": user_id})
+    return list(rows.all())
+
+
+async def members_of(session: AsyncSession, community_id: int, group_id: int, *, after: int, limit: int) -> list[int]:
+    rows = await session.scalars(
+        _MEMBERS_OF, {"community_id": community_id, "group_id": group_id, "after": after, "limit": limit}
+    )
+    return list(rows.all())
+
+
+# The access-change runs compare, for candidate (user, group) pairs, what the access query
+# says now with what the access log last recorded, and log only the differences.
+RECONCILE = text(
+    f"""
+    WITH pairs AS (
+        SELECT DISTINCT u.user_id, g.group_id
+        FROM unnest(CAST(:user_ids AS bigint[])) AS u(user_id)
+        CROSS JOIN unnest(CAST(:group_ids AS bigint[])) AS g(group_id)
+    ),
+    current AS (
+        SELECT DISTINCT e.user_id, og.group_id FROM {GRANTS}
+        AND e.community_id = :community_id
+        AND e.user_id = ANY(CAST(:user_ids AS bigint[])) AND og.group_id = ANY(CAST(:group_ids AS bigint[]))
+    ),
+    last AS (
+        SELECT DISTINCT ON (l.user_id, l.group_id) l.user_id, l.group_id, l.change
+        FROM access_log l JOIN pairs p ON p.user_id = l.user_id AND p.group_id = l.group_id
+        WHERE l.community_id = :community_id
+        ORDER BY l.user_id, l.group_id, l.id DESC
+    ),
+    changes AS (
+        SELECT p.user_id, p.group_id,
+               CASE WHEN c.user_id IS NOT NULL THEN 'gained' ELSE 'lost' END AS change
+        FROM pairs p
+        LEFT JOIN current c ON c.user_id = p.user_id AND c.group_id = p.group_id
+        LEFT JOIN last l ON l.user_id = p.user_id AND l.group_id = p.group_id
+        WHERE (c.user_id IS NOT NULL) <> (COALESCE(l.change = 'gained', false))
+    )
+    INSERT INTO access_log (community_id, user_id, group_id, group_name, change, cause, run_id)
+    SELECT :community_id, ch.user_id, ch.group_id, COALESCE(hg.name, :deleted_name),
+           CAST(ch.change AS access_change), :cause, :run_id
+    FROM changes ch LEFT JOIN hub_groups hg ON hg.id = ch.group_id
+    """
+).bindparams(bindparam("user_ids"), bindparam("group_ids"))

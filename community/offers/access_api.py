@@ -1,0 +1,255 @@
+"""Access API: which groups people can open, entitlements (comps, claims, ends), the groups an
+offer grants (with grandfathering), and the progress of access-change runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Controller, get, post, put
+from litestar.di import Provide
+from litestar.params import JSONBody
+
+from community.accounts import service as accounts
+from community.accounts.guards import (
+    CurrentPrincipal,
+    StaffMember,
+    provide_editor,
+    provide_member,
+    provide_participant,
+    provide_principal,
+)
+from community.errors import NotFound
+from community.hubs import service as hubs
+from community.offers import access, entitlements, grants, runs
+from community.offers.models import AccessRun, EntitlementSource, EntitlementStatus
+from community.web import Cursor, Db, ObjectId, PageLimit
+
+Ids = Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]], msgspec.Meta(max_length=200)]
+
+
+class GroupsEdit(msgspec.Struct, forbid_unknown_fields=True):
+    add: Ids = []
+    remove: Ids = []
+    mode: Literal["everyone", "new_buyers_only"] = "everyone"
+
+
+class GrantedGroupOut(msgspec.Struct):
+    group_id: int
+    name: str
+    everyone: bool
+    entitlement_ids: str
+
+
+class Comp(msgspec.Struct, forbid_unknown_fields=True):
+    """Give someone an offer for free, optionally until a date."""
+
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
+    offer_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    ends_at: dt.datetime | None = None
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class End(msgspec.Struct, forbid_unknown_fields=True):
+    status: Literal["cancelled", "refunded", "expired"]
+    at: dt.datetime | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class Reopen(msgspec.Struct, forbid_unknown_fields=True):
+    ends_at: dt.datetime | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = "reopened"
+
+
+class EventOut(msgspec.Struct):
+    status: str
+    ends_at: dt.datetime | None
+    reason: str
+    at: dt.datetime
+
+
+class EntitlementOut(msgspec.Struct):
+    id: int
+    offer_id: int
+    user_id: int
+    source: str
+    status: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime | None
+    live: bool
+    history: list[EventOut] = []
+
+
+class RunOut(msgspec.Struct):
+    id: int
+    cause: str
+    state: str
+    total: int
+    done: int
+    percent_done: float
+    errors: str | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class GroupIds(msgspec.Struct):
+    group_ids: list[int]
+
+
+class MemberIds(msgspec.Struct):
+    user_ids: list[int]
+    next: int | None
+
+
+def _entitlement_out(entitlement, events=()) -> EntitlementOut:
+    return EntitlementOut(
+        id=entitlement.id,
+        offer_id=entitlement.offer_id,
+        user_id=entitlement.user_id,
+        source=entitlement.source.value,
+        status=entitlement.status.value,
+        starts_at=entitlement.starts_at,
+        ends_at=entitlement.ends_at,
+        live=entitlements.is_live(entitlement),
+        history=[EventOut(e.status.value, e.ends_at, e.reason, e.at) for e in events],
+    )
+
+
+def _run_out(run: AccessRun) -> RunOut:
+    return RunOut(
+        id=run.id,
+        cause=run.cause,
+        state=run.state.value,
+        total=run.total,
+        done=run.done,
+        percent_done=runs.percent_done(run),
+        errors=run.errors,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+    )
+
+
+async def _require_member(db, community_id: int, user_id: int) -> None:
+    if await accounts.membership(db, community_id, user_id) is None:
+        raise NotFound("member not found")
+
+
+class AccessController(Controller):
+    path = "/communities/{community_id:int}"
+    tags = ["access"]
+    dependencies = {
+        "principal": Provide(provide_principal),
+        "member": Provide(provide_member),
+        "editor": Provide(provide_editor),
+        "participant": Provide(provide_participant),
+    }
+
+    @get("/me/groups", summary="The groups I can open (through my offers; staff open everything)")
+    async def my_groups(self, participant: StaffMember, db: Db) -> GroupIds:
+        if participant.role in accounts.EDITORS:
+            return GroupIds([g.id for _, groups in await hubs.list_hubs(db, participant.community_id) for g in groups])
+        return GroupIds(await access.groups_of(db, participant.community_id, participant.user_id))
+
+    @get("/members/{user_id:int}/groups", summary="The groups a member can open through their offers")
+    async def member_groups(self, user_id: ObjectId, member: StaffMember, db: Db) -> GroupIds:
+        await _require_member(db, member.community_id, user_id)
+        return GroupIds(await access.groups_of(db, member.community_id, user_id))
+
+    @get("/groups/{group_id:int}/members", summary="Who can open a group through offers (by user id, keyset pages)")
+    async def group_members(
+        self, group_id: ObjectId, member: StaffMember, db: Db, after: Cursor = None, limit: PageLimit = 50
+    ) -> MemberIds:
+        await hubs.get_group(db, member.community_id, group_id)
+        ids = await access.members_of(db, member.community_id, group_id, after=after or 0, limit=limit)
+        return MemberIds(ids, ids[-1] if len(ids) == limit else None)
+
+    @get("/members/{user_id:int}/entitlements", summary="A member's entitlements")
+    async def member_entitlements(self, user_id: ObjectId, member: StaffMember, db: Db) -> list[EntitlementOut]:
+        await _require_member(db, member.community_id, user_id)
+        return [_entitlement_out(e) for e in await entitlements.of_member(db, member.community_id, user_id)]
+
+    @post("/entitlements", status_code=201, summary="Give someone an offer for free (a comp), optionally until a date")
+    async def comp(self, data: JSONBody[Comp], editor: StaffMember, db: Db) -> EntitlementOut:
+        offer = await entitlements.offer_in(db, editor.community_id, data.offer_id)
+        user, _ = await accounts.ensure_user(db, data.email)
+        entitlement = await entitlements.grant(
+            db,
+            community_id=editor.community_id,
+            offer=offer,
+            user_id=user.id,
+            source=EntitlementSource.comp,
+            ends_at=data.ends_at,
+            actor_id=editor.user_id,
+            note=data.note,
+        )
+        return _entitlement_out(entitlement)
+
+    @get("/entitlements/{entitlement_id:int}", summary="An entitlement with its history")
+    async def read_entitlement(self, entitlement_id: ObjectId, member: StaffMember, db: Db) -> EntitlementOut:
+        entitlement = await entitlements.get_entitlement(db, member.community_id, entitlement_id)
+        return _entitlement_out(entitlement, await entitlements.history(db, member.community_id, entitlement_id))
+
+    @post("/entitlements/{entitlement_id:int}/end", status_code=200, summary="Cancel, refund or expire an entitlement")
+    async def end(self, entitlement_id: ObjectId, data: JSONBody[End], editor: StaffMember, db: Db) -> EntitlementOut:
+        entitlement = await entitlements.end(
+            db,
+            community_id=editor.community_id,
+            entitlement_id=entitlement_id,
+            status=EntitlementStatus(data.status),
+            at=data.at,
+            actor_id=editor.user_id,
+            reason=data.reason,
+        )
+        return _entitlement_out(entitlement)
+
+    @post("/entitlements/{entitlement_id:int}/reopen", status_code=200, summary="Make an ended entitlement grant again")
+    async def reopen(self, entitlement_id: ObjectId, data: JSONBody[Reopen], editor: StaffMember, db: Db) -> EntitlementOut:
+        entitlement = await entitlements.reopen(
+            db,
+            community_id=editor.community_id,
+            entitlement_id=entitlement_id,
+            ends_at=data.ends_at,
+            actor_id=editor.user_id,
+            reason=data.reason,
+        )
+        return _entitlement_out(entitlement)
+
+    @get("/offers/{offer_id:int}/groups", summary="The groups an offer grants (and to which entitlements)")
+    async def offer_groups(self, offer_id: ObjectId, member: StaffMember, db: Db) -> list[GrantedGroupOut]:
+        return [GrantedGroupOut(**g.__dict__) for g in await grants.granted_groups(db, member.community_id, offer_id)]
+
+    @put("/offers/{offer_id:int}/groups", summary="Add or remove groups: for everyone, or for new buyers only")
+    async def edit_offer_groups(
+        self, offer_id: ObjectId, data: JSONBody[GroupsEdit], editor: StaffMember, db: Db
+    ) -> list[GrantedGroupOut]:
+        granted = await grants.edit_groups(
+            db,
+            community_id=editor.community_id,
+            offer_id=offer_id,
+            add=data.add,
+            remove=data.remove,
+            mode=grants.EditMode(data.mode),
+        )
+        return [GrantedGroupOut(**g.__dict__) for g in granted]
+
+    @get("/access-runs/{run_id:int}", summary="An access-change run's progress")
+    async def read_run(self, run_id: ObjectId, member: StaffMember, db: Db) -> RunOut:
+        run = await db.get(AccessRun, run_id)
+        if run is None or run.community_id != member.community_id:
+            raise NotFound("access run not found")
+        return _run_out(run)
+
+
+class ClaimController(Controller):
+    """Claiming a free offer is public, like its landing page: any logged-in user may, and it
+    makes them a member of the offer's community."""
+
+    path = "/offers/{offer_id:int}/claim"
+    tags = ["access"]
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @post("/", status_code=201, summary="Claim a published free offer")
+    async def claim(self, offer_id: ObjectId, principal: CurrentPrincipal, db: Db) -> EntitlementOut:
+        entitlement = await entitlements.claim_free(db, offer_id=offer_id, user_id=principal.user_id)
+        return _entitlement_out(entitlement)

@@ -1,0 +1,258 @@
+"""Entitlements: one buyer's holding of one offer. Every transition sets or clears `ends_at`
+(the only thing access looks at), records an event, and starts an access-change run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.accounts import service as accounts
+from community.db import utcnow
+from community.errors import Conflict, Invalid, NotFound, check_storable
+from community.offers import runs
+from community.offers.models import (
+    Entitlement,
+    EntitlementEvent,
+    EntitlementSource,
+    EntitlementStatus,
+    Offer,
+    OfferGroup,
+    OfferStatus,
+    Pricing,
+)
+
+ENDED = (EntitlementStatus.cancelled, EntitlementStatus.refunded, EntitlementStatus.expired)
+EXPIRY_BATCH = 1000
+
+
+async def offer_in(session: AsyncSession, community_id: int, offer_id: int, *, lock: bool = False) -> Offer:
+    query = select(Offer).where(Offer.id == offer_id, Offer.community_id == community_id)
+    offer = await session.scalar(query.with_for_update() if lock else query)
+    if offer is None:
+        raise NotFound("offer not found")
+    return offer
+
+
+async def offer_group_ids(session: AsyncSession, offer_id: int) -> list[int]:
+    """Every group the offer links, for any entitlement range: the candidates of a run."""
+    return list((await session.scalars(select(OfferGroup.group_id).where(OfferGroup.offer_id == offer_id))).all())
+
+
+def is_live(entitlement: Entitlement, now: dt.datetime | None = None) -> bool:
+    return entitlement.ends_at is None or entitlement.ends_at > (now or utcnow())
+
+
+async def _record(
+    session: AsyncSession, entitlement: Entitlement, *, reason: str, actor_id: int | None, cause: str
+) -> None:
+    session.add(
+        EntitlementEvent(
+            community_id=entitlement.community_id,
+            entitlement_id=entitlement.id,
+            status=entitlement.status,
+            ends_at=entitlement.ends_at,
+            reason=reason[:200],
+            actor_id=actor_id,
+        )
+    )
+    if entitlement.ends_at is not None and entitlement.ends_at <= utcnow():
+        entitlement.expiry_processed_at = utcnow()  # this transition's run covers it; the sweep need not
+    groups = await offer_group_ids(session, entitlement.offer_id)
+    if groups:
+        await runs.start_run(
+            session,
+            community_id=entitlement.community_id,
+            cause=cause,
+            scope={"entitlement_ids": [entitlement.id], "group_ids": groups},
+        )
+    await session.flush()
+
+
+async def grant(
+    session: AsyncSession,
+    *,
+    community_id: int,
+    offer: Offer,
+    user_id: int,
+    source: EntitlementSource,
+    ends_at: dt.datetime | None = None,
+    actor_id: int | None = None,
+    note: str = "",
+) -> Entitlement:
+    """Start an entitlement (a purchase, a free claim or an owner's comp). A one-time offer
+    with an access duration (the annual pass) ends that many days from now unless told."""
+    check_storable(note, "note")
+    now = utcnow()
+    if ends_at is None and offer.pricing is Pricing.one_time and offer.access_days:
+        ends_at = now + dt.timedelta(days=offer.access_days)
+    if ends_at is not None and ends_at <= now:
+        raise Invalid("must be in the future", field="ends_at")
+    await accounts.join(session, community_id=community_id, user_id=user_id)
+    entitlement = Entitlement(
+        community_id=community_id,
+        offer_id=offer.id,
+        user_id=user_id,
+        source=source,
+        status=EntitlementStatus.active,
+        starts_at=now,
+        ends_at=ends_at,
+        note=note,
+    )
+    session.add(entitlement)
+    await session.flush()
+    await _record(session, entitlement, reason=f"started ({source.value})", actor_id=actor_id, cause=f"{offer.title}: started")
+    return entitlement
+
+
+async def claim_free(session: AsyncSession, *, offer_id: int, user_id: int) -> Entitlement:
+    """Public: an unpublished offer is simply not found."""
+    offer = await session.scalar(select(Offer).where(Offer.id == offer_id, Offer.status == OfferStatus.published))
+    if offer is None:
+        raise NotFound("offer not found")
+    if offer.pricing is not Pricing.free:
+        raise Conflict("this offer is paid: buy it through its checkout page")
+    held = await live_entitlement(session, community_id=offer.community_id, offer_id=offer.id, user_id=user_id)
+    if held is not None:
+        raise Conflict("you already hold this offer")
+    return await grant(session, community_id=offer.community_id, offer=offer, user_id=user_id, source=EntitlementSource.free)
+
+
+async def live_entitlement(session: AsyncSession, *, community_id: int, offer_id: int, user_id: int) -> Entitlement | None:
+    now = utcnow()
+    return await session.scalar(
+        select(Entitlement)
+        .where(
+            Entitlement.community_id == community_id,
+            Entitlement.offer_id == offer_id,
+            Entitlement.user_id == user_id,
+            (Entitlement.ends_at.is_(None)) | (Entitlement.ends_at > now),
+        )
+        .limit(1)
+    )
+
+
+async def get_entitlement(session: AsyncSession, community_id: int, entitlement_id: int, *, lock: bool = False) -> Entitlement:
+    query = select(Entitlement).where(Entitlement.id == entitlement_id, Entitlement.community_id == community_id)
+    entitlement = await session.scalar(query.with_for_update() if lock else query)
+    if entitlement is None:
+        raise NotFound("entitlement not found")
+    return entitlement
+
+
+async def end(
+    session: AsyncSession,
+    *,
+    community_id: int,
+    entitlement_id: int,
+    status: EntitlementStatus,
+    at: dt.datetime | None = None,
+    actor_id: int | None = None,
+    reason: str = "",
+) -> Entitlement:
+    """Cancel, refund or expire: access stops at `at` (now unless given; a cancel at period
+    end passes the period's end). An ended entitlement never grants again unless reopened."""
+    if status not in ENDED:
+        raise Invalid("must be cancelled, refunded or expired", field="status")
+    check_storable(reason, "reason")
+    entitlement = await get_entitlement(session, community_id, entitlement_id, lock=True)
+    now = utcnow()
+    stop = at or now
+    if entitlement.ends_at is not None and entitlement.ends_at <= now:
+        raise Conflict("this entitlement has already ended")
+    entitlement.status = status
+    entitlement.ends_at = stop if entitlement.ends_at is None else min(stop, entitlement.ends_at)
+    entitlement.expiry_processed_at = None
+    offer = await session.get(Offer, entitlement.offer_id)
+    await _record(session, entitlement, reason=reason or status.value, actor_id=actor_id, cause=f"{offer.title}: {status.value}")
+    return entitlement
+
+
+async def reopen(
+    session: AsyncSession,
+    *,
+    community_id: int,
+    entitlement_id: int,
+    ends_at: dt.datetime | None,
+    actor_id: int | None = None,
+    reason: str = "reopened",
+) -> Entitlement:
+    """The one transition that makes an ended entitlement grant again (a renewal, a payment
+    after a failed one, an owner's extension)."""
+    check_storable(reason, "reason")
+    entitlement = await get_entitlement(session, community_id, entitlement_id, lock=True)
+    if ends_at is not None and ends_at <= utcnow():
+        raise Invalid("must be in the future", field="ends_at")
+    entitlement.status = EntitlementStatus.active
+    entitlement.ends_at = ends_at
+    entitlement.expiry_processed_at = None
+    offer = await session.get(Offer, entitlement.offer_id)
+    await _record(session, entitlement, reason=reason, actor_id=actor_id, cause=f"{offer.title}: reopened")
+    return entitlement
+
+
+async def history(session: AsyncSession, community_id: int, entitlement_id: int) -> list[EntitlementEvent]:
+    await get_entitlement(session, community_id, entitlement_id)
+    return list(
+        (
+            await session.scalars(
+                select(EntitlementEvent).where(EntitlementEvent.entitlement_id == entitlement_id).order_by(EntitlementEvent.id)
+            )
+        ).all()
+    )
+
+
+async def of_member(session: AsyncSession, community_id: int, user_id: int) -> list[Entitlement]:
+    return list(
+        (
+            await session.scalars(
+                select(Entitlement)
+                .where(Entitlement.community_id == community_id, Entitlement.user_id == user_id)
+                .order_by(Entitlement.id)
+            )
+        ).all()
+    )
+
+
+async def has_entitlements(session: AsyncSession, offer_id: int) -> bool:
+    return await session.scalar(select(Entitlement.id).where(Entitlement.offer_id == offer_id).limit(1)) is not None
+
+
+async def start_expiry_runs(session: AsyncSession) -> int:
+    """For entitlements whose ends_at went by and that no run has covered yet (a pass
+    expiring, a cancel at period end reaching it): one run per offer. Marked covered in the
+    same transaction, so the sweep is idempotent; running sweeps skip each other's rows."""
+    now = utcnow()
+    due = (
+        await session.scalars(
+            select(Entitlement)
+            .where(Entitlement.ends_at <= now, Entitlement.expiry_processed_at.is_(None))
+            .order_by(Entitlement.ends_at)
+            .limit(EXPIRY_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    by_offer: dict[tuple[int, int], list[int]] = {}
+    for entitlement in due:
+        entitlement.expiry_processed_at = now
+        if entitlement.status in (EntitlementStatus.active, EntitlementStatus.past_due):
+            entitlement.status = EntitlementStatus.expired
+            session.add(
+                EntitlementEvent(
+                    community_id=entitlement.community_id,
+                    entitlement_id=entitlement.id,
+                    status=entitlement.status,
+                    ends_at=entitlement.ends_at,
+                    reason="access period ended",
+                )
+            )
+        by_offer.setdefault((entitlement.community_id, entitlement.offer_id), []).append(entitlement.id)
+    for (community_id, offer_id), ids in by_offer.items():
+        groups = await offer_group_ids(session, offer_id)
+        if groups:
+            await runs.start_run(
+                session, community_id=community_id, cause="access period ended", scope={"entitlement_ids": ids, "group_ids": groups}
+            )
+    await session.flush()
+    return len(due)
