@@ -259,3 +259,28 @@ async def test_free_offers_are_claimed_once(client, owner, sessions, setup) -> N
     members = (await client.get(f"{API}/communities/{cid}/groups/{g1}/members", headers=owner.headers)).json()
     assert members["user_ids"] == [buyer.id]
 
+
+
+async def test_concurrent_edits_end_in_the_last_state_with_one_consistent_log(client, owner, sessions, setup, settings) -> None:
+    import asyncio
+
+    cid, g1, g2, offer, buyer = setup
+    await edit(client, owner, cid, offer, add=[g1])
+    await comp(client, owner, cid, offer, buyer.email)
+    await run_jobs(settings)
+    for _ in range(3):
+        responses = await asyncio.gather(
+            edit(client, owner, cid, offer, add=[g2]),
+            edit(client, owner, cid, offer, remove=[g2]),
+            edit(client, owner, cid, offer, add=[g2]),
+        )
+        assert all(r.status_code == 200 for r in responses)
+    # Edits queue on the offer's row lock: the state is the last committed one, and every
+    # reader agrees with what the last response said.
+    last_state = [g["group_id"] for g in (await client.get(f"{API}/communities/{cid}/offers/{offer}/groups", headers=owner.headers)).json()]
+    assert sorted(await my_groups(client, buyer, cid)) == sorted(last_state)
+    await run_jobs(settings)
+    entries = [(g, change) for u, g, change in await log(sessions) if g == g2]
+    # Never two "gained" (or two "lost") in a row, and the last entry is the truth.
+    assert all(a[1] != b[1] for a, b in zip(entries, entries[1:]))
+    assert (entries[-1][1] == "gained") == (g2 in last_state) if entries else g2 not in last_state
