@@ -257,7 +257,8 @@ async def test_free_offers_are_claimed_once(client, owner, sessions, setup) -> N
     again = await client.post(f"{API}/offers/{offer}/claim", headers=buyer.headers)
     assert again.status_code == 409
     members = (await client.get(f"{API}/communities/{cid}/groups/{g1}/members", headers=owner.headers)).json()
-    assert members["user_ids"] == [buyer.id]
+    assert [(m["user_id"], m["email"]) for m in members["items"]] == [(buyer.id, buyer.email)]
+    assert members["next"] is None
 
 
 

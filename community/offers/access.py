@@ -30,8 +30,9 @@ _GROUPS_OF = text(
 )
 
 _MEMBERS_OF = text(
-    f"SELECT DISTINCT e.user_id FROM {GRANTS} AND og.group_id = :group_id "
-    "AND e.community_id = :community_id AND e.user_id > :after ORDER BY e.user_id LIMIT :limit"
+    "SELECT u.id AS user_id, u.email, u.name FROM users u WHERE u.id IN ("
+    f"SELECT e.user_id FROM {GRANTS} AND og.group_id = :group_id "
+    "AND e.community_id = :community_id AND e.user_id > :after) ORDER BY u.id LIMIT :limit"
 )
 
 
@@ -46,8 +47,9 @@ async def groups_of(session: AsyncSession, community_id: int, user_id: int) -> l
     return list(rows.all())
 
 
-async def members_of(session: AsyncSession, community_id: int, group_id: int, *, after: int, limit: int) -> list[int]:
-    rows = await session.scalars(
+async def members_of(session: AsyncSession, community_id: int, group_id: int, *, after: int, limit: int) -> list:
+    """Rows of (user_id, email, name), by user id."""
+    rows = await session.execute(
         _MEMBERS_OF, {"community_id": community_id, "group_id": group_id, "after": after, "limit": limit}
     )
     return list(rows.all())

@@ -24,7 +24,7 @@ from community.errors import NotFound
 from community.hubs import service as hubs
 from community.offers import access, entitlements, grants, runs
 from community.offers.models import AccessRun, EntitlementSource, EntitlementStatus
-from community.web import Cursor, Db, ObjectId, PageLimit
+from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 Ids = Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]], msgspec.Meta(max_length=200)]
 
@@ -97,9 +97,10 @@ class GroupIds(msgspec.Struct):
     group_ids: list[int]
 
 
-class MemberIds(msgspec.Struct):
-    user_ids: list[int]
-    next: int | None
+class GroupMember(msgspec.Struct):
+    user_id: int
+    email: str
+    name: str
 
 
 def _entitlement_out(entitlement, events=()) -> EntitlementOut:
@@ -159,10 +160,10 @@ class AccessController(Controller):
     @get("/groups/{group_id:int}/members", summary="Who can open a group through offers (by user id, keyset pages)")
     async def group_members(
         self, group_id: ObjectId, member: StaffMember, db: Db, after: Cursor = None, limit: PageLimit = 50
-    ) -> MemberIds:
+    ) -> Page[GroupMember]:
         await hubs.get_group(db, member.community_id, group_id)
-        ids = await access.members_of(db, member.community_id, group_id, after=after or 0, limit=limit)
-        return MemberIds(ids, ids[-1] if len(ids) == limit else None)
+        rows = await access.members_of(db, member.community_id, group_id, after=after or 0, limit=limit)
+        return page_of([GroupMember(r.user_id, r.email, r.name) for r in rows], limit, lambda m: m.user_id)
 
     @get("/members/{user_id:int}/entitlements", summary="A member's entitlements")
     async def member_entitlements(self, user_id: ObjectId, member: StaffMember, db: Db) -> list[EntitlementOut]:
