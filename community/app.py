@@ -36,6 +36,7 @@ from community.hubs.pages import HubPages
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
 from community.offers.access_api import AccessController, ClaimController
+from community.offers.api import MediaController, OffersController
 from community.settings import Settings
 from community.web import (
     add_docs_headers,
@@ -59,6 +60,7 @@ API_CONTROLLERS = [
     JobsController,
     AccessController,
     ClaimController,
+    OffersController,
 ]
 
 
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             api,
             AccountPages,
             HubPages,
+            MediaController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"], name="static"),
         ],
         dependencies={"db": Provide(provide_db)},

@@ -291,6 +291,31 @@ async def test_no_500_for_bad_input_anywhere(client: httpx.AsyncClient, app: Lit
     assert sent > 1000
 
 
+async def test_uploads_take_only_images_and_name_the_field(client: httpx.AsyncClient, app: Litestar, owner: Account, world) -> None:
+    """Routes that take a file rather than JSON: whatever else arrives is a 422 naming the
+    field at fault, in problem+json, never a 500."""
+    w, token_id = world
+    uploads = [op for op in api_operations(app) if op.upload]
+    assert uploads, "no upload route found in the OpenAPI document"
+    for op in uploads:
+        for raw, content_type in [
+            (b"", "application/octet-stream"),
+            (b"null", "application/json"),
+            (b'{"file": "x"}', "application/json"),
+            (b"GIF89a\x01\x00\x01\x00", "image/png"),
+            (b"\x00" * 100, "image/jpeg"),
+            ("ünïcödé".encode(), "text/plain; charset=utf-8"),
+            (b"--b\r\n", "multipart/form-data; boundary=b"),
+            (b"x", "multipart/form-data"),
+            (b"a=1&b=2", "application/x-www-form-urlencoded"),
+        ]:
+            response = await client.request(
+                op.method.upper(), op.url(path_values(w, token_id)), content=raw, headers={**owner.headers, "content-type": content_type}
+            )
+            problem = assert_problem(response, f"{op} with {raw[:12]!r} as {content_type}")
+            assert response.status_code == 422 and problem.get("errors"), f"{op} with {raw[:12]!r}: {response.text}"
+
+
 def _body_schema(document: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
     schema = next(iter(operation["requestBody"]["content"].values()))["schema"]
     while "$ref" in schema:

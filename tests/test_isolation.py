@@ -24,6 +24,7 @@ from community import jobs
 from community.models import metadata
 from community.offers.models import Offer, Pricing
 from tests.conftest import Account, create_community, sign_up
+from tests.test_offers import media_files, png_bytes
 
 API = "/api/v1"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -51,6 +52,7 @@ class World:
     member_id: int  # a staff member (a manager), not the owner
     job_id: int  # a failed outbox row of this community
     offer_id: int
+    spare_offer_id: int  # an offer nobody holds (one that can be deleted)
     user_id: int  # a buyer (a member holding the offer)
     entitlement_id: int  # the buyer's entitlement
     run_id: int  # an access-change run
@@ -70,6 +72,13 @@ class World:
             "entitlement_id": self.entitlement_id,
             "run_id": self.run_id,
         }
+
+    def values_for(self, op: Operation) -> dict[str, int]:
+        """The path values for one operation: the usual objects, or the ALTERNATES it needs."""
+        values = self.path_values()
+        for param, attribute in ALTERNATES.get(op.key, {}).items():
+            values[param] = getattr(self, attribute)
+        return values
 
 
 Body = Callable[[World], Any]
@@ -95,6 +104,23 @@ BODIES: dict[tuple[str, str], Body] = {
     ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/end"): lambda w: {"status": "cancelled"},
     ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/reopen"): lambda w: {},
     ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/groups"): lambda w: {"add": [w.group_ids[-1]]},
+    ("post", "/api/v1/communities/{community_id}/offers"): lambda w: {"title": "Intruder offer", "pricing": "free"},
+    ("patch", "/api/v1/communities/{community_id}/offers/{offer_id}"): lambda w: {
+        "title": "Renamed offer",
+        "landing_page": {"headline": "Changed"},
+    },
+}
+
+# Operations whose body is an upload (bytes, not JSON), and a valid one to send.
+UPLOADS: dict[tuple[str, str], bytes] = {
+    ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/thumbnail"): png_bytes(),
+    ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/cover"): png_bytes(),
+}
+
+# Operations aimed at another object of a kind than the world's usual one: {param: World field}.
+ALTERNATES: dict[tuple[str, str], dict[str, str]] = {
+    # Deleting an offer someone holds is refused (409): this one is tried on the unsold offer.
+    ("delete", "/api/v1/communities/{community_id}/offers/{offer_id}"): {"offer_id": "spare_offer_id"},
 }
 
 # Bodies that carry object ids: aimed at B (path) with one of A's ids inside (body). The answer
@@ -121,7 +147,9 @@ async def _ok(response: httpx.Response, status: int = 200) -> Any:
 async def build_world(
     client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], owner: Account, name: str, tag: str
 ) -> World:
-    """A community with two hubs, two groups in the first hub, a post, a manager and a failed job."""
+    """A community with two hubs, two groups in the first hub, a post, a manager, a failed job,
+    an offer granting the first group held by a buyer (an entitlement, and the access run it
+    started) and a paid offer nobody holds."""
     h = owner.headers
     community = await create_community(client, owner, name)
     cid = community["id"]
@@ -148,6 +176,10 @@ async def build_world(
     held = await _ok(
         await client.post(f"{base}/entitlements", json={"email": f"buyer-{tag}@example.com", "offer_id": offer_id}, headers=h), 201
     )
+    spare = await _ok(
+        await client.post(f"{base}/offers", json={"title": f"{tag} spare offer", "pricing": "one_time", "amount": 900}, headers=h),
+        201,
+    )
     async with sessions() as session, session.begin():
         run_id = (await session.execute(text("SELECT max(id) FROM access_runs WHERE community_id = :c"), {"c": cid})).scalar()
         job = await jobs.enqueue(session, "isolation.probe", community_id=cid, note=tag)
@@ -163,6 +195,7 @@ async def build_world(
         member_id=manager["id"],
         job_id=job_id,
         offer_id=offer_id,
+        spare_offer_id=spare["id"],
         user_id=held["user_id"],
         entitlement_id=held["id"],
         run_id=run_id,
@@ -211,7 +244,8 @@ class Operation:
     method: str
     path: str  # OpenAPI form: /api/v1/communities/{community_id}/hubs/{hub_id}
     params: tuple[str, ...]
-    has_body: bool
+    has_body: bool  # a JSON body
+    upload: bool = False  # a body of bytes (an image), not JSON
 
     @property
     def key(self) -> tuple[str, str]:
@@ -234,7 +268,9 @@ def api_operations(app: Litestar) -> list[Operation]:
             if operation is None:
                 continue
             params = tuple(re.findall(r"\{(\w+)\}", path))
-            operations.append(Operation(method, path, params, operation.request_body is not None))
+            body = operation.request_body
+            json_body = body is not None and "application/json" in (body.content or {})
+            operations.append(Operation(method, path, params, json_body, upload=body is not None and not json_body))
     return operations
 
 
@@ -253,7 +289,9 @@ def test_the_test_knows_every_community_route(app: Litestar) -> None:
         assert not unknown, f"{op}: the isolation test does not know the path parameter(s) {sorted(unknown)}"
         if op.has_body:
             assert op.key in BODIES, f"{op}: the isolation test has no body for this route (add it to BODIES)"
-    for key in [*BODIES, *FOREIGN_BODIES]:
+        if op.upload:
+            assert op.key in UPLOADS, f"{op}: the isolation test has no upload for this route (add it to UPLOADS)"
+    for key in [*BODIES, *FOREIGN_BODIES, *UPLOADS, *ALTERNATES]:
         assert key in {op.key for op in operations}, f"{key}: no such route any more; drop it from the test"
     # A body field that names an object (an id) must be tried with a foreign id.
     schema = app.openapi_schema.to_schema()
@@ -286,6 +324,8 @@ async def _call(client: httpx.AsyncClient, op: Operation, who: Account, values: 
     kwargs: dict[str, Any] = {"headers": who.headers}
     if op.has_body:
         kwargs["json"] = body
+    if op.upload:
+        kwargs["content"] = UPLOADS[op.key]
     return await client.request(op.method.upper(), op.url(values), **kwargs)
 
 
@@ -296,27 +336,28 @@ def _assert_problem(response: httpx.Response, statuses: tuple[int, ...], what: s
 
 
 async def test_a_foreign_community_id_answers_404_and_changes_nothing(
-    client: httpx.AsyncClient, sessions, app: Litestar, worlds: tuple[World, World]
+    client: httpx.AsyncClient, sessions, settings, app: Litestar, worlds: tuple[World, World]
 ) -> None:
     a, b = worlds
     before = await snapshot(sessions)
+    files = media_files(settings)  # uploads write files, not only rows
     calls = 0
     for op in community_operations(app):
         body = BODIES[op.key](a) if op.has_body else None
         # (a) B's owner, A's community and A's objects.
-        response = await _call(client, op, b.owner, a.path_values(), body)
+        response = await _call(client, op, b.owner, a.values_for(op), body)
         _assert_problem(response, (404,), f"{op} with A's community as B's owner")
         calls += 1
         # (b) B's community, A's objects.
         object_params = [p for p in op.params if p != "community_id"]
         if object_params:
-            values = {**a.path_values(), "community_id": b.community_id}
+            values = {**a.values_for(op), "community_id": b.community_id}
             response = await _call(client, op, b.owner, values, body)
             _assert_problem(response, (404,), f"{op} in B with A's {', '.join(object_params)}")
             calls += 1
         # (c) B's community and B's objects, A's ids in the body.
         if op.key in FOREIGN_BODIES:
-            response = await _call(client, op, b.owner, b.path_values(), FOREIGN_BODIES[op.key](b, a))
+            response = await _call(client, op, b.owner, b.values_for(op), FOREIGN_BODIES[op.key](b, a))
             _assert_problem(response, (404, 422), f"{op} in B with A's id in the body")
             if response.status_code == 422:
                 fields = {e["field"] for e in response.json()["errors"]}
@@ -324,6 +365,7 @@ async def test_a_foreign_community_id_answers_404_and_changes_nothing(
             calls += 1
         after = await snapshot(sessions)
         assert after == before, f"{op} changed rows: {diff(before, after)}"
+        assert media_files(settings) == files, f"{op} wrote files"
     assert calls >= 35
 
 
@@ -338,7 +380,7 @@ async def test_the_same_requests_succeed_in_the_right_community(
         owner = await sign_up(client, f"control{n}@example.com")
         w = await build_world(client, sessions, owner, f"Control {n}", f"control{n}")
         body = BODIES[op.key](w) if op.has_body else None
-        response = await _call(client, op, owner, w.path_values(), body)
+        response = await _call(client, op, owner, w.values_for(op), body)
         assert response.status_code < 300, f"{op} in its own community: {response.status_code} {response.text}"
         assert MARK_A not in response.text, f"{op} shows A's data: {response.text}"
 
@@ -346,7 +388,7 @@ async def test_the_same_requests_succeed_in_the_right_community(
 async def test_lists_in_b_show_nothing_of_a(client: httpx.AsyncClient, worlds: tuple[World, World]) -> None:
     _, b = worlds
     base = f"{API}/communities/{b.community_id}"
-    for url in ["", "/staff", "/members", "/hubs", f"/groups/{b.group_id}/posts", "/jobs"]:
+    for url in ["", "/staff", "/members", "/hubs", f"/groups/{b.group_id}/posts", "/jobs", "/offers"]:
         response = await client.get(base + url, headers=b.owner.headers)
         assert response.status_code == 200, response.text
         assert MARK_A not in response.text and "alice@example.com" not in response.text, url
@@ -368,6 +410,10 @@ async def test_a_staff_member_of_a_cannot_reach_b(client: httpx.AsyncClient, ses
         ("DELETE", f"/hubs/{b.hub_id}", None),
         ("GET", f"/posts/{b.post_id}", None),
         ("POST", f"/jobs/{b.job_id}/retry", None),
+        ("GET", f"/offers/{b.offer_id}", None),
+        ("PATCH", f"/offers/{b.offer_id}", {"title": "mine now"}),
+        ("POST", f"/offers/{b.spare_offer_id}/archive", None),
+        ("DELETE", f"/offers/{b.spare_offer_id}", None),
     ]:
         response = await client.request(method, base + url, json=body, headers=a.owner.headers)
         assert response.status_code == 404, f"{method} {url}: {response.text}"
