@@ -108,7 +108,10 @@ async def grant(
 
 async def claim_free(session: AsyncSession, *, offer_id: int, user_id: int) -> Entitlement:
     """Public: an unpublished offer is simply not found."""
-    offer = await session.scalar(select(Offer).where(Offer.id == offer_id, Offer.status == OfferStatus.published))
+    # FOR SHARE: an unpublish or delete (FOR UPDATE on the offer) waits for this claim, then sees it.
+    offer = await session.scalar(
+        select(Offer).where(Offer.id == offer_id, Offer.status == OfferStatus.published).with_for_update(read=True)
+    )
     if offer is None:
         raise NotFound("offer not found")
     if offer.pricing is not Pricing.free:
