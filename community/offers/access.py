@@ -69,11 +69,13 @@ RECONCILE = text(
         AND e.community_id = :community_id
         AND e.user_id = ANY(CAST(:user_ids AS bigint[])) AND og.group_id = ANY(CAST(:group_ids AS bigint[]))
     ),
-    last AS (
-        SELECT DISTINCT ON (l.user_id, l.group_id) l.user_id, l.group_id, l.change
-        FROM access_log l JOIN pairs p ON p.user_id = l.user_id AND p.group_id = l.group_id
-        WHERE l.community_id = :community_id
-        ORDER BY l.user_id, l.group_id, l.id DESC
+    last AS (  -- one backward probe of ix_access_log_user_group per pair, however long its history
+        SELECT p.user_id, p.group_id, l.change FROM pairs p
+        CROSS JOIN LATERAL (
+            SELECT l.change FROM access_log l
+            WHERE l.community_id = :community_id AND l.user_id = p.user_id AND l.group_id = p.group_id
+            ORDER BY l.id DESC LIMIT 1
+        ) l
     ),
     changes AS (
         SELECT p.user_id, p.group_id,

@@ -1,0 +1,278 @@
+"""Access at scale: an offer's group edit with N buyers, its side effects, the access query.
+
+    python bench/access.py [--buyers 1000000]
+
+COMMUNITY_DATABASE_URL / COMMUNITY_REDIS_URL when set, else embedded services in a temp dir;
+works in a fresh database bench_<random>, dropped at the end. Progress on stderr; on stdout:
+edit_commit_ms (PUT .../offers/{id}/groups add, then remove, commit inside the request),
+floor_s (one INSERT ... SELECT of N access-log rows), side_effect_s / side_effect_ratio (the
+add-edit's run through runs.process_run, over floor_s), grandfather_ratio (a new-buyers-only
+edit's request over floor_s), access_p50_ms / access_p99_ms (access.can_open through an
+AsyncSession: checkout + BEGIN + Core statement + ROLLBACK, as a request pays it; sampled while
+runs are in progress), access_http_ratio (GET .../me/groups req/s over a bare Litestar endpoint's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+from litestar import Litestar, get
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from community.app import create_app
+from community.db import create_engine, session_factory, to_async_url
+from community.migrate import upgrade
+from community.offers import access
+from community.offers.runs import process_run
+from community.runtime import services
+from community.settings import Settings
+
+logging.getLogger("httpx").setLevel(logging.WARNING)
+T0 = time.perf_counter()
+SEED = (  # N buyers, set-based: users (one signed up already), members, one live entitlement each
+    "INSERT INTO users (email, name) SELECT 'b' || i || '@example.com', '' FROM generate_series(1, :n) AS i",
+    "INSERT INTO members (community_id, user_id) SELECT :c, id FROM users WHERE id <> :owner",
+    "INSERT INTO entitlements (community_id, offer_id, user_id, source, status, note) "
+    + "SELECT :c, :o, user_id, 'comp', 'active', '' FROM members WHERE community_id = :c AND role IS NULL",
+)
+FLOOR = (
+    "INSERT INTO access_log (community_id, user_id, group_id, group_name, change, cause) "
+    "SELECT community_id, user_id, :g, 'G2', 'gained', 'floor' FROM entitlements WHERE offer_id = :o"
+)
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def out(key: str, value: object) -> None:
+    print(f"{key}={value}", flush=True)
+
+
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1]
+
+
+async def autocommit(engine, *statements: str) -> None:
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        for statement in statements:
+            await conn.execute(text(statement))
+
+
+async def settle(engine) -> None:
+    """CHECKPOINT, so a measured bulk write does not pay for the writes before it (the seed)."""
+    try:
+        await autocommit(engine, "CHECKPOINT")
+    except Exception as exc:  # noqa: BLE001 - needs superuser or pg_checkpoint; measure anyway
+        log(f"  (no CHECKPOINT: {exc.__class__.__name__})")
+
+
+async def call(client: httpx.AsyncClient, method: str, url: str, headers: dict, **kwargs) -> tuple[dict | list, float]:
+    start = time.perf_counter()
+    response = await client.request(method, url, headers=headers, **kwargs)
+    elapsed = time.perf_counter() - start
+    if response.status_code >= 300:
+        raise RuntimeError(f"{method} {url}: {response.status_code} {response.text[:300]}")
+    return response.json(), elapsed
+
+
+async def rate(total: int, concurrency: int, once) -> float:
+    queue = iter(range(total))
+
+    async def runner() -> None:
+        for _ in queue:
+            await once()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(runner() for _ in range(concurrency)))
+    return total / (time.perf_counter() - start)
+
+
+async def bench(settings: Settings, buyers: int, samples: int, requests: int, concurrency: int) -> None:
+    await upgrade(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=5)
+    sessions = session_factory(engine)
+    app = create_app(settings)
+
+    @get("/groups", sync_to_thread=False)
+    def bare() -> dict:
+        return {"group_ids": [1, 2]}
+
+    bare_app = Litestar([bare])
+    async with app.lifespan(), bare_app.lifespan(), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=600
+    ) as client, httpx.AsyncClient(transport=httpx.ASGITransport(app=bare_app), base_url="http://bench") as bare_client:
+        log("setting up community, hub, 3 groups, offer (through the API)")
+        signup, _ = await call(client, "POST", "/api/v1/auth/signup", {}, json={"email": "owner@example.com", "password": "bench password"})
+        owner = {"Authorization": f"Bearer {signup['secret']}"}
+        cid = (await call(client, "POST", "/api/v1/communities", owner, json={"name": "Bench"}))[0]["id"]
+        base = f"/api/v1/communities/{cid}"
+        hub = (await call(client, "POST", f"{base}/hubs", owner, json={"name": "Hub"}))[0]["id"]
+        g1, g2, g3 = [(await call(client, "POST", f"{base}/hubs/{hub}/groups", owner, json={"name": f"G{i}"}))[0]["id"] for i in (1, 2, 3)]
+        oid = (await call(client, "POST", f"{base}/offers", owner, json={"title": "Bench offer", "pricing": "free"}))[0]["id"]
+        groups_url = f"{base}/offers/{oid}/groups"
+        await call(client, "PUT", groups_url, owner, json={"add": [g1]})
+        buyer_signup, _ = await call(client, "POST", "/api/v1/auth/signup", {}, json={"email": "buyer@example.com", "password": "bench password"})
+        buyer = {"Authorization": f"Bearer {buyer_signup['secret']}"}
+
+        async def last_run() -> int:
+            async with sessions() as s:
+                return await s.scalar(text("SELECT max(id) FROM access_runs WHERE community_id = :c"), {"c": cid})
+
+        await process_run(sessions, await last_run())  # group 1 linked before any buyer: nothing to log
+
+        log(f"seeding {buyers} buyers (users, members, entitlements; set-based), then ANALYZE")
+        params = {"n": buyers - 1, "c": cid, "o": oid, "owner": signup["user"]["id"]}
+        async with engine.begin() as conn:
+            for statement in SEED:
+                start = time.perf_counter()
+                await conn.execute(text(statement), params)
+                log(f"  {statement[:40]}... {time.perf_counter() - start:.1f}s")
+        await autocommit(engine, "ANALYZE")
+        async with sessions() as s:
+            low, high = (await s.execute(text("SELECT min(user_id), max(user_id) FROM entitlements WHERE offer_id = :o"), {"o": oid})).one()
+
+        log("edit: add group 2 for everyone")
+        _, add_s = await call(client, "PUT", groups_url, owner, json={"add": [g2]})
+        add_run = await last_run()
+
+        log("floor: one INSERT ... SELECT of N access-log rows")
+        await settle(engine)
+        start = time.perf_counter()
+        async with engine.begin() as conn:
+            await conn.execute(text(FLOOR), {"g": g2, "o": oid})
+        floor_s = time.perf_counter() - start  # the commit included
+        await autocommit(engine, "DELETE FROM access_log WHERE cause = 'floor'", "VACUUM ANALYZE access_log")
+        out("floor_s", f"{floor_s:.3f}")
+
+        log(f"side effects: process_run({add_run}) to completion")
+        await settle(engine)
+        start = time.perf_counter()
+        run = await process_run(sessions, add_run)
+        side_s = time.perf_counter() - start
+        async with sessions() as s:
+            logged = await s.scalar(text("SELECT count(*) FROM access_log WHERE run_id = :r"), {"r": add_run})
+        log(f"  run {add_run}: state={run.state.value} done={run.done}/{run.total} rows logged={logged}")
+        out("side_effect_s", f"{side_s:.3f}")
+        out("side_effect_ratio", f"{side_s / floor_s:.2f}")
+
+        log("grandfathering: add group 3 for new buyers only")
+        _, grand_s = await call(client, "PUT", groups_url, owner, json={"add": [g3], "mode": "new_buyers_only"})
+        out("grandfather_ratio", f"{grand_s / floor_s:.4f}")
+
+        log("edit: remove group 2 for everyone")
+        _, remove_s = await call(client, "PUT", groups_url, owner, json={"remove": [g2]})
+        out("edit_commit_ms", f"add:{add_s * 1000:.1f},remove:{remove_s * 1000:.1f}")
+
+        # Runs go on in the background (this remove's, then add, remove, ...) while we sample.
+        in_run, stop, run_times = [False], asyncio.Event(), []
+
+        async def background(run_id: int) -> None:
+            adding = True
+            while True:
+                in_run[0], start = True, time.perf_counter()
+                await process_run(sessions, run_id)
+                in_run[0] = False
+                run_times.append(time.perf_counter() - start)
+                if stop.is_set():
+                    return
+                await call(client, "PUT", groups_url, owner, json={"add" if adding else "remove": [g2]})
+                adding, run_id = not adding, await last_run()
+
+        task = asyncio.create_task(background(await last_run()))
+        raw = await asyncpg.connect(make_url(settings.database_url).set(drivername="postgresql").render_as_string(hide_password=False))
+        sql = access._CAN_OPEN.text
+        for i, name in enumerate(("community_id", "user_id", "group_id"), 1):
+            sql = sql.replace(f":{name}", f"${i}")
+        prepared = await raw.prepare(sql)  # the same statement, raw, for reference (stderr)
+        session_ms, raw_ms, during = [], [], 0
+        log(f"sampling {samples} access checks for random buyers while runs are in progress")
+        for _ in range(samples):
+            user, group = random.randint(low, high), random.choice((g1, g2, g3))
+            during += in_run[0]
+            start = time.perf_counter()
+            async with sessions() as s:
+                await access.can_open(s, cid, user, group)
+            session_ms.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            await prepared.fetchval(cid, user, group)
+            raw_ms.append((time.perf_counter() - start) * 1000)
+        stop.set()
+        await asyncio.wait_for(task, timeout=900)
+        await raw.close()
+        log(f"  {during}/{samples} samples during a run; runs took {', '.join(f'{t:.1f}s' for t in run_times)}")
+        log(f"  raw asyncpg prepared statement: p50={pct(raw_ms, 50):.3f}ms p99={pct(raw_ms, 99):.3f}ms")
+        out("access_p50_ms", f"{pct(session_ms, 50):.3f}")
+        out("access_p99_ms", f"{pct(session_ms, 99):.3f}")
+
+        log(f"HTTP: {requests} requests each, {concurrency} concurrent, in-process")
+
+        async def me_groups() -> None:
+            response = await client.get(f"{base}/me/groups", headers=buyer)
+            assert response.status_code == 200, response.text
+
+        async def bare_call() -> None:
+            assert (await bare_client.get("/groups")).status_code == 200
+
+        for warm in (me_groups, bare_call):
+            for _ in range(50):
+                await warm()
+        bare_rate = await rate(requests, concurrency, bare_call)
+        me_rate = await rate(requests, concurrency, me_groups)
+        log(f"  bare endpoint {bare_rate:.0f}/s, /me/groups {me_rate:.0f}/s")
+        out("access_http_ratio", f"{me_rate / bare_rate:.3f}")
+    await engine.dispose()
+
+
+async def main(options: argparse.Namespace) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="community-bench-"))
+    data_dir.chmod(0o755)  # embedded PostgreSQL runs as its own system user when we are root
+    (data_dir / "data").mkdir()
+    with services(data_dir / "services", os.environ.get("COMMUNITY_DATABASE_URL"), os.environ.get("COMMUNITY_REDIS_URL")) as found:
+        server_url = make_url(to_async_url(found.database_url))
+        name = f"bench_{secrets.token_hex(4)}"
+        await admin(server_url, f'CREATE DATABASE "{name}"')
+        log(f"database {name}")
+        try:
+            settings = Settings(
+                env="test", data_dir=data_dir / "data", database_url=server_url.set(database=name).render_as_string(hide_password=False),
+                redis_url=found.redis_url, secret_key="bench-" + "k" * 40, base_url="http://bench",
+            )
+            async with asyncio.timeout(options.timeout):
+                await bench(settings, options.buyers, options.samples, options.requests, options.concurrency)
+        finally:
+            await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            log(f"dropped {name}")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def admin(server_url, statement: str) -> None:
+    engine = create_engine(server_url.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(statement))
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--buyers", type=int, default=1_000_000)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds before giving up")
+    asyncio.run(main(parser.parse_args()))
