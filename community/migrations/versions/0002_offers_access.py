@@ -81,12 +81,10 @@ def upgrade() -> None:
     sa.Column('run_id', sa.BigInteger(), nullable=True),
     sa.Column('at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('notified_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['community_id'], ['communities.id'], name=op.f('fk_access_log_community_id_communities'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['run_id'], ['access_runs.id'], name=op.f('fk_access_log_run_id_access_runs'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_access_log_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_access_log'))
     )
     op.create_index('ix_access_log_user_group', 'access_log', ['community_id', 'user_id', 'group_id', 'id'], unique=False)
+    op.create_index('ix_access_log_group_user', 'access_log', ['community_id', 'group_id', 'user_id'], unique=False)
     op.create_table('entitlements',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
     sa.Column('community_id', sa.BigInteger(), nullable=False),
@@ -148,6 +146,7 @@ def downgrade() -> None:
     op.drop_index('ix_entitlements_offer', table_name='entitlements')
     op.drop_index('ix_entitlements_ends_at', table_name='entitlements', postgresql_where='ends_at IS NOT NULL')
     op.drop_table('entitlements')
+    op.drop_index('ix_access_log_group_user', table_name='access_log')
     op.drop_index('ix_access_log_user_group', table_name='access_log')
     op.drop_table('access_log')
     op.drop_table('offers')
