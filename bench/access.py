@@ -9,7 +9,7 @@ floor_s (one INSERT ... SELECT of N access-log rows), side_effect_s / side_effec
 add-edit's run through runs.process_run, over floor_s), grandfather_ratio (a new-buyers-only
 edit's request over floor_s), access_p50_ms / access_p99_ms (access.can_open through an
 AsyncSession: checkout + BEGIN + Core statement + ROLLBACK, as a request pays it; sampled while
-runs are in progress), access_http_ratio (GET .../me/groups req/s over a bare Litestar endpoint's).
+runs are in progress), access_http_ratio (GET .../groups/{id}/access req/s over a bare Litestar endpoint's).
 """
 
 from __future__ import annotations
@@ -222,6 +222,10 @@ async def bench(settings: Settings, buyers: int, samples: int, requests: int, co
 
         log(f"HTTP: {requests} requests each, {concurrency} concurrent, in-process")
 
+        async def access_check() -> None:
+            response = await client.get(f"{base}/groups/{g1}/access", headers=buyer)
+            assert response.status_code == 200, response.text
+
         async def me_groups() -> None:
             response = await client.get(f"{base}/me/groups", headers=buyer)
             assert response.status_code == 200, response.text
@@ -229,13 +233,14 @@ async def bench(settings: Settings, buyers: int, samples: int, requests: int, co
         async def bare_call() -> None:
             assert (await bare_client.get("/groups")).status_code == 200
 
-        for warm in (me_groups, bare_call):
+        for warm in (access_check, me_groups, bare_call):
             for _ in range(50):
                 await warm()
         bare_rate = await rate(requests, concurrency, bare_call)
+        check_rate = await rate(requests, concurrency, access_check)
         me_rate = await rate(requests, concurrency, me_groups)
-        log(f"  bare endpoint {bare_rate:.0f}/s, /me/groups {me_rate:.0f}/s")
-        out("access_http_ratio", f"{me_rate / bare_rate:.3f}")
+        log(f"  bare endpoint {bare_rate:.0f}/s, access check {check_rate:.0f}/s, /me/groups (ORM session) {me_rate:.0f}/s")
+        out("access_http_ratio", f"{check_rate / bare_rate:.3f}")
     await engine.dispose()
 
 

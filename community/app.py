@@ -35,7 +35,11 @@ from community.hubs.api import (
 from community.hubs.pages import HubPages
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
-from community.offers.access_api import AccessController, ClaimController
+from community.offers.access_api import (
+    AccessCheckController,
+    AccessController,
+    ClaimController,
+)
 from community.offers.api import MediaController, OffersController
 from community.settings import Settings
 from community.web import (
@@ -59,6 +63,7 @@ API_CONTROLLERS = [
     PostsController,
     JobsController,
     AccessController,
+    AccessCheckController,
     ClaimController,
     OffersController,
 ]

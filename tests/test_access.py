@@ -285,3 +285,18 @@ async def test_concurrent_edits_end_in_the_last_state_with_one_consistent_log(cl
     # Never two "gained" (or two "lost") in a row, and the last entry is the truth.
     assert all(a[1] != b[1] for a, b in zip(entries, entries[1:]))
     assert (entries[-1][1] == "gained") == (g2 in last_state) if entries else g2 not in last_state
+
+
+async def test_the_access_check_answers_in_one_statement(client, owner, sessions, setup) -> None:
+    cid, g1, g2, offer, buyer = setup
+    url = f"{API}/communities/{cid}/groups/{g1}/access"
+    assert (await client.get(url, headers=buyer.headers)).status_code == 404  # not a member yet
+    await comp(client, owner, cid, offer, buyer.email)
+    assert (await client.get(url, headers=buyer.headers)).json() == {"allowed": False}
+    await edit(client, owner, cid, offer, add=[g1])
+    assert (await client.get(url, headers=buyer.headers)).json() == {"allowed": True}
+    assert (await client.get(url, headers=owner.headers)).json() == {"allowed": True}  # owners always
+    assert (await client.get(f"{API}/communities/{cid}/groups/{g2}/access", headers=buyer.headers)).json() == {"allowed": False}
+    assert (await client.get(f"{API}/communities/{cid}/groups/999999/access", headers=buyer.headers)).status_code == 404
+    assert (await client.get(url, headers={"Authorization": "Bearer nope"})).status_code == 401
+    assert (await client.get(url)).status_code == 401

@@ -19,12 +19,15 @@ from community.web import Db
 SESSION_KEY = "sid"
 
 
-async def provide_principal(request: Request, db: Db) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
+def bearer_token(request: Request) -> str:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise NotAuthenticated("send an API token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
-    principal = await service.resolve_token(db, secret.strip(), TokenKind.api)
+    return secret.strip()
+
+
+async def provide_principal(request: Request, db: Db) -> Principal:
+    principal = await service.resolve_token(db, bearer_token(request), TokenKind.api)
     if principal is None:
         raise NotAuthenticated("this API token is invalid, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
     return principal

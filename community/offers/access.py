@@ -9,7 +9,7 @@ Plain SQL through Core: asyncpg prepares and caches each statement; no ORM objec
 from __future__ import annotations
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 # The one definition of "entitlement e grants group og.group_id", shared by every query here
 # and by the access-change runs.
@@ -91,3 +91,33 @@ RECONCILE = text(
     FROM changes ch LEFT JOIN hub_groups hg ON hg.id = ch.group_id
     """
 ).bindparams(bindparam("user_ids"), bindparam("group_ids"))
+
+
+# The access check a content page or another service makes on every request: token, place in
+# the community, the group's existence and the access query, in ONE statement on an
+# autocommit connection (one round trip, no ORM session, no transaction).
+ACCESS_CHECK = text(
+    f"""
+    SELECT t.user_id,
+           m.id IS NOT NULL AS is_member,
+           EXISTS (SELECT 1 FROM hub_groups hg WHERE hg.id = :group_id AND hg.community_id = :community_id)
+               AS group_exists,
+           COALESCE(m.role IN ('owner', 'admin'), false)
+               OR EXISTS (SELECT 1 FROM {GRANTS} AND e.community_id = :community_id
+                          AND e.user_id = t.user_id AND og.group_id = :group_id) AS allowed
+    FROM auth_tokens t
+    LEFT JOIN members m ON m.community_id = :community_id AND m.user_id = t.user_id
+    WHERE t.token_hash = :token_hash AND t.kind = 'api' AND t.revoked_at IS NULL
+      AND (t.expires_at IS NULL OR t.expires_at > now())
+    """
+)
+
+
+async def check(engine: AsyncEngine, *, token_hash: str, community_id: int, group_id: int):
+    """The row of ACCESS_CHECK, or None for an unknown, revoked or expired token."""
+    async with engine.connect() as connection:
+        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        result = await connection.execute(
+            ACCESS_CHECK, {"token_hash": token_hash, "community_id": community_id, "group_id": group_id}
+        )
+        return result.first()

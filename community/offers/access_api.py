@@ -7,7 +7,8 @@ import datetime as dt
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, get, post, put
+from litestar import Controller, Request, get, post, put
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import JSONBody
 
@@ -15,12 +16,13 @@ from community.accounts import service as accounts
 from community.accounts.guards import (
     CurrentPrincipal,
     StaffMember,
+    bearer_token,
     provide_editor,
     provide_member,
     provide_participant,
     provide_principal,
 )
-from community.errors import NotFound
+from community.errors import NotAuthenticated, NotFound
 from community.hubs import service as hubs
 from community.offers import access, entitlements, grants, runs
 from community.offers.models import AccessRun, EntitlementSource, EntitlementStatus
@@ -134,6 +136,29 @@ def _run_out(run: AccessRun) -> RunOut:
 async def _require_member(db, community_id: int, user_id: int) -> None:
     if await accounts.membership(db, community_id, user_id) is None:
         raise NotFound("member not found")
+
+
+class AccessCheck(msgspec.Struct):
+    allowed: bool
+
+
+class AccessCheckController(Controller):
+    """The hot path: one statement, no ORM session (see access.ACCESS_CHECK)."""
+
+    path = "/communities/{community_id:int}/groups/{group_id:int}/access"
+    tags = ["access"]
+
+    @get("/", summary="Can I open this group? (owners and admins always can)")
+    async def check(self, community_id: ObjectId, group_id: ObjectId, request: Request, state: State) -> AccessCheck:
+        token = bearer_token(request)
+        row = await access.check(
+            state.engine, token_hash=accounts.hash_secret(token), community_id=community_id, group_id=group_id
+        )
+        if row is None:
+            raise NotAuthenticated("this API token is invalid, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
+        if not row.is_member or not row.group_exists:
+            raise NotFound("group not found")
+        return AccessCheck(allowed=row.allowed)
 
 
 class AccessController(Controller):
