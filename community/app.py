@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                 samesite="lax",
                 secure=secure_cookies,
                 max_age=30 * 24 * 3600,
+                exclude=["^/api/"],  # the API never reads the cookie session: skip its cost there
             ).middleware
         ],
         csrf_config=CSRFConfig(
