@@ -92,7 +92,13 @@ class Model:
 FUTURE = dt.timedelta(days=30)
 
 # Weighted towards what changes access: grants, ends now, edits for everyone.
-grant_op = st.tuples(st.just("grant"), st.integers(0, USERS - 1), st.integers(0, OFFERS - 1), st.booleans())
+grant_op = st.tuples(
+    st.just("grant"),
+    st.integers(0, USERS - 1),
+    st.integers(0, OFFERS - 1),
+    st.booleans(),  # with an end in the future (a pass)
+    st.sampled_from([EntitlementSource.purchase, EntitlementSource.comp]),
+)
 # (pick, status, at period end in the future?)
 end_op = st.tuples(
     st.just("end"), st.integers(0, 9), st.sampled_from(["cancelled", "refunded"]), st.sampled_from([False, False, True])
@@ -217,7 +223,7 @@ async def test_derived_access_and_the_access_log_follow_the_model(sessions, worl
         ids = sorted(model.ents)
 
         if kind == "grant":
-            _, u, o, with_end = op
+            _, u, o, with_end, source = op
             async with sessions() as s, s.begin():
                 offer = await s.get(Offer, offers[o])
                 held = await entitlements.grant(
@@ -225,7 +231,7 @@ async def test_derived_access_and_the_access_log_follow_the_model(sessions, worl
                     community_id=cid,
                     offer=offer,
                     user_id=users[u],
-                    source=EntitlementSource.comp,
+                    source=source,
                     ends_at=utcnow() + FUTURE if with_end else None,
                 )
                 assert held.id == model.next_id, steps  # the id the grandfathering cutoffs count on

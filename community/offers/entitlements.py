@@ -36,7 +36,10 @@ async def offer_in(session: AsyncSession, community_id: int, offer_id: int, *, l
 
 
 async def offer_group_ids(session: AsyncSession, offer_id: int) -> list[int]:
-    """Every group the offer links, for any entitlement range: the candidates of a run."""
+    """Every group the offer links, for any entitlement range: the candidates of a run.
+    FOR SHARE on the offer: a concurrent group edit (FOR UPDATE) either commits first and is
+    seen here, or waits for this transaction, so its run sees this change committed."""
+    await session.execute(select(Offer.id).where(Offer.id == offer_id).with_for_update(read=True))
     return list((await session.scalars(select(OfferGroup.group_id).where(OfferGroup.offer_id == offer_id))).all())
 
 
