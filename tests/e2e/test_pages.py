@@ -319,9 +319,10 @@ async def test_form_posts_without_the_csrf_token_are_refused(http: httpx.AsyncCl
 async def test_every_page_sends_a_strict_csp_and_runs_no_inline_script(
     page: Page, http: httpx.AsyncClient, settings: Settings
 ) -> None:
-    owner = await sign_up(http, "csp@example.com", name="Cecilia Policy")
-    guild = await create_community(http, owner, "Header Checkers")
-    await _create(http, owner, f"/api/v1/communities/{guild['id']}/hubs", name="Main")
+    # User-controlled text that would run, were it not escaped.
+    owner = await sign_up(http, "csp@example.com", name="Cecilia <img src=x onerror=alert(1)>")
+    guild = await create_community(http, owner, "Header <script>alert(2)</script> Checkers")
+    await _create(http, owner, f"/api/v1/communities/{guild['id']}/hubs", name="Main <b onclick=alert(3)>hub</b>")
 
     seen: list[tuple[str, int]] = []
 
@@ -353,6 +354,8 @@ async def test_every_page_sends_a_strict_csp_and_runs_no_inline_script(
     assert_strict_csp((await posted.value).headers, "/login/link/<token> (401)")
 
     await log_in(page, "csp@example.com")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Hello Cecilia <img src=x onerror=alert(1)>")
+    await expect(page.get_by_role("link", name="Header <script>alert(2)</script> Checkers")).to_be_visible()
     for path in ["/dashboard", f"/dashboard/communities/{guild['id']}", "/dashboard/communities/999999", "/"]:
         await visit(path)
 
