@@ -48,8 +48,9 @@ def is_live(entitlement: Entitlement, now: dt.datetime | None = None) -> bool:
 
 
 async def _record(
-    session: AsyncSession, entitlement: Entitlement, *, reason: str, actor_id: int | None, cause: str
+    session: AsyncSession, entitlement: Entitlement, *, reason: str, actor_id: int | None, change: str
 ) -> None:
+    """After every transition: the history event, and the access run (cause "<offer>: <change>")."""
     session.add(
         EntitlementEvent(
             community_id=entitlement.community_id,
@@ -64,10 +65,11 @@ async def _record(
         entitlement.expiry_processed_at = utcnow()  # this transition's run covers it; the sweep need not
     groups = await offer_group_ids(session, entitlement.offer_id)
     if groups:
+        offer = await session.get(Offer, entitlement.offer_id)
         await runs.start_run(
             session,
             community_id=entitlement.community_id,
-            cause=cause,
+            cause=f"{offer.title}: {change}",
             scope={"entitlement_ids": [entitlement.id], "group_ids": groups},
         )
     await session.flush()
@@ -105,7 +107,7 @@ async def grant(
     )
     session.add(entitlement)
     await session.flush()
-    await _record(session, entitlement, reason=f"started ({source.value})", actor_id=actor_id, cause=f"{offer.title}: started")
+    await _record(session, entitlement, reason=f"started ({source.value})", actor_id=actor_id, change="started")
     return entitlement
 
 
@@ -170,8 +172,7 @@ async def end(
     entitlement.status = status
     entitlement.ends_at = stop if entitlement.ends_at is None else min(stop, entitlement.ends_at)
     entitlement.expiry_processed_at = None
-    offer = await session.get(Offer, entitlement.offer_id)
-    await _record(session, entitlement, reason=reason or status.value, actor_id=actor_id, cause=f"{offer.title}: {status.value}")
+    await _record(session, entitlement, reason=reason or status.value, actor_id=actor_id, change=status.value)
     return entitlement
 
 
@@ -193,8 +194,7 @@ async def reopen(
     entitlement.status = EntitlementStatus.active
     entitlement.ends_at = ends_at
     entitlement.expiry_processed_at = None
-    offer = await session.get(Offer, entitlement.offer_id)
-    await _record(session, entitlement, reason=reason, actor_id=actor_id, cause=f"{offer.title}: reopened")
+    await _record(session, entitlement, reason=reason, actor_id=actor_id, change="reopened")
     return entitlement
 
 
