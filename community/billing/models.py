@@ -1,0 +1,199 @@
+"""Discount codes (with their redemptions, reserved while the buyer is at Stripe) and the
+payments ledger (one row per payment Stripe took, recorded once however often a webhook
+arrives)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from community.db import Base, BigId, Timestamp
+
+
+class DiscountKind(enum.StrEnum):
+    percent = "percent"
+    amount = "amount"
+
+
+class AppliesTo(enum.StrEnum):
+    all = "all"
+    offers = "offers"
+
+
+class DiscountDuration(enum.StrEnum):
+    once = "once"
+    repeating = "repeating"
+    forever = "forever"
+
+
+class DiscountCode(Base):
+    __tablename__ = "discount_codes"
+    __table_args__ = (
+        # Codes are case-insensitive: "SUMMER" and "summer" are the same code.
+        Index("uq_discount_codes_community_id_lower_code", "community_id", text("lower(code)"), unique=True),
+        Index("ix_discount_codes_community", "community_id", "id"),
+        CheckConstraint(
+            "(kind = 'percent' AND percent_bps BETWEEN 1 AND 10000 AND amount_off IS NULL AND currency IS NULL)"
+            " OR (kind = 'amount' AND amount_off >= 1 AND currency IS NOT NULL AND percent_bps IS NULL)",
+            name="value",
+        ),
+        CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="window"),
+        CheckConstraint("max_redemptions IS NULL OR max_redemptions >= 1", name="max_redemptions"),
+        CheckConstraint("per_customer_limit IS NULL OR per_customer_limit >= 1", name="per_customer_limit"),
+        CheckConstraint(
+            "(duration = 'repeating' AND duration_months BETWEEN 1 AND 36)"
+            " OR (duration <> 'repeating' AND duration_months IS NULL)",
+            name="duration",
+        ),
+    )
+
+    id: Mapped[BigId]
+    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(40))  # as the owner typed it
+    kind: Mapped[DiscountKind] = mapped_column(Enum(DiscountKind, name="discount_kind"))
+    percent_bps: Mapped[int | None] = mapped_column(Integer)  # 10000 = 100%
+    amount_off: Mapped[int | None] = mapped_column(BigInteger)  # minor units of `currency`
+    currency: Mapped[str | None] = mapped_column(String(3))
+    applies_to: Mapped[AppliesTo] = mapped_column(Enum(AppliesTo, name="discount_applies_to"), default=AppliesTo.all)
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    ends_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    max_redemptions: Mapped[int | None] = mapped_column(Integer)
+    per_customer_limit: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[DiscountDuration] = mapped_column(
+        Enum(DiscountDuration, name="discount_duration"), default=DiscountDuration.once
+    )
+    duration_months: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[Timestamp]
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DiscountCodeOffer(Base):
+    """The offers a code is limited to (applies_to = offers)."""
+
+    __tablename__ = "discount_code_offers"
+    __table_args__ = (Index("ix_discount_code_offers_offer", "offer_id"),)
+
+    code_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("discount_codes.id", ondelete="CASCADE"), primary_key=True
+    )
+    offer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("offers.id", ondelete="CASCADE"), primary_key=True)
+    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
+
+
+class RedemptionState(enum.StrEnum):
+    reserved = "reserved"  # the buyer is at Stripe; counts while unexpired
+    redeemed = "redeemed"  # paid; counts forever
+    released = "released"  # abandoned or expired checkout; counts no more
+
+
+class DiscountRedemption(Base):
+    __tablename__ = "discount_redemptions"
+    __table_args__ = (
+        UniqueConstraint("code_id", "checkout_id"),
+        Index("ix_discount_redemptions_checkout", "community_id", "checkout_id"),
+        Index("ix_discount_redemptions_code_email", "code_id", "email_normalized"),
+        CheckConstraint("amount_off >= 0", name="amount_off"),
+    )
+
+    id: Mapped[BigId]
+    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
+    # The API refuses to delete a code once redeemed (deactivate instead).
+    code_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("discount_codes.id", ondelete="CASCADE"))
+    checkout_id: Mapped[int] = mapped_column(BigInteger)  # no FK: checkouts live on a higher floor
+    email_normalized: Mapped[str] = mapped_column(String(320))
+    user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    amount_off: Mapped[int] = mapped_column(BigInteger)  # taken off the first payment
+    currency: Mapped[str] = mapped_column(String(3))
+    state: Mapped[RedemptionState] = mapped_column(
+        Enum(RedemptionState, name="discount_redemption_state"), default=RedemptionState.reserved
+    )
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[Timestamp]
+    redeemed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PaymentKind(enum.StrEnum):
+    purchase = "purchase"
+    renewal = "renewal"
+
+
+class PaymentStatus(enum.StrEnum):
+    succeeded = "succeeded"
+    partially_refunded = "partially_refunded"
+    refunded = "refunded"
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        # A webhook delivered twice records one payment.
+        Index(
+            "uq_payments_account_payment_intent",
+            "stripe_account_id",
+            "stripe_payment_intent_id",
+            unique=True,
+            postgresql_where="stripe_payment_intent_id IS NOT NULL",
+            postgresql_nulls_not_distinct=True,  # a payment without an account id is still one
+        ),
+        Index(
+            "uq_payments_account_invoice",
+            "stripe_account_id",
+            "stripe_invoice_id",
+            unique=True,
+            postgresql_where="stripe_invoice_id IS NOT NULL",
+            postgresql_nulls_not_distinct=True,
+        ),
+        Index(
+            "uq_payments_purchase_checkout",
+            "checkout_id",
+            unique=True,
+            postgresql_where="kind = 'purchase' AND checkout_id IS NOT NULL",
+        ),
+        Index("ix_payments_community", "community_id", "id"),
+        Index("ix_payments_user", "community_id", "user_id", "id"),
+        Index("ix_payments_offer", "community_id", "offer_id", "id"),
+        CheckConstraint("amount >= 0 AND discount_amount >= 0", name="amounts"),
+        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refunded"),
+    )
+
+    id: Mapped[BigId]
+    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    offer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("offers.id"))
+    entitlement_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("entitlements.id", ondelete="SET NULL")
+    )
+    checkout_id: Mapped[int | None] = mapped_column(BigInteger)  # no FK: higher floor
+    kind: Mapped[PaymentKind] = mapped_column(Enum(PaymentKind, name="payment_kind"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units actually paid
+    discount_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[PaymentStatus] = mapped_column(
+        Enum(PaymentStatus, name="payment_status"), default=PaymentStatus.succeeded
+    )
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[Timestamp]
