@@ -20,10 +20,9 @@ def _client(api_key: str, api_base: str | None) -> stripe.StripeClient:
     if api_base and api_key.startswith(("sk_live_", "rk_live_")):
         # A live key must only ever travel to Stripe itself.
         raise StripeNotConfigured("a live Stripe key cannot be used with COMMUNITY_STRIPE_API_BASE")
-    addresses: stripe.BaseAddresses = {"api": api_base, "connect": api_base} if api_base else {}
     return stripe.StripeClient(
         api_key,
-        base_addresses=addresses,
+        base_addresses={"api": api_base, "connect": api_base} if api_base else {},
         http_client=stripe.HTTPXClient(timeout=30),
         max_network_retries=2,  # safe: every create call carries an idempotency key
     )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from community.db import Base, BigId, Timestamp
@@ -79,4 +80,6 @@ class Member(Base):
     community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     role: Mapped[Role | None] = mapped_column(Enum(Role, name="member_role"))
+    # Labels for the members directory; purchases add their offer's auto-tags.
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(60)), default=list, server_default=text("'{}'"))
     joined_at: Mapped[Timestamp]

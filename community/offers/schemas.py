@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from community.notifications.owner_templates import CONFIRMATION_VARIABLES
 from community.offers.models import Offer, Pricing
 from community.offers.storage import Storage
 
@@ -28,8 +29,12 @@ Interval = Literal[1, 3, 6, 12]
 TrialDays = Annotated[int, msgspec.Meta(ge=0, le=365)]
 AccessDays = Annotated[int, msgspec.Meta(ge=1, le=3650, description="One-time offers: null is lifetime access.")]
 Code = Annotated[str, msgspec.Meta(max_length=CODE_MAX)]
-Subject = Annotated[str, msgspec.Meta(max_length=200, description="One line.")]
-EmailBody = Annotated[str, msgspec.Meta(max_length=50_000)]
+_TEMPLATE_HELP = (
+    "A Jinja2 template (sandboxed); empty uses the default. Variables: "
+    + "; ".join(f"{{{{ {name} }}}}: {meaning}" for name, meaning in CONFIRMATION_VARIABLES.items())
+)
+Subject = Annotated[str, msgspec.Meta(max_length=200, description="One line. " + _TEMPLATE_HELP)]
+EmailBody = Annotated[str, msgspec.Meta(max_length=50_000, description=_TEMPLATE_HELP)]
 DestinationIn = Literal["platform", "custom_url"]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 Bps = Annotated[int, msgspec.Meta(ge=1, le=10_000, description="Commission in basis points (100 = 1%).")]

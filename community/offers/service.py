@@ -23,6 +23,7 @@ from community.db import flush_or_conflict, utcnow
 from community.errors import Conflict, Invalid, NotFound, check_storable
 from community.hubs import service as hubs
 from community.money import check_chargeable, validate_currency
+from community.notifications.owner_templates import check_template
 from community.offers.models import (
     Destination,
     Entitlement,
@@ -196,6 +197,9 @@ def _settle(current: Mapping[str, Any], given: Mapping[str, Any], *, allow_local
             v[name] = check_storable(given[name], name)
     if "confirmation_subject" in given:
         v["confirmation_subject"] = _one_line(check_storable(given["confirmation_subject"], "confirmation_subject"), "confirmation_subject")
+    for name in ("confirmation_subject", "confirmation_body"):
+        if name in given:
+            check_template(v[name], name)
     if "destination" in given:
         v["destination"] = Destination(given["destination"])
     if v["destination"] == Destination.platform:

@@ -1,0 +1,156 @@
+"""Checkout through the API: the community's Stripe connection (owners and admins), Stripe's
+webhook endpoints, and the public price preview of the checkout page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import JSONBody
+from sqlalchemy import select
+
+from community.accounts.api import client_address
+from community.accounts.guards import (
+    StaffMember,
+    provide_editor,
+    provide_member,
+    provide_principal,
+)
+from community.billing import service as billing
+from community.checkout import connect, webhooks
+from community.errors import DomainError, NotFound
+from community.offers.models import Offer, OfferStatus, Pricing
+from community.stripe_client import stripe_client
+from community.web import Db, ObjectId
+
+
+class StripeStatus(msgspec.Struct):
+    connected: bool
+    account_id: str | None = None
+    charges_enabled: bool = False
+    payouts_enabled: bool = False
+    details_submitted: bool = False
+
+
+class OnboardingLink(msgspec.Struct):
+    url: str
+
+
+def _status(account) -> StripeStatus:
+    if account is None:
+        return StripeStatus(connected=False)
+    return StripeStatus(
+        connected=True,
+        account_id=account.account_id,
+        charges_enabled=account.charges_enabled,
+        payouts_enabled=account.payouts_enabled,
+        details_submitted=account.details_submitted,
+    )
+
+
+class StripeConnectController(Controller):
+    path = "/communities/{community_id:int}/stripe"
+    tags = ["checkout"]
+    dependencies = {
+        "principal": Provide(provide_principal),
+        "member": Provide(provide_member),
+        "editor": Provide(provide_editor),
+    }
+
+    @get("/", summary="The community's Stripe connection (refreshed from Stripe)")
+    async def status(self, member: StaffMember, db: Db, state: State) -> StripeStatus:
+        account = await connect.account_of(db, member.community_id)
+        if account is not None:
+            account = await connect.refresh(db, stripe_client(state.settings), community_id=member.community_id)
+        return _status(account)
+
+    @post("/onboarding", status_code=201, summary="Start or resume Stripe onboarding: open the returned URL")
+    async def onboarding(self, editor: StaffMember, db: Db, state: State) -> OnboardingLink:
+        base = f"{state.settings.base_url}/connect/{editor.community_id}"
+        url = await connect.start_onboarding(
+            db, stripe_client(state.settings), community_id=editor.community_id,
+            return_url=f"{base}/return", refresh_url=f"{base}/refresh",
+        )
+        return OnboardingLink(url=url)
+
+    @delete("/", summary="Disconnect the Stripe account: paid offers stop selling")
+    async def disconnect(self, editor: StaffMember, db: Db) -> None:
+        await connect.disconnect(db, community_id=editor.community_id)
+
+
+class WebhookAck(msgspec.Struct):
+    received: bool
+    duplicate: bool = False
+
+
+class StripeWebhooksController(Controller):
+    """Stripe calls these; the signature on the raw body is the only authentication."""
+
+    path = "/webhooks/stripe"
+    tags = ["checkout"]
+    security = [{}]
+
+    async def _receive(self, request: Request, db: Db, secret: str, *, connect_endpoint: bool) -> WebhookAck:
+        event = webhooks.verify(await request.body(), request.headers.get("stripe-signature"), secret)
+        new = await webhooks.receive(db, event, connect_endpoint=connect_endpoint)
+        return WebhookAck(received=True, duplicate=not new)
+
+    @post("/", status_code=200, summary="Stripe webhook endpoint for platform events")
+    async def platform(self, request: Request, db: Db, state: State) -> WebhookAck:
+        return await self._receive(request, db, state.settings.stripe_webhook_secret, connect_endpoint=False)
+
+    @post("/connect", status_code=200, summary="Stripe webhook endpoint for connected-account events")
+    async def connected(self, request: Request, db: Db, state: State) -> WebhookAck:
+        return await self._receive(request, db, state.settings.stripe_connect_webhook_secret, connect_endpoint=True)
+
+
+class QuoteIn(msgspec.Struct, forbid_unknown_fields=True):
+    code: Annotated[str, msgspec.Meta(max_length=40)] = ""
+    email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
+
+
+class QuoteOut(msgspec.Struct):
+    list_amount: int
+    discount_amount: int
+    amount_due: int
+    currency: str
+    code: str | None
+    free: bool
+
+
+GUESS_LIMIT = (20, 600)  # failed code lookups per address per window (seconds)
+
+
+class QuoteController(Controller):
+    """Public, like the checkout page it serves: the price with a discount code applied."""
+
+    path = "/offers/{offer_id:int}/quote"
+    tags = ["checkout"]
+    security = [{}]
+
+    @post("/", status_code=200, summary="Price preview with a discount code (rate-limited against guessing)")
+    async def quote(self, offer_id: ObjectId, data: JSONBody[QuoteIn], request: Request, db: Db, state: State) -> QuoteOut:
+        offer = await db.scalar(select(Offer).where(Offer.id == offer_id, Offer.status == OfferStatus.published))
+        if offer is None:
+            raise NotFound("offer not found")
+        if offer.pricing is Pricing.free:
+            return QuoteOut(0, 0, 0, offer.currency, None, True)
+        address = client_address(request)
+        if data.code:
+            await billing.check_guess_rate(state.redis, address=address)
+        try:
+            quote = await billing.quote(
+                db, community_id=offer.community_id, offer_id=offer.id, pricing=offer.pricing.value,
+                amount=offer.amount, currency=offer.currency, code=data.code or None, email=data.email or None,
+            )
+        except DomainError:
+            if data.code:
+                await billing.note_failed_guess(state.redis, address=address)
+            raise
+        return QuoteOut(
+            quote.list_amount, quote.discount_amount, quote.amount_due, quote.currency, quote.code,
+            free=offer.pricing is Pricing.one_time and quote.is_free,
+        )

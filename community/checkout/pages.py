@@ -1,0 +1,229 @@
+"""The buyer's path in pages: landing page -> checkout page -> Stripe -> completion -> thanks
+(the owner's custom code with the purchase details) -> the community or the owner's URL.
+
+Only the landing, checkout and thanks pages of an offer render its custom code; they send a
+policy that lets it run. Every other page keeps the strict policy (web.STRICT_CSP).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import nh3
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery
+from litestar.response import Redirect, Template
+from markdown_it import MarkdownIt
+
+from community.accounts import service as accounts
+from community.accounts.api import client_address
+from community.accounts.guards import Viewer, provide_viewer
+from community.accounts.pages import start_session
+from community.billing import service as billing
+from community.checkout import connect, service
+from community.checkout.models import Checkout, CheckoutState
+from community.db import utcnow
+from community.errors import DomainError, NotFound
+from community.hubs.models import Community
+from community.money import format_amount
+from community.offers.models import Offer, Pricing
+from community.stripe_client import stripe_client
+from community.web import Db
+
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+# Owner code may load anything from anywhere; what it may not do is frame us, change the base
+# of our links or embed plugins.
+OFFER_PAGE_CSP = "base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+OFFER_PAGE_HEADERS = {"Content-Security-Policy": OFFER_PAGE_CSP, "Cache-Control": "no-store"}
+FORWARD_SECONDS = 2
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
+
+
+def render_markdown(source: str) -> str:
+    """Owner markdown to safe HTML: raw HTML is not passed through, and the result is cleaned
+    again (links get rel=noopener, no script, no event handlers, no javascript: URLs)."""
+    return nh3.clean(_markdown.render(source), link_rel="noopener noreferrer nofollow")
+
+
+def price_view(offer: Offer) -> dict[str, Any]:
+    """What the pages show about the price."""
+    interval = None
+    if offer.pricing is Pricing.recurring:
+        months = offer.interval_months or 1
+        interval = {1: "month", 3: "3 months", 6: "6 months", 12: "year"}.get(months, f"{months} months")
+    return {
+        "free": offer.pricing is Pricing.free,
+        "price": format_amount(offer.amount, offer.currency) if offer.pricing is not Pricing.free else "Free",
+        "old_price": format_amount(offer.old_amount, offer.currency) if offer.old_amount else None,
+        "interval": interval,
+        "trial_days": offer.trial_days if offer.pricing is Pricing.recurring else 0,
+        "trial_needs_card": offer.trial_requires_card,
+        "access_days": offer.access_days if offer.pricing is Pricing.one_time else None,
+    }
+
+
+def _button(offer: Offer) -> str:
+    if offer.pricing is Pricing.free:
+        return "Join free"
+    if offer.pricing is Pricing.recurring and offer.trial_days:
+        return "Start free trial"
+    return "Pay"
+
+
+def _offer_context(state: State, community: Community, offer: Offer) -> dict[str, Any]:
+    return {
+        "community": community,
+        "offer": offer,
+        "price": price_view(offer),
+        "page": offer.landing_page or {},
+        "body_html": render_markdown((offer.landing_page or {}).get("body", "") or offer.description),
+        "checkout_url": f"{service.offer_page_url(state.settings, community, offer)}/checkout",
+        "button": _button(offer),
+        "media_url": "/media/",
+    }
+
+
+class OfferPages(Controller):
+    """Public offer pages (served on COMMUNITY_PAGES_URL when it is set)."""
+
+    include_in_schema = False
+    dependencies = {"viewer": Provide(provide_viewer)}
+
+    @get("/o/{community_slug:str}/{offer_slug:str}")
+    async def landing(self, community_slug: FromPath[str], offer_slug: FromPath[str], db: Db, state: State) -> Template | Redirect:
+        community, offer = await service.published_offer(db, community_slug, offer_slug)
+        if not any((offer.landing_page or {}).values()):
+            return Redirect(f"/o/{community_slug}/{offer_slug}/checkout")  # no landing page: straight to checkout
+        return Template(
+            "checkout/landing.html",
+            context={**_offer_context(state, community, offer), "custom_code": True},
+            headers=OFFER_PAGE_HEADERS,
+        )
+
+    @get("/o/{community_slug:str}/{offer_slug:str}/checkout")
+    async def checkout_form(
+        self, community_slug: FromPath[str], offer_slug: FromPath[str], viewer: Viewer, db: Db, state: State
+    ) -> Template:
+        community, offer = await service.published_offer(db, community_slug, offer_slug)
+        user = await accounts.get_user(db, viewer.user_id) if viewer else None
+        return self._checkout_page(state, community, offer, user=user, email=user.email if user else "", name=user.name if user else "")
+
+    @post("/o/{community_slug:str}/{offer_slug:str}/checkout")
+    async def checkout(
+        self, community_slug: FromPath[str], offer_slug: FromPath[str], data: Form, request: Request, viewer: Viewer, db: Db, state: State
+    ) -> Template | Redirect:
+        community, offer = await service.published_offer(db, community_slug, offer_slug)
+        email, name, code = data.get("email", ""), data.get("name", ""), data.get("discount_code", "").strip()
+        address = client_address(request)
+        try:
+            if code:
+                await billing.check_guess_rate(state.redis, address=address)
+            async with db.begin_nested():  # a refusal leaves nothing half-written
+                started = await service.start(
+                    db, state.settings, community=community, offer=offer, email=email, name=name,
+                    viewer_id=viewer.user_id if viewer else None, code=code or None,
+                )
+        except DomainError as exc:
+            if code and exc.field == "discount_code":
+                await billing.note_failed_guess(state.redis, address=address)
+            user = await accounts.get_user(db, viewer.user_id) if viewer else None
+            return self._checkout_page(
+                state, community, offer, user=user, email=email, name=name, code=code,
+                error=exc.detail, field=exc.field, status_code=exc.status_code,
+            )
+        return Redirect(started.redirect_url, status_code=303)
+
+    def _checkout_page(self, state: State, community: Community, offer: Offer, *, status_code: int = 200, **context: Any) -> Template:
+        return Template(
+            "checkout/checkout.html",
+            context={**_offer_context(state, community, offer), "custom_code": True, "code": "", "error": None, "field": None, **context},
+            headers=OFFER_PAGE_HEADERS,
+            status_code=status_code,
+        )
+
+    @get("/checkout/{token:str}/thanks")
+    async def thanks(self, token: FromPath[str], db: Db, state: State) -> Template:
+        """The confirmation step: the owner's code sees the purchase (conversion pixels), then
+        the page forwards by itself to where the offer sends its buyers."""
+        checkout = await service.checkout_by_token(db, token)
+        if checkout.state is not CheckoutState.fulfilled:
+            raise NotFound("checkout not found")
+        offer = await db.get_one(Offer, checkout.offer_id)
+        community = await db.get_one(Community, checkout.community_id)
+        paid = checkout.amount_due if checkout.amount_due else 0
+        return Template(
+            "checkout/thanks.html",
+            context={
+                "community": community,
+                "offer": offer,
+                "custom_code": True,
+                "purchase": {
+                    "offer_id": offer.id,
+                    "offer": offer.title,
+                    "amount": paid,
+                    "amount_decimal": format_amount(paid, checkout.currency).split()[0],
+                    "currency": checkout.currency,
+                    "checkout": checkout.token[:12],
+                },
+                "destination": service.destination_url(state.settings, checkout, offer),
+                "forward_seconds": FORWARD_SECONDS,
+            },
+            headers=OFFER_PAGE_HEADERS,
+        )
+
+
+class CompletionPages(Controller):
+    """Platform-origin routes: Stripe sends buyers back here; Connect onboarding returns here."""
+
+    include_in_schema = False
+    dependencies = {"viewer": Provide(provide_viewer)}
+
+    @get("/checkout/{token:str}/complete")
+    async def complete(
+        self, token: FromPath[str], request: Request, viewer: Viewer, db: Db, state: State, session_id: FromQuery[str | None] = None
+    ) -> Template | Redirect:
+        checkout = await service.checkout_by_token(db, token, lock=True)
+        if checkout.stripe_session_id is not None and checkout.state is not CheckoutState.fulfilled:
+            if session_id != checkout.stripe_session_id:
+                raise NotFound("checkout not found")
+            # Fulfil now if the webhook has not yet; Stripe's answer decides, never the URL.
+            await service.settle(db, state.settings, checkout, await service.fetch_session(state.settings, checkout))
+        if checkout.state is not CheckoutState.fulfilled:
+            return Template("checkout/pending.html", context={"checkout": checkout}, status_code=200)
+        await self._log_in(request, viewer, db, checkout)
+        return Redirect(service.thanks_url(state.settings, checkout), status_code=303)
+
+    async def _log_in(self, request: Request, viewer: Any, db: Db, checkout: Checkout) -> None:
+        """A buyer whose account this checkout created is logged in, once. An existing account
+        is never logged in by paying with its address: its owner logs in as usual."""
+        if viewer is not None and viewer.user_id == checkout.user_id:
+            return
+        if checkout.new_user and checkout.login_used_at is None and checkout.user_id is not None:
+            checkout.login_used_at = utcnow()
+            await start_session(request, db, checkout.user_id)
+
+    @get("/connect/{community_id:int}/return")
+    async def connect_return(self, community_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:
+        if viewer is None:
+            return Redirect("/login")
+        await accounts.require_role(db, community_id, viewer.user_id, accounts.EDITORS)
+        await connect.refresh(db, stripe_client(state.settings), community_id=community_id)
+        return Redirect(f"/dashboard/communities/{community_id}")
+
+    @get("/connect/{community_id:int}/refresh")
+    async def connect_refresh(self, community_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:
+        """Stripe sends the owner here when an onboarding link went stale: make a fresh one."""
+        if viewer is None:
+            return Redirect("/login")
+        await accounts.require_role(db, community_id, viewer.user_id, accounts.EDITORS)
+        base = f"{state.settings.base_url}/connect/{community_id}"
+        url = await connect.start_onboarding(
+            db, stripe_client(state.settings), community_id=community_id,
+            return_url=f"{base}/return", refresh_url=f"{base}/refresh",
+        )
+        return Redirect(url, status_code=303)

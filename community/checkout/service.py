@@ -1,0 +1,401 @@
+"""Checkout: our record first, then a Stripe Checkout Session on the community's connected
+account; one idempotent fulfilment used by the webhook and the completion route alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.accounts import service as accounts
+from community.accounts.models import Member
+from community.billing import service as billing
+from community.billing.models import PaymentKind
+from community.checkout import connect
+from community.checkout.models import Checkout, CheckoutState
+from community.db import utcnow
+from community.errors import Conflict, Invalid, NotFound
+from community.hubs.models import Community
+from community.money import format_amount
+from community.notifications.owner_templates import (
+    DEFAULT_CONFIRMATION_BODY,
+    DEFAULT_CONFIRMATION_SUBJECT,
+    render_owner_template,
+)
+from community.notifications.service import queue_email
+from community.offers import entitlements
+from community.offers.models import (
+    Destination,
+    EntitlementSource,
+    Offer,
+    OfferStatus,
+    Pricing,
+)
+from community.settings import Settings
+from community.stripe_client import stripe_client
+
+# Stripe lets a Checkout Session live 30 minutes to 24 hours; a reserved discount code is held
+# that long (plus a margin for the webhook) and then counts again.
+SESSION_LIFETIME = dt.timedelta(hours=2)
+RESERVATION_MARGIN = dt.timedelta(minutes=30)
+MAX_NAME = 120
+
+
+@dataclass(frozen=True)
+class Started:
+    checkout: Checkout
+    redirect_url: str  # Stripe's hosted page, or (free) our completion route
+
+
+async def published_offer(session: AsyncSession, community_slug: str, offer_slug: str, *, drafts: bool = False) -> tuple[Community, Offer]:
+    """The public face of an offer: only published ones (drafts for the owner's preview)."""
+    query = (
+        select(Community, Offer)
+        .join(Offer, Offer.community_id == Community.id)
+        .where(Community.slug == community_slug, Offer.slug == offer_slug)
+    )
+    if not drafts:
+        query = query.where(Offer.status == OfferStatus.published)
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise NotFound("offer not found")
+    return row[0], row[1]
+
+
+def completion_url(settings: Settings, checkout: Checkout) -> str:
+    # The completion route logs the buyer in, so it lives on the platform's own origin.
+    return f"{settings.base_url}/checkout/{checkout.token}/complete"
+
+
+def thanks_url(settings: Settings, checkout: Checkout) -> str:
+    # Runs the owner's custom code: on the offer pages' origin.
+    return f"{settings.public_pages_url}/checkout/{checkout.token}/thanks"
+
+
+def offer_page_url(settings: Settings, community: Community, offer: Offer) -> str:
+    return f"{settings.public_pages_url}/o/{community.slug}/{offer.slug}"
+
+
+def destination_url(settings: Settings, checkout: Checkout, offer: Offer) -> str:
+    """Where a buyer goes after paying: only ever the owner's saved, validated URL or ours."""
+    if offer.destination is Destination.custom_url and offer.destination_url:
+        return offer.destination_url
+    return f"{settings.base_url}/communities/{checkout.community_id}"
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME:
+        raise Invalid(f"may be at most {MAX_NAME} characters", field="name")
+    return name
+
+
+async def start(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    community: Community,
+    offer: Offer,
+    email: str,
+    name: str,
+    viewer_id: int | None,
+    code: str | None,
+) -> Started:
+    """Validate, then fulfil a free checkout at once or send the buyer to Stripe. The amount
+    always comes from the offer and the discount code, never from the form."""
+    # FOR SHARE: an unpublish waits for this checkout (as for free claims).
+    locked = await session.scalar(
+        select(Offer.status).where(Offer.id == offer.id).with_for_update(read=True)
+    )
+    if locked is not OfferStatus.published:
+        raise NotFound("offer not found")
+    if viewer_id is not None:
+        email = (await accounts.get_user(session, viewer_id)).email  # a logged-in buyer buys as themselves
+    email = accounts.normalize_email(email)
+    name = _clean_name(name)
+    buyer = await accounts.find_user_by_email(session, email)
+    if buyer is not None and await entitlements.live_entitlement(
+        session, community_id=community.id, offer_id=offer.id, user_id=buyer.id
+    ):
+        raise Conflict("you already have this offer: log in to open it", field="email")
+
+    free = offer.pricing is Pricing.free
+    quote = None
+    if not free:
+        quote = await billing.quote(
+            session, community_id=community.id, offer_id=offer.id, pricing=offer.pricing.value,
+            amount=offer.amount, currency=offer.currency, code=code or None, email=email,
+        )
+        free = offer.pricing is Pricing.one_time and quote.is_free  # a 100% code on a one-time offer
+    checkout = Checkout(
+        community_id=community.id,
+        offer_id=offer.id,
+        token=secrets.token_urlsafe(32),
+        email=email,
+        name=name,
+        viewer_id=viewer_id,
+        list_amount=quote.list_amount if quote else 0,
+        discount_amount=quote.discount_amount if quote else 0,
+        amount_due=quote.amount_due if quote else 0,
+        currency=offer.currency,
+        discount_code_id=quote.code_id if quote else None,
+        discount_code=quote.code if quote else None,
+    )
+    session.add(checkout)
+    await session.flush()
+    if quote is not None and quote.code_id is not None:
+        checkout.expires_at = utcnow() + SESSION_LIFETIME
+        await billing.reserve(
+            session, community_id=community.id, quote=quote, checkout_id=checkout.id, email=email,
+            user_id=buyer.id if buyer else None, expires_at=checkout.expires_at + RESERVATION_MARGIN,
+        )
+    if free:
+        await fulfil(session, settings, checkout, paid_amount=0, discount_amount=checkout.discount_amount)
+        return Started(checkout, completion_url(settings, checkout))
+
+    account = await connect.require_account(session, community.id)
+    client = stripe_client(settings)
+    checkout.stripe_account_id = account.account_id
+    checkout.expires_at = checkout.expires_at or utcnow() + SESSION_LIFETIME
+    stripe_session = await client.v1.checkout.sessions.create_async(
+        await _session_params(client, settings, community, offer, checkout, quote),
+        {"stripe_account": account.account_id, "idempotency_key": f"checkout-{checkout.id}-session"},
+    )
+    checkout.stripe_session_id = stripe_session.id
+    await session.flush()
+    if not stripe_session.url:
+        raise Conflict("Stripe did not return a payment page; try again")
+    return Started(checkout, stripe_session.url)
+
+
+async def _session_params(
+    client: stripe.StripeClient,
+    settings: Settings,
+    community: Community,
+    offer: Offer,
+    checkout: Checkout,
+    quote: billing.Quote | None,
+) -> stripe.params.checkout.SessionCreateParams:
+    assert quote is not None and checkout.expires_at is not None
+    metadata = {"checkout_id": str(checkout.id), "community_id": str(community.id), "offer_id": str(offer.id)}
+    product: stripe.params.checkout.SessionCreateParamsLineItemPriceDataProductData = {"name": offer.title[:250]}
+    price: stripe.params.checkout.SessionCreateParamsLineItemPriceData = {
+        "currency": offer.currency.lower(),
+        "unit_amount": offer.amount,
+        "product_data": product,
+    }
+    params: stripe.params.checkout.SessionCreateParams = {
+        "line_items": [{"quantity": 1, "price_data": price}],
+        "customer_email": checkout.email,
+        "client_reference_id": str(checkout.id),
+        "metadata": metadata,
+        "success_url": completion_url(settings, checkout) + "?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": offer_page_url(settings, community, offer) + "/checkout",
+        "expires_at": int(checkout.expires_at.timestamp()),
+    }
+    if quote.code_id is not None:
+        params["discounts"] = [{"coupon": await _coupon(client, checkout, offer, quote)}]
+    fee_bps = settings.platform_fee_bps
+    if offer.pricing is Pricing.recurring:
+        months = offer.interval_months or 1
+        price["recurring"] = {"interval": "year", "interval_count": 1} if months == 12 else {"interval": "month", "interval_count": months}
+        subscription: stripe.params.checkout.SessionCreateParamsSubscriptionData = {"metadata": metadata}
+        if offer.trial_days:
+            subscription["trial_period_days"] = offer.trial_days
+            subscription["trial_settings"] = {"end_behavior": {"missing_payment_method": "cancel"}}
+            if not offer.trial_requires_card:
+                params["payment_method_collection"] = "if_required"
+        if fee_bps:
+            subscription["application_fee_percent"] = fee_bps / 100
+        params["mode"] = "subscription"
+        params["subscription_data"] = subscription
+    else:
+        intent: stripe.params.checkout.SessionCreateParamsPaymentIntentData = {"metadata": metadata}
+        if fee_bps:
+            intent["application_fee_amount"] = checkout.amount_due * fee_bps // 10_000
+        params["mode"] = "payment"
+        params["payment_intent_data"] = intent
+    return params
+
+
+async def _coupon(client: stripe.StripeClient, checkout: Checkout, offer: Offer, quote: billing.Quote) -> str:
+    """A single-use coupon on the connected account carrying our code's terms: Stripe then
+    computes the same total our quote showed."""
+    params: stripe.params.CouponCreateParams = {"max_redemptions": 1, "name": (quote.code or "discount")[:40]}
+    if quote.percent_bps is not None:
+        params["percent_off"] = quote.percent_bps / 100
+    else:
+        params["amount_off"] = quote.amount_off or 0
+        params["currency"] = offer.currency.lower()
+    if offer.pricing is Pricing.recurring and quote.duration:
+        params["duration"] = quote.duration  # type: ignore[typeddict-item]  # validated by billing
+        if quote.duration == "repeating":
+            params["duration_in_months"] = quote.duration_months or 1
+    else:
+        params["duration"] = "once"
+    coupon = await client.v1.coupons.create_async(
+        params, {"stripe_account": checkout.stripe_account_id, "idempotency_key": f"checkout-{checkout.id}-coupon"}
+    )
+    return coupon.id
+
+
+# ---------------------------------------------------------------- fulfilment
+
+
+async def checkout_by_token(session: AsyncSession, token: str, *, lock: bool = False) -> Checkout:
+    query = select(Checkout).where(Checkout.token == token)
+    checkout = await session.scalar(query.with_for_update() if lock else query)
+    if checkout is None:
+        raise NotFound("checkout not found")
+    return checkout
+
+
+async def fulfil(
+    session: AsyncSession,
+    settings: Settings,
+    checkout: Checkout,
+    *,
+    paid_amount: int,
+    discount_amount: int,
+    stripe_session: Any = None,
+) -> bool:
+    """Grant the offer, record the payment and the redemption, tag the buyer, confirm by email.
+    The caller holds the checkout row locked; a second call changes nothing (returns False)."""
+    if checkout.state is CheckoutState.fulfilled:
+        return False
+    offer = await entitlements.offer_in(session, checkout.community_id, checkout.offer_id)
+    community = await session.get_one(Community, checkout.community_id)
+    user, created = await accounts.ensure_user(session, checkout.email)
+    if created and checkout.name:
+        user.name = checkout.name
+    held = await entitlements.live_entitlement(
+        session, community_id=checkout.community_id, offer_id=offer.id, user_id=user.id
+    )
+    if held is None:
+        held = await entitlements.grant(
+            session, community_id=checkout.community_id, offer=offer, user_id=user.id,
+            source=EntitlementSource.free if offer.pricing is Pricing.free else EntitlementSource.purchase,
+            note=f"checkout {checkout.id}",
+        )
+    if stripe_session is not None:
+        checkout.stripe_customer_id = _id_of(stripe_session.customer)
+        checkout.stripe_payment_intent_id = _id_of(stripe_session.payment_intent)
+        checkout.stripe_subscription_id = _id_of(stripe_session.subscription)
+    if paid_amount > 0:
+        await billing.record_payment(
+            session, community_id=checkout.community_id, user_id=user.id, offer_id=offer.id,
+            entitlement_id=held.id, checkout_id=checkout.id, kind=PaymentKind.purchase.value,
+            amount=paid_amount, discount_amount=discount_amount, currency=checkout.currency,
+            stripe_account_id=checkout.stripe_account_id, stripe_checkout_session_id=checkout.stripe_session_id,
+            stripe_payment_intent_id=checkout.stripe_payment_intent_id,
+            stripe_subscription_id=checkout.stripe_subscription_id,
+        )
+    if checkout.discount_code_id is not None:
+        await billing.redeem(session, community_id=checkout.community_id, checkout_id=checkout.id)
+    await _apply_tags(session, checkout.community_id, user.id, offer.auto_tags)
+    checkout.state = CheckoutState.fulfilled
+    checkout.fulfilled_at = utcnow()
+    checkout.user_id = user.id
+    checkout.new_user = created
+    checkout.entitlement_id = held.id
+    checkout.discount_amount = discount_amount
+    await _confirm_by_email(session, settings, checkout, offer, community, user, paid_amount, needs_password=user.password_hash is None)
+    await session.flush()
+    return True
+
+
+def _id_of(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.id  # an expanded object
+
+
+async def _apply_tags(session: AsyncSession, community_id: int, user_id: int, tags: list[str]) -> None:
+    if not tags:
+        return
+    member = await session.scalar(
+        select(Member).where(Member.community_id == community_id, Member.user_id == user_id).with_for_update()
+    )
+    if member is not None:
+        member.tags = sorted(set(member.tags or []) | set(tags))
+
+
+async def _confirm_by_email(
+    session: AsyncSession,
+    settings: Settings,
+    checkout: Checkout,
+    offer: Offer,
+    community: Community,
+    user: Any,
+    paid_amount: int,
+    *,
+    needs_password: bool,
+) -> None:
+    variables = {
+        "buyer_name": user.name or checkout.name,
+        "buyer_email": user.email,
+        "offer_title": offer.title,
+        "amount": format_amount(paid_amount, checkout.currency) if paid_amount else "0",
+        "community_name": community.name,
+        "access_url": destination_url(settings, checkout, offer),
+    }
+    subject = render_owner_template(offer.confirmation_subject, DEFAULT_CONFIRMATION_SUBJECT, variables)
+    body = render_owner_template(offer.confirmation_body, DEFAULT_CONFIRMATION_BODY, variables)
+    # A buyer without a password gets a one-time link to log in and set one.
+    login_link = await accounts.create_login_link(session, user=user, base_url=settings.base_url) if needs_password else None
+    await queue_email(
+        session,
+        to=user.email,
+        template="purchase_confirmation",
+        community_id=checkout.community_id,
+        subject=" ".join(subject.split())[:200] or offer.title,
+        body=body,
+        login_link=login_link,
+        site_url=settings.base_url,
+    )
+
+
+async def settle(session: AsyncSession, settings: Settings, checkout: Checkout, stripe_session: Any) -> str:
+    """Act on the current state of the checkout's Stripe session (the webhook and the
+    completion route both call this, with the session just fetched from Stripe)."""
+    if stripe_session.id != checkout.stripe_session_id:
+        raise Conflict("this payment does not belong to this checkout")
+    if checkout.state is CheckoutState.fulfilled:
+        return "already fulfilled"
+    if stripe_session.status == "complete" and stripe_session.payment_status in ("paid", "no_payment_required"):
+        details = stripe_session.total_details
+        await fulfil(
+            session, settings, checkout,
+            paid_amount=stripe_session.amount_total or 0,
+            discount_amount=(details.amount_discount if details else 0) or 0,
+            stripe_session=stripe_session,
+        )
+        return "fulfilled"
+    if stripe_session.status == "expired":
+        checkout.state = CheckoutState.expired
+        await billing.release(session, community_id=checkout.community_id, checkout_id=checkout.id)
+        return "expired"
+    if stripe_session.status == "complete":  # a delayed payment method, not settled yet
+        checkout.state = CheckoutState.processing
+        return "processing"
+    return "open"
+
+
+async def payment_failed(session: AsyncSession, checkout: Checkout) -> str:
+    """A delayed payment failed: nothing was granted; the discount code counts again."""
+    if checkout.state is CheckoutState.fulfilled:
+        return "already fulfilled"
+    checkout.state = CheckoutState.failed
+    await billing.release(session, community_id=checkout.community_id, checkout_id=checkout.id)
+    return "failed"
+
+
+async def fetch_session(settings: Settings, checkout: Checkout, session_id: str | None = None) -> Any:
+    return await stripe_client(settings).v1.checkout.sessions.retrieve_async(
+        session_id or checkout.stripe_session_id or "", options={"stripe_account": checkout.stripe_account_id}
+    )
