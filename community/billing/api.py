@@ -1,0 +1,112 @@
+"""Discount codes and the payments ledger through the API: owners and admins write, staff
+(managers too) read."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.di import Provide
+from litestar.params import JSONBody, QueryParameter
+
+from community.accounts.guards import (
+    StaffMember,
+    provide_editor,
+    provide_member,
+    provide_principal,
+)
+from community.billing import discounts, service
+from community.billing.schemas import (
+    DiscountCodeCreate,
+    DiscountCodeOut,
+    DiscountCodeUpdate,
+    PaymentOut,
+    RedemptionOut,
+    code_out,
+    given,
+    payment_out,
+    redemption_out,
+)
+from community.web import MAX_ID, Cursor, Db, ObjectId, Page, PageLimit, page_of
+
+UserFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this member's payments.")]
+OfferFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only payments for this offer.")]
+
+GUARDS = {
+    "principal": Provide(provide_principal),
+    "member": Provide(provide_member),
+    "editor": Provide(provide_editor),
+}
+
+
+async def _out(db: Db, codes: list) -> list[DiscountCodeOut]:
+    ids = [c.id for c in codes]
+    offers = await discounts.offer_ids_of(db, ids)
+    counts = await discounts.counts_of(db, ids)
+    return [code_out(c, offers[c.id], counts[c.id]) for c in codes]
+
+
+class DiscountCodesController(Controller):
+    path = "/communities/{community_id:int}/discount-codes"
+    tags = ["discount codes"]
+    dependencies = GUARDS
+
+    @get("/", summary="Discount codes, oldest first (keyset pages), with their redemption counts")
+    async def list_codes(
+        self, member: StaffMember, db: Db, after: Cursor = None, limit: PageLimit = 50
+    ) -> Page[DiscountCodeOut]:
+        codes = await discounts.list_codes(db, member.community_id, after=after, limit=limit)
+        return page_of(await _out(db, codes), limit, lambda item: item.id)
+
+    @post("/", status_code=201, summary="Create a discount code (codes ignore case)")
+    async def create_code(self, data: JSONBody[DiscountCodeCreate], editor: StaffMember, db: Db) -> DiscountCodeOut:
+        code = await discounts.create_code(db, editor.community_id, given(data))
+        return (await _out(db, [code]))[0]
+
+    @get("/{code_id:int}", summary="One discount code, with its redemption counts")
+    async def read_code(self, code_id: ObjectId, member: StaffMember, db: Db) -> DiscountCodeOut:
+        return (await _out(db, [await discounts.get_code(db, member.community_id, code_id)]))[0]
+
+    @patch("/{code_id:int}", summary="Change a discount code's fields (only those sent); active: false deactivates it")
+    async def update_code(
+        self, code_id: ObjectId, data: JSONBody[DiscountCodeUpdate], editor: StaffMember, db: Db
+    ) -> DiscountCodeOut:
+        code = await discounts.update_code(db, editor.community_id, code_id, given(data))
+        return (await _out(db, [code]))[0]
+
+    @delete("/{code_id:int}", status_code=204, summary="Delete a code nobody redeemed (otherwise deactivate it)")
+    async def delete_code(self, code_id: ObjectId, editor: StaffMember, db: Db) -> Response[None]:
+        await discounts.delete_code(db, editor.community_id, code_id)
+        return Response(None, status_code=204)
+
+    @get("/{code_id:int}/redemptions", summary="A code's redemptions and reservations, newest first (keyset pages)")
+    async def redemptions(
+        self, code_id: ObjectId, member: StaffMember, db: Db, after: Cursor = None, limit: PageLimit = 50
+    ) -> Page[RedemptionOut]:
+        rows = await discounts.list_redemptions(db, member.community_id, code_id, after=after, limit=limit)
+        return page_of([redemption_out(r) for r in rows], limit, lambda item: item.id)
+
+
+class PaymentsController(Controller):
+    path = "/communities/{community_id:int}/payments"
+    tags = ["payments"]
+    dependencies = GUARDS
+
+    @get("/", summary="Payments, newest first (keyset pages), by member or offer")
+    async def list_payments(
+        self,
+        member: StaffMember,
+        db: Db,
+        after: Cursor = None,
+        limit: PageLimit = 50,
+        user_id: UserFilter = None,
+        offer_id: OfferFilter = None,
+    ) -> Page[PaymentOut]:
+        rows = await service.list_payments(
+            db, member.community_id, after=after, limit=limit, user_id=user_id, offer_id=offer_id
+        )
+        return page_of([payment_out(p) for p in rows], limit, lambda item: item.id)
+
+    @get("/{payment_id:int}", summary="One payment")
+    async def read_payment(self, payment_id: ObjectId, member: StaffMember, db: Db) -> PaymentOut:
+        return payment_out(await service.get_payment(db, member.community_id, payment_id))
