@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from community import __version__
 from community.accounts.api import AuthController, MeController
 from community.accounts.pages import AccountPages
+from community.billing.api import DiscountCodesController, PaymentsController
 from community.content.api import PostsController
 from community.db import create_engine, session_factory
 from community.hubs.api import (
@@ -66,6 +67,8 @@ API_CONTROLLERS = [
     AccessCheckController,
     ClaimController,
     OffersController,
+    DiscountCodesController,
+    PaymentsController,
 ]
 
 

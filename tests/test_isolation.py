@@ -21,6 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community import jobs
+from community.billing import service as billing
 from community.models import metadata
 from community.offers.models import Offer, Pricing
 from tests.conftest import Account, create_community, sign_up
@@ -29,6 +30,7 @@ from tests.test_offers import media_files, png_bytes
 API = "/api/v1"
 METHODS = ("get", "post", "put", "patch", "delete")
 OBJECT_PARAMS = ("hub_id", "group_id", "post_id", "member_id", "job_id", "offer_id", "user_id", "entitlement_id", "run_id")
+OBJECT_PARAMS += ("code_id", "payment_id")  # billing: a discount code, a payment
 KNOWN_PATH_PARAMS = {"community_id", *OBJECT_PARAMS}
 # Routes outside a community that take an object id in the path, and how they are checked.
 KNOWN_OTHER_PARAM_ROUTES = {
@@ -58,6 +60,8 @@ class World:
     run_id: int  # an access-change run
     hub_ids: list[int]  # every hub of the community, for a reorder body
     group_ids: list[int]  # every group of hub_id, for a reorder body
+    code_id: int  # a discount code nobody used (one that can be deleted)
+    payment_id: int  # the buyer's payment
 
     def path_values(self) -> dict[str, int]:
         return {
@@ -71,6 +75,8 @@ class World:
             "user_id": self.user_id,
             "entitlement_id": self.entitlement_id,
             "run_id": self.run_id,
+            "code_id": self.code_id,
+            "payment_id": self.payment_id,
         }
 
     def values_for(self, op: Operation) -> dict[str, int]:
@@ -109,6 +115,14 @@ BODIES: dict[tuple[str, str], Body] = {
         "title": "Renamed offer",
         "landing_page": {"headline": "Changed"},
     },
+    ("post", "/api/v1/communities/{community_id}/discount-codes"): lambda w: {
+        "code": "INTRUDER",
+        "kind": "percent",
+        "percent_bps": 1000,
+        "applies_to": "offers",
+        "offer_ids": [w.spare_offer_id],
+    },
+    ("patch", "/api/v1/communities/{community_id}/discount-codes/{code_id}"): lambda w: {"code": "TAKEN10", "active": False},
 }
 
 # Operations whose body is an upload (bytes, not JSON), and a valid one to send.
@@ -133,6 +147,17 @@ FOREIGN_BODIES: dict[tuple[str, str], Callable[[World, World], Any]] = {
     ("patch", "/api/v1/communities/{community_id}/groups/{group_id}"): lambda b, a: {"hub_id": a.hub_id},
     ("post", "/api/v1/communities/{community_id}/entitlements"): lambda b, a: {"email": "x@example.com", "offer_id": a.offer_id},
     ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/groups"): lambda b, a: {"add": [a.group_id]},
+    ("post", "/api/v1/communities/{community_id}/discount-codes"): lambda b, a: {
+        "code": "FOREIGN",
+        "kind": "percent",
+        "percent_bps": 1000,
+        "applies_to": "offers",
+        "offer_ids": [a.spare_offer_id],
+    },
+    ("patch", "/api/v1/communities/{community_id}/discount-codes/{code_id}"): lambda b, a: {
+        "applies_to": "offers",
+        "offer_ids": [a.spare_offer_id],
+    },
 }
 
 
@@ -180,8 +205,17 @@ async def build_world(
         await client.post(f"{base}/offers", json={"title": f"{tag} spare offer", "pricing": "one_time", "amount": 900}, headers=h),
         201,
     )
+    code = await _ok(
+        await client.post(f"{base}/discount-codes", json={"code": "WELCOME", "kind": "percent", "percent_bps": 1000}, headers=h),
+        201,
+    )
     async with sessions() as session, session.begin():
         run_id = (await session.execute(text("SELECT max(id) FROM access_runs WHERE community_id = :c"), {"c": cid})).scalar()
+        payment = await billing.record_payment(
+            session, community_id=cid, user_id=held["user_id"], offer_id=offer_id, entitlement_id=held["id"],
+            checkout_id=None, kind="purchase", amount=900, discount_amount=0, currency="USD",
+            stripe_account_id=None, stripe_payment_intent_id=f"pi_{tag}",
+        )
         job = await jobs.enqueue(session, "isolation.probe", community_id=cid, note=tag)
         job.state = jobs.JobState.failed
         job.last_error = f"{tag} failure"
@@ -201,6 +235,8 @@ async def build_world(
         run_id=run_id,
         hub_ids=[hub["id"], other_hub["id"]],
         group_ids=[group["id"], group2["id"]],
+        code_id=code["id"],
+        payment_id=payment.id,
     )
 
 
@@ -361,7 +397,7 @@ async def test_a_foreign_community_id_answers_404_and_changes_nothing(
             _assert_problem(response, (404, 422), f"{op} in B with A's id in the body")
             if response.status_code == 422:
                 fields = {e["field"] for e in response.json()["errors"]}
-                assert fields & {"ids", "hub_id", "add"}, response.text
+                assert fields & {"ids", "hub_id", "add", "offer_ids"}, response.text
             calls += 1
         after = await snapshot(sessions)
         assert after == before, f"{op} changed rows: {diff(before, after)}"
