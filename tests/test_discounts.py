@@ -218,6 +218,9 @@ async def test_listed_offers_are_this_communitys_and_fixed_amounts_match_their_c
     assert (status, fields) == (422, ["amount_off"])
     status, fields, _ = await codes.refused({"ends_at": "2029-01-01T00:00:00Z"}, "PATCH", f"/{made['id']}")
     assert (status, fields) == (422, ["ends_at"])
+    ended = await codes.create("ENDS", ends_at=(T0 + dt.timedelta(days=1)).isoformat())
+    status, fields, _ = await codes.refused({"starts_at": "2030-01-03T00:00:00Z"}, "PATCH", f"/{ended['id']}")
+    assert (status, fields) == (422, ["starts_at"])
 
 
 async def test_codes_are_unique_ignoring_case(codes: Codes, client: httpx.AsyncClient, owner: Account) -> None:

@@ -130,6 +130,8 @@ def _settle(current: Mapping[str, Any], given: Mapping[str, Any], *, default_cur
     if v["starts_at"] is None:
         v["starts_at"] = utcnow()
     if v["ends_at"] is not None and v["ends_at"] <= v["starts_at"]:
+        if "ends_at" not in given:  # a PATCH moved the start past the end it kept
+            raise Invalid("must be before ends_at", field="starts_at")
         raise Invalid("must be after starts_at", field="ends_at")
 
     # How often.
