@@ -1,0 +1,302 @@
+"""The sandbox's HTTP side: Stripe's API under /v1, the hosted pages, and /_sandbox controls.
+
+API requests are checked the way Stripe checks them: a test secret key (`Authorization:
+Bearer sk_test_...`), the `Stripe-Account` header naming a connected account (objects are that
+account's; another's answer 404), and `Idempotency-Key` (same key and parameters: the stored
+response again; other parameters: 400 idempotency_error). Bodies use Stripe's bracket notation.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from community.checkout.sandbox import pages
+from community.checkout.sandbox.asgi import (
+    Request,
+    Response,
+    Router,
+    json_response,
+    read_request,
+    send_response,
+)
+from community.checkout.sandbox.delivery import Deliverer
+from community.checkout.sandbox.errors import SandboxError
+from community.checkout.sandbox.forms import Params, parse_form
+from community.checkout.sandbox.state import API_VERSION, SandboxState, new_id
+
+log = logging.getLogger(__name__)
+
+
+def _retrieve(method: str) -> Any:
+    def call(s: SandboxState, account: str | None, p: Params, object_id: str) -> Any:
+        p.only()
+        return getattr(s, method)(account, object_id)
+
+    return call
+
+
+def _with_params(method: str) -> Any:
+    return lambda s, account, p, *ids: getattr(s, method)(account, p, *ids)
+
+
+ID = "([^/]+)"
+API_ROUTES: list[tuple[str, str, Any]] = [
+    ("POST", "/v1/accounts", _with_params("create_account")),
+    ("GET", "/v1/accounts", _with_params("list_accounts")),
+    ("GET", f"/v1/accounts/{ID}", _retrieve("retrieve_account")),
+    ("POST", f"/v1/accounts/{ID}", _with_params("update_account")),
+    ("DELETE", f"/v1/accounts/{ID}", _retrieve("delete_account")),
+    ("POST", "/v1/account_links", _with_params("create_account_link")),
+    ("POST", "/v1/checkout/sessions", _with_params("create_checkout_session")),
+    ("GET", "/v1/checkout/sessions", _with_params("list_checkout_sessions")),
+    ("GET", f"/v1/checkout/sessions/{ID}", _retrieve("retrieve_checkout_session")),
+    ("GET", f"/v1/checkout/sessions/{ID}/line_items", _with_params("list_session_line_items")),
+    ("POST", f"/v1/checkout/sessions/{ID}/expire", _with_params("expire_checkout_session")),
+    ("POST", "/v1/customers", _with_params("create_customer")),
+    ("GET", "/v1/customers", _with_params("list_customers")),
+    ("GET", f"/v1/customers/{ID}", _retrieve("retrieve_customer")),
+    ("POST", f"/v1/customers/{ID}", _with_params("update_customer")),
+    ("POST", "/v1/coupons", _with_params("create_coupon")),
+    ("GET", "/v1/coupons", _with_params("list_coupons")),
+    ("GET", f"/v1/coupons/{ID}", _retrieve("retrieve_coupon")),
+    ("DELETE", f"/v1/coupons/{ID}", _retrieve("delete_coupon")),
+    ("GET", f"/v1/payment_methods/{ID}", _retrieve("retrieve_payment_method")),
+    ("GET", "/v1/payment_intents", _with_params("list_payment_intents")),
+    ("GET", f"/v1/payment_intents/{ID}", _retrieve("retrieve_payment_intent")),
+    ("GET", "/v1/charges", _with_params("list_charges")),
+    ("GET", f"/v1/charges/{ID}", _retrieve("retrieve_charge")),
+    ("POST", "/v1/refunds", _with_params("create_refund")),
+    ("GET", "/v1/refunds", _with_params("list_refunds")),
+    ("GET", f"/v1/refunds/{ID}", _retrieve("retrieve_refund")),
+    ("GET", f"/v1/disputes/{ID}", _retrieve("retrieve_dispute")),
+    ("GET", "/v1/subscriptions", _with_params("list_subscriptions")),
+    ("GET", f"/v1/subscriptions/{ID}", _retrieve("retrieve_subscription")),
+    ("POST", f"/v1/subscriptions/{ID}", _with_params("update_subscription")),
+    ("DELETE", f"/v1/subscriptions/{ID}", _with_params("cancel_subscription")),
+    ("GET", "/v1/invoices", _with_params("list_invoices")),
+    ("GET", f"/v1/invoices/{ID}", _retrieve("retrieve_invoice")),
+    ("POST", "/v1/billing_portal/sessions", _with_params("create_portal_session")),
+    ("GET", "/v1/events", _with_params("list_events")),
+    ("GET", f"/v1/events/{ID}", _retrieve("retrieve_event")),
+]
+
+
+class SandboxApp:
+    """The ASGI application."""
+
+    def __init__(self, state: SandboxState, deliverer: Deliverer, api_key: str) -> None:
+        self.state = state
+        self.deliverer = deliverer
+        self.api_key = api_key
+        self.api = Router()
+        for method, pattern, handler in API_ROUTES:
+            self.api.add(method, pattern, handler)
+        self.other = Router()
+        pages.register(self.other, state)
+        _register_controls(self.other, state, deliverer)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        request = await read_request(scope, receive)
+        if request is None:
+            await send_response(send, json_response(413, _error("Request body too large.")))
+            return
+        try:
+            response = self.handle(request)
+        except Exception:  # noqa: BLE001 - a bug in the sandbox: answer like Stripe's api_error, saying what broke
+            log.error("stripe sandbox: %s %s failed\n%s", request.method, request.path, traceback.format_exc())
+            response = json_response(500, {"error": {"type": "api_error", "message": traceback.format_exc(limit=3)}})
+        await send_response(send, response)
+
+    def handle(self, request: Request) -> Response:
+        if request.path.startswith("/v1/"):
+            return self.handle_api(request)
+        found = self.other.match(request.method, request.path)
+        if found is None:
+            return json_response(404, _error(f"Not found: {request.method} {request.path}"))
+        handler, groups = found
+        try:
+            return handler(request, *groups)
+        except SandboxError as exc:
+            return json_response(exc.status, exc.body())
+
+    def handle_api(self, request: Request) -> Response:
+        request_id = new_id("req_", 14)
+        headers = [("request-id", request_id), ("stripe-version", API_VERSION)]
+        key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if key != self.api_key:
+            shown = f"{key[:8]}****{key[-4:]}" if len(key) > 12 else key or "(none)"
+            reason = " The sandbox refuses live keys." if key.startswith(("sk_live_", "rk_live_")) else ""
+            return json_response(401, _error(f"Invalid API Key provided: {shown}.{reason}"), headers)
+        found = self.api.match(request.method, request.path)
+        if found is None:
+            return json_response(
+                404,
+                _error(
+                    f"Unrecognized request URL ({request.method}: {request.path}). The sandbox models only part "
+                    "of Stripe's API (see community/checkout/sandbox/app.py)."
+                ),
+                headers,
+            )
+        handler, ids = found
+        account = request.headers.get("stripe-account") or None
+        idempotency_key = request.headers.get("idempotency-key") if request.method == "POST" else None
+        with self.state.lock:
+            try:
+                params = parse_form(request.body if request.method == "POST" else request.query)
+                if account:
+                    self.state.check_account_header(account)
+                if idempotency_key:
+                    saved = self.state.replay(account, idempotency_key, request.method, request.path, params)
+                    if saved is not None:
+                        return json_response(
+                            saved["status"], saved["body"], [*headers, ("idempotent-replayed", "true")]
+                        )
+            except SandboxError as exc:
+                return json_response(exc.status, exc.body(), headers)
+            self.state.request = {"id": request_id, "idempotency_key": idempotency_key}
+            try:
+                status, body = 200, handler(self.state, account, Params(params), *ids)
+            except SandboxError as exc:
+                status, body = exc.status, exc.body()
+            finally:
+                self.state.request = {"id": None, "idempotency_key": None}
+            if idempotency_key and (status == 200 or status == 402):
+                self.state.remember(account, idempotency_key, request.method, request.path, params, status, body)
+        return json_response(status, body, headers)
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"error": {"type": "invalid_request_error", "message": message}}
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes", "on"):
+        return True
+    if str(value).lower() in ("false", "0", "no", "off"):
+        return False
+    raise SandboxError(f"{name} must be true or false", param=name)
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SandboxError(f"{name} must be an integer", param=name) from None
+
+
+def _register_controls(router: Router, state: SandboxState, deliverer: Deliverer) -> None:
+    """/_sandbox/...: the same controls as the Python API, for other processes and the demo."""
+
+    def add_endpoint(request: Request) -> Response:
+        form = request.form()
+        if not form.get("secret"):
+            raise SandboxError("secret is required", param="secret")
+        events = form.get("events")
+        with state.lock:
+            endpoint_id = deliverer.add_endpoint(
+                form.get("url") or None,
+                form["secret"],
+                connect=_flag(form.get("connect", False), "connect"),
+                events=events.split(",") if isinstance(events, str) and events else events or None,
+            )
+        return json_response(200, {"id": endpoint_id})
+
+    def remove_endpoint(request: Request, endpoint_id: str) -> Response:
+        with state.lock:
+            deliverer.remove_endpoint(_endpoint(deliverer, endpoint_id))
+        return json_response(200, {"id": endpoint_id, "deleted": True})
+
+    def take(request: Request, endpoint_id: str) -> Response:
+        with state.lock:
+            taken = deliverer.take(_endpoint(deliverer, endpoint_id))
+        return json_response(
+            200,
+            {
+                "data": [
+                    {"payload": d.payload.decode(), "headers": d.headers, "event_id": d.event_id, "type": d.type}
+                    for d in taken
+                ]
+            },
+        )
+
+    def attempts(request: Request, endpoint_id: str) -> Response:
+        with state.lock:
+            return json_response(200, {"data": list(deliverer.endpoints[_endpoint(deliverer, endpoint_id)].attempts)})
+
+    def pay(request: Request, session_id: str) -> Response:
+        form = request.form()
+        return json_response(
+            200,
+            state.pay(
+                session_id,
+                form.get("outcome", "success"),
+                name=form.get("name") or None,
+                email=form.get("email") or None,
+            ),
+        )
+
+    def settle(request: Request, session_id: str) -> Response:
+        return json_response(200, state.settle_async(session_id, _flag(request.form().get("succeeded"), "succeeded")))
+
+    def onboard(request: Request, account_id: str) -> Response:
+        charges = _flag(request.form().get("charges_enabled", True), "charges_enabled")
+        return json_response(200, state.complete_onboarding(account_id, charges))
+
+    def advance(request: Request) -> Response:
+        return json_response(200, {"now": state.advance_clock(_int(request.form().get("seconds"), "seconds"))})
+
+    def clock(request: Request) -> Response:
+        return json_response(200, {"now": state.now()})
+
+    def card(request: Request, customer_id: str) -> Response:
+        return json_response(
+            200, state.set_card_declines(customer_id, _flag(request.form().get("declines"), "declines"))
+        )
+
+    def dispute(request: Request, charge_id: str) -> Response:
+        form = request.form()
+        amount = form.get("amount")
+        return json_response(
+            200,
+            state.dispute(
+                charge_id,
+                amount=None if amount in (None, "") else _int(amount, "amount"),
+                reason=form.get("reason") or "fraudulent",
+            ),
+        )
+
+    def close_dispute(request: Request, dispute_id: str) -> Response:
+        return json_response(200, state.close_dispute(dispute_id, _flag(request.form().get("won"), "won")))
+
+    def events(request: Request) -> Response:
+        return json_response(200, {"data": state.events(request.args().get("type") or None)})
+
+    def get(request: Request, object_id: str) -> Response:
+        return json_response(200, state.get(object_id))
+
+    router.add("POST", "/_sandbox/webhook_endpoints", add_endpoint)
+    router.add("DELETE", f"/_sandbox/webhook_endpoints/{ID}", remove_endpoint)
+    router.add("POST", f"/_sandbox/webhook_endpoints/{ID}/take", take)
+    router.add("GET", f"/_sandbox/webhook_endpoints/{ID}/attempts", attempts)
+    router.add("POST", f"/_sandbox/checkout_sessions/{ID}/pay", pay)
+    router.add("POST", f"/_sandbox/checkout_sessions/{ID}/settle", settle)
+    router.add("POST", f"/_sandbox/accounts/{ID}/complete_onboarding", onboard)
+    router.add("POST", "/_sandbox/clock/advance", advance)
+    router.add("GET", "/_sandbox/clock", clock)
+    router.add("POST", f"/_sandbox/customers/{ID}/card_declines", card)
+    router.add("POST", f"/_sandbox/charges/{ID}/dispute", dispute)
+    router.add("POST", f"/_sandbox/disputes/{ID}/close", close_dispute)
+    router.add("GET", "/_sandbox/events", events)
+    router.add("GET", f"/_sandbox/objects/{ID}", get)
+
+
+def _endpoint(deliverer: Deliverer, endpoint_id: str) -> str:
+    if endpoint_id not in deliverer.endpoints:
+        raise SandboxError(f"No such webhook endpoint: '{endpoint_id}'", status=404, code="resource_missing")
+    return endpoint_id

@@ -1,0 +1,559 @@
+"""Subscriptions, invoices, the billing portal, and the test clock.
+
+The clock: `advance_clock` moves sandbox time forward and runs what falls due on the way in time
+order, each at its own time (events carry it as `created`): checkout sessions expire; three days
+before a trial ends `customer.subscription.trial_will_end`; at a period's (or trial's) end the
+subscription ends if `cancel_at_period_end`, a card-less trial follows
+`trial_settings.end_behavior.missing_payment_method`, else the next period is invoiced and
+charged (paid: `invoice.paid`; declined: `invoice.payment_failed`, status `past_due`, retried
+after RETRY_AFTER_DAYS, then the subscription is canceled).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
+
+from community.checkout.sandbox.errors import SandboxError, no_such
+from community.checkout.sandbox.forms import Params
+from community.checkout.sandbox.store import (
+    DAY,
+    RETRY_AFTER_DAYS,
+    TRIAL_WILL_END_BEFORE,
+    Obj,
+    Store,
+    add_months,
+    coupon_discount,
+    locked,
+    new_id,
+    period_end,
+    public,
+    url_param,
+)
+from community.money import format_amount
+
+
+class BillingRules(Store):
+    # ---- subscriptions and invoices ----------------------------------------------------------
+
+    def _complete_subscription(self, session: Obj, customer: Obj, pm: Obj | None, pending: bool) -> None:
+        now = self.now()
+        items = session["_items"]
+        recurring = items[0]["price"]["recurring"]
+        trial_end = session["_trial_end"]
+        anchor = trial_end or now
+        end = trial_end or period_end(anchor, recurring["interval"], recurring["interval_count"], 1)
+        coupon = self.objects[session["_coupon"]] if session["_coupon"] else None
+        sub_id = new_id("sub_")
+        sub = self._new(
+            "subscription",
+            "sub_",
+            session["_account"],
+            {
+                "application_fee_percent": session["_fee_percent"],
+                "billing_cycle_anchor": anchor,
+                "cancel_at": None,
+                "cancel_at_period_end": False,
+                "canceled_at": None,
+                "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+                "collection_method": "charge_automatically",
+                "currency": session["currency"],
+                "current_period_start": now,
+                "current_period_end": end,
+                "customer": customer["id"],
+                "default_payment_method": pm["id"] if pm else None,
+                "description": session["_sub_description"],
+                "discounts": [new_id("di_")] if coupon else [],
+                "ended_at": None,
+                "items": {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": new_id("si_", 14),
+                            "object": "subscription_item",
+                            "created": now,
+                            "current_period_start": now,
+                            "current_period_end": end,
+                            "discounts": [],
+                            "metadata": {},
+                            "price": copy.deepcopy(item["price"]),
+                            "quantity": item["quantity"],
+                            "subscription": sub_id,
+                            "tax_rates": [],
+                        }
+                        for item in items
+                    ],
+                    "has_more": False,
+                    "total_count": len(items),
+                    "url": f"/v1/subscription_items?subscription={sub_id}",
+                },
+                "latest_invoice": None,
+                "metadata": dict(session["_sub_metadata"]),
+                "pause_collection": None,
+                "start_date": now,
+                "status": "trialing" if trial_end else ("incomplete" if pending else "active"),
+                "trial_end": trial_end,
+                "trial_settings": {"end_behavior": {"missing_payment_method": session["_missing_pm"]}},
+                "trial_start": now if trial_end else None,
+                "_cycles": 0 if trial_end else 1,  # billing cycles since the anchor (the trial end, or now)
+                "_coupon": copy.deepcopy(public(coupon)) if coupon else None,
+                "_discount_end": (
+                    add_months(now, coupon["duration_in_months"])
+                    if coupon and coupon["duration"] == "repeating"
+                    else None
+                ),
+                "_coupon_used": False,
+                "_trial_will_end_sent": False,
+            },
+            object_id=sub_id,
+        )
+        session["subscription"] = sub["id"]
+        self._emit("customer.subscription.created", sub)
+        if trial_end and trial_end - TRIAL_WILL_END_BEFORE <= now:
+            self._trial_will_end(sub)
+        invoice = self._new_invoice(sub, "subscription_create", now, end, trial=bool(trial_end))
+        if invoice["amount_due"] == 0:
+            self._mark_paid(invoice, None)
+            session["payment_status"] = "no_payment_required"
+        elif pending:
+            pi = self._invoice_intent(invoice, sub)
+            charge = self._new_charge(pi, pm, status="pending")
+            pi.update(status="processing", payment_method=pm["id"] if pm else None, latest_charge=charge["id"])
+            invoice.update(attempted=True, attempt_count=1)
+            session["payment_status"] = "unpaid"
+        else:
+            self._pay_invoice(invoice, sub)
+            session["payment_status"] = "paid"
+
+    def _trial_will_end(self, sub: Obj) -> None:
+        sub["_trial_will_end_sent"] = True
+        self._emit("customer.subscription.trial_will_end", sub)
+
+    def _new_invoice(self, sub: Obj, reason: str, start: int, end: int, *, trial: bool = False) -> Obj:
+        lines = []
+        subtotal = 0
+        for item in sub["items"]["data"]:
+            price = item["price"]
+            amount = 0 if trial else price["unit_amount"] * item["quantity"]
+            subtotal += amount
+            interval = price["recurring"]["interval"]
+            lines.append(
+                {
+                    "id": new_id("il_"),
+                    "object": "line_item",
+                    "amount": amount,
+                    "currency": price["currency"],
+                    "description": f"{'Trial period for ' if trial else ''}{item['quantity']} × product "
+                    f"(at {format_amount(price['unit_amount'], price['currency'])} / {interval})",
+                    "period": {"start": start, "end": end},
+                    "quantity": item["quantity"],
+                    "pricing": {
+                        "type": "price_details",
+                        "price_details": {"price": price["id"], "product": price["product"]},
+                        "unit_amount_decimal": price["unit_amount_decimal"],
+                    },
+                    "parent": {
+                        "type": "subscription_item_details",
+                        "subscription_item_details": {
+                            "subscription": sub["id"],
+                            "subscription_item": item["id"],
+                            "proration": False,
+                        },
+                    },
+                    "metadata": {},
+                }
+            )
+        discount = self._subscription_discount(sub, subtotal, start)
+        total = subtotal - discount
+        customer = self.objects[sub["customer"]]
+        self._invoice_numbers += 1
+        now = self.now()
+        invoice = self._new(
+            "invoice",
+            "in_",
+            sub["_account"],
+            {
+                "amount_due": total,
+                "amount_paid": 0,
+                "amount_remaining": total,
+                "attempt_count": 0,
+                "attempted": False,
+                "billing_reason": reason,
+                "collection_method": "charge_automatically",
+                "currency": sub["currency"],
+                "customer": customer["id"],
+                "customer_email": customer["email"],
+                "customer_name": customer["name"],
+                "discounts": list(sub["discounts"]) if discount else [],
+                "hosted_invoice_url": None,
+                "lines": {"object": "list", "data": lines, "has_more": False, "total_count": len(lines), "url": ""},
+                "metadata": {},
+                "next_payment_attempt": None,
+                "number": f"SANDBOX-{self._invoice_numbers:05d}",
+                "parent": {
+                    "type": "subscription_details",
+                    "quote_details": None,
+                    "subscription_details": {"subscription": sub["id"], "metadata": dict(sub["metadata"])},
+                },
+                "payments": {"object": "list", "data": [], "has_more": False, "url": ""},
+                # Stripe's invoice period is the one *before* the invoice (for usage); the service period is on the lines
+                "period_start": now if reason == "subscription_create" else sub["current_period_start"],
+                "period_end": now,
+                "status": "open",
+                "status_transitions": {
+                    "finalized_at": now,
+                    "paid_at": None,
+                    "voided_at": None,
+                    "marked_uncollectible_at": None,
+                },
+                "subtotal": subtotal,
+                "total": total,
+                "total_discount_amounts": [{"amount": discount, "discount": sub["discounts"][0]}] if discount else [],
+                "_subscription": sub["id"],
+                "_payment_intent": None,
+            },
+        )
+        invoice["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
+        sub["latest_invoice"] = invoice["id"]
+        return invoice
+
+    def _subscription_discount(self, sub: Obj, subtotal: int, period_start: int) -> int:
+        coupon = sub["_coupon"]
+        if not coupon or subtotal == 0:
+            return 0
+        if coupon["duration"] == "once":
+            if sub["_coupon_used"]:
+                return 0
+            sub["_coupon_used"] = True
+        elif coupon["duration"] == "repeating" and period_start >= sub["_discount_end"]:
+            return 0
+        return coupon_discount(coupon, subtotal)
+
+    def _invoice_intent(self, invoice: Obj, sub: Obj) -> Obj:
+        if invoice["_payment_intent"]:
+            return self.objects[invoice["_payment_intent"]]
+        customer = self.objects[sub["customer"]]
+        fee = None
+        if sub["application_fee_percent"] is not None:
+            fee = int(
+                (Decimal(invoice["amount_due"]) * Decimal(str(sub["application_fee_percent"])) / 100).quantize(
+                    Decimal(1), ROUND_HALF_UP
+                )
+            )
+        pi = self._new_intent(
+            sub["_account"],
+            invoice["amount_due"],
+            invoice["currency"],
+            customer,
+            description="Subscription update"
+            if invoice["billing_reason"] != "subscription_create"
+            else "Subscription creation",
+            application_fee_amount=fee,
+        )
+        invoice["_payment_intent"] = pi["id"]
+        invoice["payments"]["data"].append(
+            {
+                "id": new_id("inpay_"),
+                "object": "invoice_payment",
+                "amount_paid": None,
+                "amount_requested": invoice["amount_due"],
+                "currency": invoice["currency"],
+                "invoice": invoice["id"],
+                "is_default": True,
+                "payment": {"type": "payment_intent", "payment_intent": pi["id"]},
+                "status": "open",
+            }
+        )
+        return pi
+
+    def _pay_invoice(self, invoice: Obj, sub: Obj) -> bool:
+        """One payment attempt with the subscription's (or the customer's default) payment method."""
+        customer = self.objects[sub["customer"]]
+        pm_id = sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"]
+        pi = self._invoice_intent(invoice, sub)
+        invoice.update(attempted=True, attempt_count=invoice["attempt_count"] + 1)
+        if pm_id is None:
+            pi["last_payment_error"] = {
+                "type": "invalid_request_error",
+                "code": "payment_method_missing",
+                "message": "The customer has no payment method.",
+            }
+            self._emit("invoice.payment_failed", invoice)
+            return False
+        pm = self.objects[pm_id]
+        declines = customer["_card_declines"] and pm["type"] == "card"
+        charge = self._new_charge(pi, pm, status="failed" if declines else "succeeded")
+        pi.update(payment_method=pm_id, latest_charge=charge["id"])
+        if declines:
+            pi.update(
+                status="requires_payment_method",
+                last_payment_error={
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "decline_code": "generic_decline",
+                    "message": "Your card was declined.",
+                    "charge": charge["id"],
+                },
+            )
+            self._emit("charge.failed", charge)
+            self._emit("payment_intent.payment_failed", pi)
+            self._emit("invoice.payment_failed", invoice)
+            return False
+        pi.update(status="succeeded", amount_received=pi["amount"], last_payment_error=None)
+        self._emit("charge.succeeded", charge)
+        self._emit("payment_intent.succeeded", pi)
+        self._mark_paid(invoice, pi)
+        return True
+
+    def _mark_paid(self, invoice: Obj, pi: Obj | None) -> None:
+        invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0, next_payment_attempt=None)
+        invoice["status_transitions"]["paid_at"] = self.now()
+        for payment in invoice["payments"]["data"]:
+            payment.update(status="paid", amount_paid=invoice["amount_due"])
+        self._emit("invoice.paid", invoice)
+
+    def retrieve_subscription(self, account: str | None, sub_id: str) -> Obj:
+        return public(self._get("subscription", sub_id, account))
+
+    def list_subscriptions(self, account: str | None, p: Params) -> Obj:
+        p.only("limit", "starting_after", "ending_before", "customer", "status", "created")
+        customer, status = p.str("customer"), p.str("status")
+
+        def match(s: Obj) -> bool:
+            if customer and s["customer"] != customer:
+                return False
+            if status == "all":
+                return True
+            return s["status"] == status if status else s["status"] not in ("canceled", "incomplete_expired")
+
+        return self._list("subscription", account, p, "/v1/subscriptions", match)
+
+    def update_subscription(self, account: str | None, p: Params, sub_id: str) -> Obj:
+        sub = self._get("subscription", sub_id, account)
+        p.only(
+            "cancel_at_period_end", "metadata", "cancellation_details", "description", ignored=("proration_behavior",)
+        )
+        ended = sub["status"] in ("canceled", "incomplete_expired")
+        if ended and any(k not in ("metadata", "cancellation_details") for k in p.data):
+            raise SandboxError("A canceled subscription can only update its cancellation_details and metadata.")
+        previous: Obj = {}
+        cancel = p.bool("cancel_at_period_end")
+        if cancel is not None and cancel != sub["cancel_at_period_end"]:
+            previous.update(
+                cancel_at_period_end=sub["cancel_at_period_end"],
+                cancel_at=sub["cancel_at"],
+                canceled_at=sub["canceled_at"],
+            )
+            sub.update(
+                cancel_at_period_end=cancel,
+                cancel_at=sub["current_period_end"] if cancel else None,
+                canceled_at=self.now() if cancel else None,
+            )
+            sub["cancellation_details"]["reason"] = "cancellation_requested" if cancel else None
+        details = p.sub("cancellation_details")
+        details.only("comment", "feedback")
+        for key in ("comment", "feedback"):
+            if key in details:
+                sub["cancellation_details"][key] = details.str(key)
+        if "description" in p:
+            sub["description"] = p.str("description")
+        if "metadata" in p:
+            previous["metadata"] = dict(sub["metadata"])
+            self._update_metadata(sub, p.metadata())
+        self._emit("customer.subscription.updated", sub, previous=previous)
+        return public(sub)
+
+    def cancel_subscription(self, account: str | None, p: Params, sub_id: str) -> Obj:
+        sub = self._get("subscription", sub_id, account)
+        p.only("cancellation_details", "invoice_now", "prorate")
+        if sub["status"] in ("canceled", "incomplete_expired"):
+            raise SandboxError(f"The subscription {sub_id} is already canceled.", code="resource_missing")
+        details = p.sub("cancellation_details")
+        details.only("comment", "feedback")
+        for key in ("comment", "feedback"):
+            if key in details:
+                sub["cancellation_details"][key] = details.str(key)
+        self._end(sub, "cancellation_requested")
+        return public(sub)
+
+    def _end(self, sub: Obj, reason: str | None) -> None:
+        now = self.now()
+        previous = {"status": sub["status"]}
+        sub.update(status="canceled", ended_at=now, canceled_at=sub["canceled_at"] or now, cancel_at=None)
+        sub["cancellation_details"]["reason"] = reason
+        self._emit("customer.subscription.deleted", sub, previous=previous)
+
+    def retrieve_invoice(self, account: str | None, invoice_id: str) -> Obj:
+        return public(self._get("invoice", invoice_id, account))
+
+    def list_invoices(self, account: str | None, p: Params) -> Obj:
+        p.only("limit", "starting_after", "ending_before", "customer", "subscription", "status", "created")
+        filters = {"customer": p.str("customer"), "_subscription": p.str("subscription"), "status": p.str("status")}
+        return self._list(
+            "invoice", account, p, "/v1/invoices", lambda i: all(v is None or i[k] == v for k, v in filters.items())
+        )
+
+    def create_portal_session(self, account: str | None, p: Params) -> Obj:
+        p.only("customer", "return_url", "configuration", "locale", "flow_data", "on_behalf_of")
+        customer = self._get("customer", p.str("customer", required=True) or "", account, param="customer", status=400)
+        portal_id = new_id("bps_")
+        return public(
+            self._new(
+                "billing_portal.session",
+                "bps_",
+                account,
+                {
+                    "configuration": "bpc_sandbox",
+                    "customer": customer["id"],
+                    "flow": None,
+                    "locale": p.str("locale"),
+                    "on_behalf_of": None,
+                    "return_url": url_param(p, "return_url"),
+                    "url": f"{self.base_url}/p/session/{portal_id}",
+                },
+                object_id=portal_id,
+            )
+        )
+
+    @locked
+    def portal_view(self, portal_id: str) -> Obj:
+        portal = self._any("billing_portal.session", portal_id)
+        customer = self.objects[portal["customer"]]
+        subscriptions = [
+            public(self.objects[s])
+            for s in self.index.get("subscription", [])
+            if self.objects[s]["customer"] == customer["id"]
+        ]
+        pm_id = customer["invoice_settings"]["default_payment_method"]
+        card = self.objects[pm_id].get("card") if pm_id else None
+        return {
+            "session": public(portal),
+            "customer": public(customer),
+            "subscriptions": subscriptions,
+            "card": card,
+            "card_declines": customer["_card_declines"],
+        }
+
+    @locked
+    def portal_cancel(self, portal_id: str, sub_id: str) -> None:
+        """The portal's "Cancel" button: cancels at the end of the period, as Stripe's portal does by default."""
+        portal = self._any("billing_portal.session", portal_id)
+        sub = self._get("subscription", sub_id, portal["_account"])
+        if sub["customer"] != portal["customer"]:
+            raise no_such("subscription", sub_id)
+        self.update_subscription(portal["_account"], Params({"cancel_at_period_end": "true"}), sub_id)
+
+    # ---- the test clock ----------------------------------------------------------------------
+
+    @locked
+    def advance_clock(self, seconds: int) -> int:
+        """Moves sandbox time forward, running everything that falls due on the way, in time order."""
+        if seconds < 0:
+            raise SandboxError("The sandbox clock only moves forward.", param="seconds")
+        target = self.now() + seconds
+        try:
+            while (due := self._next_due(target)) is not None:
+                self._pinned = due[0]
+                due[3]()
+        finally:
+            self._pinned = None
+        self.offset += target - self.now()
+        return self.now()
+
+    def _next_due(self, target: int) -> tuple[int, int, int, Callable[[], None]] | None:
+        """The earliest (time, priority, seq, action) due at or before `target`."""
+        candidates: list[tuple[int, int, int, Callable[[], None]]] = []
+        for sid in self.index.get("checkout.session", []):
+            s = self.objects[sid]
+            if s["status"] == "open":
+                candidates.append((s["expires_at"], 0, s["_seq"], lambda s=s: self._expire(s)))
+        for sub_id in self.index.get("subscription", []):
+            sub = self.objects[sub_id]
+            seq = sub["_seq"]
+            if sub["status"] == "trialing":
+                if not sub["_trial_will_end_sent"]:
+                    candidates.append(
+                        (sub["trial_end"] - TRIAL_WILL_END_BEFORE, 1, seq, lambda sub=sub: self._trial_will_end(sub))
+                    )
+                candidates.append((sub["trial_end"], 3, seq, lambda sub=sub: self._period_ends(sub)))
+            elif sub["status"] in ("active", "past_due"):
+                candidates.append((sub["current_period_end"], 3, seq, lambda sub=sub: self._period_ends(sub)))
+            if sub["status"] == "past_due":
+                for invoice in self._open_invoices(sub):
+                    if invoice["next_payment_attempt"] is not None:
+                        candidates.append(
+                            (
+                                invoice["next_payment_attempt"],
+                                2,
+                                invoice["_seq"],
+                                lambda sub=sub, invoice=invoice: self._retry(sub, invoice),
+                            )
+                        )
+        due = [c for c in candidates if c[0] <= target]
+        return min(due, key=lambda c: c[:3]) if due else None
+
+    def _open_invoices(self, sub: Obj) -> list[Obj]:
+        return [
+            self.objects[i]
+            for i in self.index.get("invoice", [])
+            if self.objects[i]["_subscription"] == sub["id"] and self.objects[i]["status"] == "open"
+        ]
+
+    def _period_ends(self, sub: Obj) -> None:
+        """A period (or the trial) is over: end the subscription, or invoice the next period and try to pay it."""
+        if sub["cancel_at_period_end"]:
+            self._end(sub, "cancellation_requested")
+            return
+        customer = self.objects[sub["customer"]]
+        has_pm = bool(sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"])
+        if sub["status"] == "trialing" and not has_pm:
+            behaviour = sub["trial_settings"]["end_behavior"]["missing_payment_method"]
+            if behaviour == "cancel":
+                self._end(sub, None)
+                return
+            if behaviour == "pause":
+                previous = {"status": sub["status"]}
+                sub["status"] = "paused"
+                self._emit("customer.subscription.paused", sub)
+                self._emit("customer.subscription.updated", sub, previous=previous)
+                return
+        previous = {
+            "status": sub["status"],
+            "current_period_start": sub["current_period_start"],
+            "current_period_end": sub["current_period_end"],
+        }
+        recurring = sub["items"]["data"][0]["price"]["recurring"]
+        start = sub["current_period_end"]
+        sub["_cycles"] += 1
+        end = period_end(
+            sub["billing_cycle_anchor"], recurring["interval"], recurring["interval_count"], sub["_cycles"]
+        )
+        sub.update(current_period_start=start, current_period_end=end)
+        for item in sub["items"]["data"]:
+            item.update(current_period_start=start, current_period_end=end)
+        invoice = self._new_invoice(sub, "subscription_cycle", start, end)
+        paid = invoice["amount_due"] == 0
+        if paid:
+            self._mark_paid(invoice, None)
+        else:
+            paid = self._pay_invoice(invoice, sub)
+        if paid:
+            sub["status"] = "active" if not self._open_invoices(sub) else "past_due"
+        else:
+            sub["status"] = "past_due"
+            invoice["next_payment_attempt"] = self.now() + RETRY_AFTER_DAYS[0] * DAY
+        self._emit("customer.subscription.updated", sub, previous=previous)
+
+    def _retry(self, sub: Obj, invoice: Obj) -> None:
+        if self._pay_invoice(invoice, sub):
+            if not self._open_invoices(sub):
+                sub["status"] = "active"
+                self._emit("customer.subscription.updated", sub, previous={"status": "past_due"})
+            return
+        failures = invoice["attempt_count"]
+        if failures > len(RETRY_AFTER_DAYS):
+            invoice["next_payment_attempt"] = None
+            self._end(sub, "payment_failed")
+        else:
+            invoice["next_payment_attempt"] = self.now() + RETRY_AFTER_DAYS[failures - 1] * DAY

@@ -1,0 +1,822 @@
+"""Checkout sessions and what paying on the hosted page does; payment intents, charges,
+refunds and disputes.
+
+A subscription session's completion is billing's work (`_complete_subscription` in billing.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from community.checkout.sandbox.errors import SandboxError
+from community.checkout.sandbox.forms import Params
+from community.checkout.sandbox.store import (
+    DAY,
+    OUTCOMES,
+    Obj,
+    Store,
+    coupon_discount,
+    locked,
+    new_id,
+    public,
+    url_param,
+)
+from community.money import MINIMUM_CHARGE, format_amount
+
+
+class CheckoutRules(Store):
+    # ---- checkout sessions -------------------------------------------------------------------
+
+    def create_checkout_session(self, account: str | None, p: Params) -> Obj:
+        p.only(
+            "mode",
+            "line_items",
+            "customer_email",
+            "customer",
+            "client_reference_id",
+            "metadata",
+            "success_url",
+            "cancel_url",
+            "discounts",
+            "payment_intent_data",
+            "subscription_data",
+            "payment_method_collection",
+            "expires_at",
+            ignored=(
+                "locale",
+                "payment_method_types",
+                "billing_address_collection",
+                "customer_creation",
+                "submit_type",
+                "custom_text",
+                "phone_number_collection",
+            ),
+        )
+        if account is not None and not self._get("account", account, None)["charges_enabled"]:
+            raise SandboxError(
+                f"The account {account} cannot currently make charges (charges_enabled is false): finish onboarding first.",
+                code="account_invalid",
+            )
+        now = self.now()
+        mode = p.enum("mode", ("payment", "subscription", "setup"), required=True)
+        if mode == "setup":
+            raise SandboxError("The sandbox does not model setup mode.", param="mode")
+        items = self._line_items(p, mode)
+        currency = items[0]["price"]["currency"]
+        subtotal = sum(i["price"]["unit_amount"] * i["quantity"] for i in items)
+
+        coupon = None
+        discounts = p.list("discounts")
+        if len(discounts) > 1:
+            raise SandboxError("You may only specify one discount.", param="discounts")
+        for d in discounts:
+            d.only("coupon", "promotion_code")
+            if "promotion_code" in d:
+                raise SandboxError("The sandbox does not model promotion codes.", param=d.name("promotion_code"))
+            coupon = self._get(
+                "coupon", d.str("coupon", required=True) or "", account, param=d.name("coupon"), status=400
+            )
+            self._refresh_coupon(coupon)
+            if not coupon["valid"]:
+                raise SandboxError(
+                    f"Coupon '{coupon['id']}' can no longer be redeemed.", param=d.name("coupon"), code="coupon_expired"
+                )
+            if coupon["amount_off"] is not None and coupon["currency"] != currency:
+                raise SandboxError(
+                    f"The coupon's currency ({coupon['currency']}) does not match the line items' ({currency}).",
+                    param=d.name("coupon"),
+                )
+
+        sub_data, pi_data = p.sub("subscription_data"), p.sub("payment_intent_data")
+        trial_end = None
+        if mode == "payment" and "subscription_data" in p:
+            raise SandboxError("You can not pass `subscription_data` in `payment` mode.", param="subscription_data")
+        if mode == "subscription" and "payment_intent_data" in p:
+            raise SandboxError(
+                "You can not pass `payment_intent_data` in `subscription` mode.", param="payment_intent_data"
+            )
+        sub_data.only(
+            "trial_period_days",
+            "trial_end",
+            "trial_settings",
+            "metadata",
+            "application_fee_percent",
+            "description",
+            ignored=("proration_behavior",),
+        )
+        pi_data.only(
+            "metadata",
+            "application_fee_amount",
+            "description",
+            "receipt_email",
+            ignored=("statement_descriptor", "statement_descriptor_suffix", "setup_future_usage", "capture_method"),
+        )
+        trial_days = sub_data.int("trial_period_days", minimum=1, maximum=730)
+        if trial_days:
+            trial_end = now + trial_days * DAY
+        if "trial_end" in sub_data:
+            trial_end = sub_data.int("trial_end")
+            if trial_end is None or trial_end < now + 2 * DAY:
+                raise SandboxError(
+                    "trial_end must be at least 48 hours in the future.", param=sub_data.name("trial_end")
+                )
+        missing_pm = (
+            sub_data.sub("trial_settings")
+            .sub("end_behavior")
+            .enum("missing_payment_method", ("cancel", "create_invoice", "pause"))
+            or "create_invoice"
+        )
+        fee_percent = sub_data.decimal("application_fee_percent")
+        fee_amount = pi_data.int("application_fee_amount", minimum=0)
+        if (fee_percent is not None or fee_amount is not None) and account is None:
+            raise SandboxError(
+                "Can only apply an application fee when the request is made on behalf of another account "
+                "(the Stripe-Account header).",
+                param=sub_data.name("application_fee_percent")
+                if fee_percent is not None
+                else pi_data.name("application_fee_amount"),
+            )
+        if fee_percent is not None and fee_percent > 100:
+            raise SandboxError(
+                "application_fee_percent must be at most 100.", param=sub_data.name("application_fee_percent")
+            )
+
+        # what is due now: the first payment, or the first invoice (nothing during a trial)
+        due_subtotal = 0 if trial_end else subtotal
+        discount = coupon_discount(coupon, due_subtotal) if coupon else 0
+        total = max(0, due_subtotal - discount)
+        if fee_amount is not None and fee_amount > total:
+            raise SandboxError(
+                "application_fee_amount cannot exceed the amount.", param=pi_data.name("application_fee_amount")
+            )
+        minimum = MINIMUM_CHARGE.get(currency.upper())
+        if total > 0 and minimum and total < minimum:
+            raise SandboxError(
+                f"The Checkout Session's total amount due must add up to at least {format_amount(minimum, currency)}",
+                param="line_items",
+                code="amount_too_small",
+            )
+
+        customer_id, email = p.str("customer"), p.str("customer_email", max_length=512)
+        if customer_id and email:
+            raise SandboxError(
+                "You may only specify one of these parameters: customer, customer_email.", param="customer_email"
+            )
+        if customer_id:
+            email = self._get("customer", customer_id, account, param="customer", status=400)["email"]
+        if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            raise SandboxError(f"Invalid email address: {email}", param="customer_email", code="email_invalid")
+        expires_at = p.int("expires_at")
+        if expires_at is None:
+            expires_at = now + DAY
+        elif not now + 30 * 60 <= expires_at <= now + DAY:
+            raise SandboxError(
+                "The `expires_at` timestamp must be between 30 minutes and 24 hours after the session's creation.",
+                param="expires_at",
+            )
+        session_id = new_id("cs_test_", 58)
+        session = self._new(
+            "checkout.session",
+            "cs_test_",
+            account,
+            {
+                "mode": mode,
+                "status": "open",
+                "payment_status": "unpaid",
+                "amount_subtotal": due_subtotal,
+                "amount_total": total,
+                "currency": currency,
+                "total_details": {"amount_discount": discount, "amount_shipping": 0, "amount_tax": 0},
+                "discounts": [{"coupon": coupon["id"], "promotion_code": None}] if coupon else [],
+                "customer": customer_id,
+                "customer_email": email,
+                "customer_details": None,
+                "client_reference_id": p.str("client_reference_id", max_length=200),
+                "metadata": p.metadata() or {},
+                "success_url": url_param(p, "success_url"),
+                "cancel_url": url_param(p, "cancel_url"),
+                "expires_at": expires_at,
+                "payment_intent": None,
+                "subscription": None,
+                "invoice": None,
+                "payment_method_collection": p.enum(
+                    "payment_method_collection", ("always", "if_required"), default="always"
+                ),
+                "payment_method_types": ["card"],
+                "url": f"{self.base_url}/c/pay/{session_id}",
+                "_items": items,
+                "_coupon": coupon["id"] if coupon else None,
+                "_trial_end": trial_end,
+                "_missing_pm": missing_pm,
+                "_sub_metadata": sub_data.metadata() or {},
+                "_sub_description": sub_data.str("description"),
+                "_fee_percent": fee_percent,
+                "_pi_metadata": pi_data.metadata() or {},
+                "_pi_description": pi_data.str("description"),
+                "_fee_amount": fee_amount,
+                "_receipt_email": pi_data.str("receipt_email"),
+            },
+            object_id=session_id,
+        )
+        return public(session)
+
+    def _line_items(self, p: Params, mode: str) -> list[Obj]:
+        entries = p.list("line_items")
+        if not entries:
+            raise p.missing("line_items")
+        items: list[Obj] = []
+        for entry in entries:
+            entry.only(
+                "price_data", "quantity", "price", ignored=("adjustable_quantity", "tax_rates", "dynamic_tax_rates")
+            )
+            if "price" in entry:
+                raise SandboxError(
+                    f"No such price: '{entry.str('price')}' (the sandbox only models price_data)",
+                    param=entry.name("price"),
+                    code="resource_missing",
+                )
+            if "price_data" not in entry:
+                raise entry.missing("price_data")
+            pd = entry.sub("price_data")
+            pd.only("currency", "unit_amount", "product_data", "recurring", "product", ignored=("tax_behavior",))
+            if "product" in pd:
+                raise SandboxError(
+                    f"No such product: '{pd.str('product')}' (the sandbox only models product_data)",
+                    param=pd.name("product"),
+                    code="resource_missing",
+                )
+            currency = (pd.str("currency", required=True) or "").lower()
+            if not re.fullmatch(r"[a-z]{3}", currency):
+                raise SandboxError(f"Invalid currency: {currency}", param=pd.name("currency"), code="invalid_currency")
+            unit_amount = pd.int("unit_amount", required=True, minimum=0, maximum=99_999_999)
+            product = pd.sub("product_data")
+            product.only("name", "description", "metadata", "images")
+            name = product.str("name", required=True, max_length=250) if "product_data" in pd else None
+            if name is None:
+                raise pd.missing("product_data")
+            recurring = None
+            if "recurring" in pd:
+                rp = pd.sub("recurring")
+                rp.only("interval", "interval_count")
+                interval = rp.enum("interval", ("day", "week", "month", "year"), required=True) or "month"
+                limit = {"day": 1095, "week": 156, "month": 36, "year": 3}[interval]
+                recurring = {
+                    "interval": interval,
+                    "interval_count": rp.int("interval_count", minimum=1, maximum=limit) or 1,
+                    "usage_type": "licensed",
+                }
+            if mode == "payment" and recurring:
+                raise SandboxError(
+                    "You must be in `subscription` mode to use recurring prices.", param=pd.name("recurring")
+                )
+            if mode == "subscription" and not recurring:
+                raise SandboxError(
+                    "The sandbox models subscription mode with recurring prices only.", param=pd.name("recurring")
+                )
+            quantity = entry.int("quantity", required=True, minimum=1, maximum=999_999)
+            items.append(
+                {
+                    "id": new_id("li_"),
+                    "object": "item",
+                    "description": name,
+                    "quantity": quantity,
+                    "amount_subtotal": (unit_amount or 0) * (quantity or 1),
+                    "amount_total": (unit_amount or 0) * (quantity or 1),
+                    "currency": currency,
+                    "price": {
+                        "id": new_id("price_"),
+                        "object": "price",
+                        "active": False,
+                        "currency": currency,
+                        "unit_amount": unit_amount,
+                        "unit_amount_decimal": str(unit_amount),
+                        "recurring": recurring,
+                        "type": "recurring" if recurring else "one_time",
+                        "product": new_id("prod_", 14),
+                        "livemode": False,
+                        "metadata": {},
+                    },
+                }
+            )
+            if currency != items[0]["currency"]:
+                raise SandboxError("All line items must use the same currency.", param=pd.name("currency"))
+            if recurring and {k: recurring[k] for k in ("interval", "interval_count")} != {
+                k: items[0]["price"]["recurring"][k] for k in ("interval", "interval_count")
+            }:
+                raise SandboxError(
+                    "All recurring prices must have the same billing interval.", param=pd.name("recurring")
+                )
+        return items
+
+    def retrieve_checkout_session(self, account: str | None, session_id: str) -> Obj:
+        return public(self._get("checkout.session", session_id, account))
+
+    def list_checkout_sessions(self, account: str | None, p: Params) -> Obj:
+        p.only(
+            "limit",
+            "starting_after",
+            "ending_before",
+            "payment_intent",
+            "subscription",
+            "customer",
+            "status",
+            "created",
+        )
+        filters = {k: p.str(k) for k in ("payment_intent", "subscription", "customer", "status")}
+        return self._list(
+            "checkout.session",
+            account,
+            p,
+            "/v1/checkout/sessions",
+            lambda s: all(v is None or s[k] == v for k, v in filters.items()),
+        )
+
+    def list_session_line_items(self, account: str | None, p: Params, session_id: str) -> Obj:
+        p.only("limit", "starting_after", "ending_before")
+        session = self._get("checkout.session", session_id, account)
+        return {
+            "object": "list",
+            "data": copy.deepcopy(session["_items"]),
+            "has_more": False,
+            "url": f"/v1/checkout/sessions/{session_id}/line_items",
+        }
+
+    def expire_checkout_session(self, account: str | None, p: Params, session_id: str) -> Obj:
+        session = self._get("checkout.session", session_id, account)
+        if session["status"] != "open":
+            raise SandboxError(
+                f"Only Checkout Sessions with a status of `open` can be expired; this one is `{session['status']}`.",
+                param="session",
+            )
+        self._expire(session)
+        return public(session)
+
+    def _expire(self, session: Obj) -> None:
+        session["status"] = "expired"
+        session["url"] = None
+        self._emit("checkout.session.expired", session)
+
+    @locked
+    def session_view(self, session_id: str) -> Obj:
+        """What the hosted page shows."""
+        session = self._any("checkout.session", session_id)
+        view = public(session)
+        view["items"] = copy.deepcopy(session["_items"])
+        view["trial_end"] = session["_trial_end"]
+        view["offers_trial_without_card"] = self._offers_trial_without_card(session)
+        view["recurring"] = session["_items"][0]["price"]["recurring"]
+        view["account"] = session["_account"]
+        view["last_error"] = None
+        if session["payment_intent"]:
+            error = self.objects[session["payment_intent"]]["last_payment_error"]
+            view["last_error"] = error["message"] if error else None
+        return view
+
+    def _offers_trial_without_card(self, session: Obj) -> bool:
+        return bool(
+            session["mode"] == "subscription"
+            and session["_trial_end"]
+            and session["payment_method_collection"] == "if_required"
+        )
+
+    @locked
+    def success_redirect(self, session_id: str) -> str | None:
+        session = self._any("checkout.session", session_id)
+        url = session["success_url"]
+        return url.replace("{CHECKOUT_SESSION_ID}", session["id"]) if url else None
+
+    @locked
+    def pay(
+        self, session_id: str, outcome: str = "success", *, name: str | None = None, email: str | None = None
+    ) -> Obj:
+        """The buyer's choice on the hosted page (see OUTCOMES). Returns the session."""
+        session = self._any("checkout.session", session_id)
+        if outcome not in OUTCOMES:
+            raise SandboxError(f"Unknown outcome {outcome!r}; use one of {', '.join(OUTCOMES)}", param="outcome")
+        if session["status"] != "open":
+            raise SandboxError(
+                f"This Checkout Session is {session['status']}, it can no longer be paid.",
+                code="checkout_session_not_open",
+            )
+        if session["expires_at"] <= self.now():
+            self._expire(session)
+            raise SandboxError("This Checkout Session has expired.", code="checkout_session_not_open")
+        due = session["amount_total"]
+        if outcome == "trial_without_card" and not self._offers_trial_without_card(session):
+            raise SandboxError("This session does not offer a trial without a card.", param="outcome")
+        if outcome == "async_pending" and due == 0:
+            raise SandboxError("Nothing is due now: there is no delayed payment to make.", param="outcome")
+        email = session["customer_email"] or email or "buyer@example.com"
+        name = name or "Sandbox Buyer"
+        if outcome == "decline":
+            self._decline(session, name, email)
+            return public(session)
+        customer = self._customer_for(session, email, name)
+        pm = None
+        if outcome != "trial_without_card":
+            pm = self._payment_method(customer, kind="card" if outcome == "success" else "us_bank_account", name=name)
+            customer["invoice_settings"]["default_payment_method"] = pm["id"]
+            customer["_card_declines"] = False
+        session.update(
+            status="complete",
+            customer=customer["id"],
+            customer_details={
+                "email": email,
+                "name": name,
+                "address": None,
+                "phone": None,
+                "tax_exempt": "none",
+                "tax_ids": [],
+            },
+        )
+        if session["_coupon"]:
+            coupon = self.objects[session["_coupon"]]
+            coupon["times_redeemed"] += 1
+            self._refresh_coupon(coupon)
+        pending = outcome == "async_pending"
+        if session["mode"] == "payment":
+            self._complete_payment(session, customer, pm, pending)
+        else:
+            self._complete_subscription(session, customer, pm, pending)
+        self._emit("checkout.session.completed", session)
+        return public(session)
+
+    def _customer_for(self, session: Obj, email: str, name: str) -> Obj:
+        if session["customer"]:
+            return self.objects[session["customer"]]
+        for cid in reversed(self.index.get("customer", [])):
+            found = self.objects[cid]
+            if found["_account"] == session["_account"] and found["email"] == email and not found.get("_deleted"):
+                return found
+        return self._customer(session["_account"], email, name, {})
+
+    def _decline(self, session: Obj, name: str, email: str) -> None:
+        if session["mode"] != "payment" or session["amount_total"] == 0:
+            return  # a subscription is only created once a payment works
+        pi = self._session_intent(session, customer=None)
+        charge = self._new_charge(pi, None, status="failed", last4="0002", name=name, email=email)
+        error = {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "generic_decline",
+            "message": "Your card was declined.",
+            "charge": charge["id"],
+        }
+        pi.update(status="requires_payment_method", last_payment_error=error, latest_charge=charge["id"])
+        self._emit("charge.failed", charge)
+        self._emit("payment_intent.payment_failed", pi)
+
+    def _session_intent(self, session: Obj, customer: Obj | None) -> Obj:
+        if session["payment_intent"]:
+            pi = self.objects[session["payment_intent"]]
+        else:
+            pi = self._new_intent(
+                session["_account"],
+                session["amount_total"],
+                session["currency"],
+                customer,
+                metadata=dict(session["_pi_metadata"]),
+                description=session["_pi_description"],
+                application_fee_amount=session["_fee_amount"],
+                receipt_email=session["_receipt_email"],
+            )
+            session["payment_intent"] = pi["id"]
+        if customer is not None:
+            pi["customer"] = customer["id"]
+        return pi
+
+    def _complete_payment(self, session: Obj, customer: Obj, pm: Obj | None, pending: bool) -> None:
+        if session["amount_total"] == 0:
+            session["payment_status"] = "no_payment_required"
+            return
+        pi = self._session_intent(session, customer)
+        charge = self._new_charge(pi, pm, status="pending" if pending else "succeeded")
+        pi.update(payment_method=pm["id"] if pm else None, latest_charge=charge["id"], last_payment_error=None)
+        if pending:
+            pi["status"] = "processing"
+            session["payment_status"] = "unpaid"
+            self._emit("charge.pending", charge)
+            self._emit("payment_intent.processing", pi)
+        else:
+            pi.update(status="succeeded", amount_received=pi["amount"])
+            session["payment_status"] = "paid"
+            self._emit("charge.succeeded", charge)
+            self._emit("payment_intent.succeeded", pi)
+
+    @locked
+    def settle_async(self, session_id: str, succeeded: bool) -> Obj:
+        """A delayed payment (bank transfer) of a completed session clears or fails."""
+        session = self._any("checkout.session", session_id)
+        pi = None
+        if session["status"] == "complete" and session["payment_status"] == "unpaid":
+            if session["mode"] == "payment":
+                pi = self.objects[session["payment_intent"]]
+            else:
+                invoice = self.objects[self.objects[session["subscription"]]["latest_invoice"]]
+                pi = self.objects.get(invoice["_payment_intent"] or "")
+        if pi is None or pi["status"] != "processing":
+            raise SandboxError("This session has no delayed payment waiting to settle.", param="session")
+        self._settle(pi, self.objects[pi["latest_charge"]], succeeded)
+        if session["mode"] == "subscription":
+            sub = self.objects[session["subscription"]]
+            invoice = self.objects[sub["latest_invoice"]]
+            previous = {"status": sub["status"]}
+            if succeeded:
+                self._mark_paid(invoice, pi)
+                sub["status"] = "active"
+                self._emit("customer.subscription.updated", sub, previous=previous)
+            else:
+                self._emit("invoice.payment_failed", invoice)
+                invoice.update(status="void", next_payment_attempt=None)
+                invoice["status_transitions"]["voided_at"] = self.now()
+                sub.update(status="incomplete_expired", ended_at=self.now())
+                self._emit("customer.subscription.deleted", sub, previous=previous)
+        if succeeded:
+            session["payment_status"] = "paid"
+            self._emit("checkout.session.async_payment_succeeded", session)
+        else:
+            self._emit("checkout.session.async_payment_failed", session)
+        return public(session)
+
+    def _settle(self, pi: Obj, charge: Obj, succeeded: bool) -> None:
+        if succeeded:
+            charge.update(
+                status="succeeded",
+                paid=True,
+                captured=True,
+                amount_captured=charge["amount"],
+                outcome={
+                    "type": "authorized",
+                    "network_status": "approved_by_network",
+                    "seller_message": "Payment complete.",
+                },
+            )
+            pi.update(status="succeeded", amount_received=pi["amount"])
+            self._emit("charge.succeeded", charge)
+            self._emit("payment_intent.succeeded", pi)
+        else:
+            charge.update(
+                status="failed", failure_code="insufficient_funds", failure_message="The bank transfer did not arrive."
+            )
+            pi.update(
+                status="requires_payment_method",
+                last_payment_error={
+                    "type": "card_error",
+                    "code": "insufficient_funds",
+                    "message": "The bank transfer did not arrive.",
+                    "charge": charge["id"],
+                },
+            )
+            self._emit("charge.failed", charge)
+            self._emit("payment_intent.payment_failed", pi)
+
+    # ---- payment intents, charges, refunds, disputes ----------------------------------------------
+
+    def _new_intent(self, account: str | None, amount: int, currency: str, customer: Obj | None, **fields: Any) -> Obj:
+        pi_id = new_id("pi_")
+        return self._new(
+            "payment_intent",
+            "pi_",
+            account,
+            {
+                "amount": amount,
+                "amount_capturable": 0,
+                "amount_received": 0,
+                "application_fee_amount": fields.get("application_fee_amount"),
+                "canceled_at": None,
+                "cancellation_reason": None,
+                "capture_method": "automatic",
+                "client_secret": f"{pi_id}_secret_{new_id('', 25)}",
+                "confirmation_method": "automatic",
+                "currency": currency,
+                "customer": customer["id"] if customer else None,
+                "description": fields.get("description"),
+                "last_payment_error": None,
+                "latest_charge": None,
+                "metadata": fields.get("metadata") or {},
+                "next_action": None,
+                "payment_method": None,
+                "payment_method_types": ["card"],
+                "receipt_email": fields.get("receipt_email"),
+                "status": "requires_payment_method",
+            },
+            object_id=pi_id,
+        )
+
+    def _new_charge(
+        self,
+        pi: Obj,
+        pm: Obj | None,
+        *,
+        status: str,
+        last4: str = "4242",
+        name: str | None = None,
+        email: str | None = None,
+    ) -> Obj:
+        customer = self.objects.get(pi["customer"] or "")
+        succeeded = status == "succeeded"
+        if pm is not None:
+            method_details: Obj = {"type": pm["type"], pm["type"]: pm[pm["type"]]}
+            billing = pm["billing_details"]
+        else:
+            method_details = {
+                "type": "card",
+                "card": {"brand": "visa", "last4": last4, "country": "US", "funding": "credit"},
+            }
+            billing = {"email": email, "name": name, "address": None, "phone": None}
+        return self._new(
+            "charge",
+            "ch_",
+            pi["_account"],
+            {
+                "amount": pi["amount"],
+                "amount_captured": pi["amount"] if succeeded else 0,
+                "amount_refunded": 0,
+                "application_fee_amount": pi["application_fee_amount"],
+                "balance_transaction": None,
+                "billing_details": billing,
+                "captured": succeeded,
+                "currency": pi["currency"],
+                "customer": customer["id"] if customer else None,
+                "description": pi["description"],
+                "disputed": False,
+                "failure_code": "card_declined" if status == "failed" else None,
+                "failure_message": "Your card was declined." if status == "failed" else None,
+                "metadata": dict(pi["metadata"]),
+                "outcome": {
+                    "type": {"succeeded": "authorized", "failed": "issuer_declined"}.get(status, "authorized"),
+                    "network_status": "declined_by_network" if status == "failed" else "approved_by_network",
+                    "seller_message": "The bank did not return any further details with this decline."
+                    if status == "failed"
+                    else "Payment complete.",
+                },
+                "paid": succeeded,
+                "payment_intent": pi["id"],
+                "payment_method": pm["id"] if pm else None,
+                "payment_method_details": method_details,
+                "receipt_email": pi["receipt_email"],
+                "refunded": False,
+                "status": status,
+            },
+        )
+
+    def retrieve_payment_intent(self, account: str | None, pi_id: str) -> Obj:
+        return public(self._get("payment_intent", pi_id, account))
+
+    def list_payment_intents(self, account: str | None, p: Params) -> Obj:
+        p.only("limit", "starting_after", "ending_before", "customer", "created")
+        customer = p.str("customer")
+        return self._list(
+            "payment_intent",
+            account,
+            p,
+            "/v1/payment_intents",
+            lambda pi: customer is None or pi["customer"] == customer,
+        )
+
+    def retrieve_charge(self, account: str | None, charge_id: str) -> Obj:
+        return public(self._get("charge", charge_id, account))
+
+    def list_charges(self, account: str | None, p: Params) -> Obj:
+        p.only("limit", "starting_after", "ending_before", "customer", "payment_intent", "created")
+        filters = {k: p.str(k) for k in ("customer", "payment_intent")}
+        return self._list(
+            "charge", account, p, "/v1/charges", lambda c: all(v is None or c[k] == v for k, v in filters.items())
+        )
+
+    def create_refund(self, account: str | None, p: Params) -> Obj:
+        p.only(
+            "payment_intent",
+            "charge",
+            "amount",
+            "reason",
+            "metadata",
+            ignored=("refund_application_fee", "reverse_transfer", "instructions_email"),
+        )
+        pi_id, charge_id = p.str("payment_intent"), p.str("charge")
+        if not pi_id and not charge_id:
+            raise SandboxError(
+                "One of the following params should be provided for this request: payment_intent or charge.",
+                param="payment_intent",
+                code="parameter_missing",
+            )
+        if pi_id:
+            pi = self._get("payment_intent", pi_id, account, param="payment_intent", status=400)
+            if pi["status"] != "succeeded":
+                raise SandboxError(
+                    f"This PaymentIntent ({pi_id}) does not have a successful charge to refund.",
+                    param="payment_intent",
+                    code="charge_not_refundable",
+                )
+            charge = self.objects[pi["latest_charge"]]
+            if charge_id and charge_id != charge["id"]:
+                raise SandboxError("The charge does not belong to this PaymentIntent.", param="charge")
+        else:
+            charge = self._get("charge", charge_id or "", account, param="charge", status=400)
+        if charge["status"] != "succeeded":
+            raise SandboxError(
+                f"Charge {charge['id']} has not succeeded; there is nothing to refund.",
+                param="charge",
+                code="charge_not_refundable",
+            )
+        if self._open_dispute(charge):
+            raise SandboxError(
+                f"Charge {charge['id']} has been disputed; it cannot be refunded.", code="charge_disputed"
+            )
+        remaining = charge["amount"] - charge["amount_refunded"]
+        if remaining == 0:
+            raise SandboxError(f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded")
+        amount = p.int("amount", minimum=1)
+        if amount is None:
+            amount = remaining
+        if amount > remaining:
+            raise SandboxError(
+                f"Refund amount ({format_amount(amount, charge['currency'])}) is greater than unrefunded amount on charge "
+                f"({format_amount(remaining, charge['currency'])})",
+                param="amount",
+                code="amount_too_large",
+            )
+        refund = self._new(
+            "refund",
+            "re_",
+            account,
+            {
+                "amount": amount,
+                "charge": charge["id"],
+                "currency": charge["currency"],
+                "metadata": p.metadata() or {},
+                "payment_intent": charge["payment_intent"],
+                "reason": p.enum("reason", ("duplicate", "fraudulent", "requested_by_customer")),
+                "status": "succeeded",
+                "balance_transaction": None,
+            },
+        )
+        previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        self._emit("charge.refunded", charge, previous=previous)
+        self._emit("refund.created", refund)
+        return public(refund)
+
+    def retrieve_refund(self, account: str | None, refund_id: str) -> Obj:
+        return public(self._get("refund", refund_id, account))
+
+    def list_refunds(self, account: str | None, p: Params) -> Obj:
+        p.only("limit", "starting_after", "ending_before", "charge", "payment_intent", "created")
+        filters = {k: p.str(k) for k in ("charge", "payment_intent")}
+        return self._list(
+            "refund", account, p, "/v1/refunds", lambda r: all(v is None or r[k] == v for k, v in filters.items())
+        )
+
+    def _open_dispute(self, charge: Obj) -> bool:
+        return any(
+            self.objects[d]["charge"] == charge["id"]
+            and self.objects[d]["status"] in ("needs_response", "under_review")
+            for d in self.index.get("dispute", [])
+        )
+
+    @locked
+    def dispute(self, charge_id: str, *, amount: int | None = None, reason: str = "fraudulent") -> Obj:
+        charge = self._any("charge", charge_id)
+        if charge["status"] != "succeeded":
+            raise SandboxError("Only a succeeded charge can be disputed.", param="charge")
+        dispute = self._new(
+            "dispute",
+            "dp_",
+            charge["_account"],
+            {
+                "amount": amount if amount is not None else charge["amount"] - charge["amount_refunded"],
+                "charge": charge["id"],
+                "currency": charge["currency"],
+                "payment_intent": charge["payment_intent"],
+                "reason": reason,
+                "status": "needs_response",
+                "is_charge_refundable": False,
+                "balance_transactions": [],
+                "evidence_details": {
+                    "due_by": self.now() + 7 * DAY,
+                    "has_evidence": False,
+                    "past_due": False,
+                    "submission_count": 0,
+                },
+                "metadata": {},
+            },
+        )
+        charge["disputed"] = True
+        self._emit("charge.dispute.created", dispute)
+        return public(dispute)
+
+    @locked
+    def close_dispute(self, dispute_id: str, won: bool) -> Obj:
+        dispute = self._any("dispute", dispute_id)
+        if dispute["status"] not in ("needs_response", "under_review"):
+            raise SandboxError(f"Dispute {dispute_id} is already closed ({dispute['status']}).", param="dispute")
+        previous = {"status": dispute["status"]}
+        dispute["status"] = "won" if won else "lost"
+        self._emit("charge.dispute.closed", dispute, previous=previous)
+        return public(dispute)
+
+    def retrieve_dispute(self, account: str | None, dispute_id: str) -> Obj:
+        return public(self._get("dispute", dispute_id, account))

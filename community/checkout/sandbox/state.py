@@ -1,0 +1,27 @@
+"""The sandbox's state: every object and rule, assembled from the store and its rule modules.
+
+store.py     objects behind one lock, events, idempotency, lists, time
+accounts.py  connected accounts and onboarding, customers and payment methods, coupons
+checkout.py  checkout sessions and the hosted page's outcomes, payment intents, charges, refunds, disputes
+billing.py   subscriptions, invoices, the billing portal, the test clock
+"""
+
+from __future__ import annotations
+
+from community.checkout.sandbox.accounts import AccountRules
+from community.checkout.sandbox.billing import BillingRules
+from community.checkout.sandbox.checkout import CheckoutRules
+from community.checkout.sandbox.store import (
+    API_VERSION,
+    DAY,
+    OUTCOMES,
+    add_months,
+    new_id,
+    public,
+)
+
+__all__ = ["API_VERSION", "DAY", "OUTCOMES", "SandboxState", "add_months", "new_id", "public"]
+
+
+class SandboxState(BillingRules, CheckoutRules, AccountRules):
+    """All of the sandbox's objects and rules; every public method takes the one lock."""
