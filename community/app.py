@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 from litestar import Litestar, Router
 from litestar.config.csrf import CSRFConfig
@@ -25,7 +25,14 @@ from community import __version__
 from community.accounts.api import AuthController, MeController
 from community.accounts.pages import AccountPages
 from community.billing.api import DiscountCodesController, PaymentsController
+from community.checkout.api import (
+    QuoteController,
+    StripeConnectController,
+    StripeWebhooksController,
+)
+from community.checkout.pages import CompletionPages, OfferPages
 from community.content.api import PostsController
+from community.content.pages import MemberPages
 from community.db import create_engine, session_factory
 from community.hubs.api import (
     CommunitiesController,
@@ -69,6 +76,9 @@ API_CONTROLLERS = [
     OffersController,
     DiscountCodesController,
     PaymentsController,
+    StripeConnectController,
+    StripeWebhooksController,
+    QuoteController,
 ]
 
 
@@ -106,6 +116,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             api,
             AccountPages,
             HubPages,
+            MemberPages,
+            OfferPages,
+            CompletionPages,
             MediaController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"], name="static"),
         ],

@@ -125,17 +125,40 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     print("database is at the latest migration")
 
 
+@contextlib.contextmanager
+def _demo_stripe(settings: Settings):
+    """Without a Stripe key, the demo sells through the local Stripe sandbox: its webhooks come
+    back to this server over HTTP, signed like Stripe's."""
+    if settings.stripe_secret_key:
+        yield settings, None
+        return
+    import secrets
+
+    from community.checkout.sandbox import StripeSandbox
+
+    with StripeSandbox(api_key="sk_test_demo") as sandbox:
+        platform_secret, connect_secret = f"whsec_{secrets.token_hex(16)}", f"whsec_{secrets.token_hex(16)}"
+        hooks = f"{settings.base_url}/api/v1/webhooks/stripe"
+        sandbox.add_webhook_endpoint(hooks, platform_secret, connect=False)
+        sandbox.add_webhook_endpoint(f"{hooks}/connect", connect_secret, connect=True)
+        print(f"  Stripe:     local sandbox at {sandbox.url}", flush=True)
+        yield replace(
+            settings, stripe_secret_key="sk_test_demo", stripe_api_base=sandbox.url,
+            stripe_webhook_secret=platform_secret, stripe_connect_webhook_secret=connect_secret,
+        ), sandbox.complete_onboarding
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from community import demo
     from community.migrate import upgrade
 
     settings = _settings(args)
     print("Starting the community demo...", flush=True)
-    with _services(settings) as ready:
-        asyncio.run(upgrade(ready.database_url))
-        logins = asyncio.run(demo.seed(ready))
-        banner = demo.banner(ready, logins)
-        _run(_serve(ready, with_worker=True, banner=banner))
+    with _services(settings) as ready, _demo_stripe(ready) as (shop, onboard):
+        asyncio.run(upgrade(shop.database_url))
+        logins = asyncio.run(demo.seed(shop, onboard))
+        banner = demo.banner(shop, logins)
+        _run(_serve(shop, with_worker=True, banner=banner))
     print("Stopped; data kept in", ready.data_dir)
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
 from community.accounts.models import Role, TokenKind, User
+from community.checkout.models import StripeAccount
 from community.content import service as content
 from community.db import create_engine, session_factory
 from community.hubs import service as hubs
@@ -33,11 +37,33 @@ DEMO_HUBS = {
 }
 
 
+# What the demo sells (by slug): the groups each offer grants, by name, and its fields.
+DEMO_OFFERS = {
+    "starter": (["Welcome"], {
+        "title": "Starter (free)", "pricing": "free",
+        "landing_page": {"headline": "Join Demo Makers for free", "body": "Say hello in **Welcome** and meet the community.", "call_to_action": "Join free"},
+    }),
+    "beginner-course": (["Beginner track"], {
+        "title": "Beginner course", "pricing": "one_time", "amount": 4900, "old_amount": 7900, "currency": "USD",
+        "landing_page": {"headline": "Your first ten projects", "body": "Ten projects, step by step:\n\n- tools\n- materials\n- finishing", "call_to_action": "Get the course"},
+        "checkout_code_head": "<!-- the owner's tracking pixel would go here -->",
+        "checkout_code_body": '<p class="muted" id="demo-custom-code">This line is the offer\'s custom code.</p>',
+    }),
+    "pro-membership": (["Advanced track", "Announcements"], {
+        "title": "Pro membership", "pricing": "recurring", "amount": 1500, "currency": "USD", "interval_months": 1,
+        "trial_days": 7, "trial_requires_card": False,
+        "landing_page": {"headline": "Everything, every month", "body": "The advanced track and every announcement.", "call_to_action": "Start your trial"},
+    }),
+}
+DEMO_CODE = "DEMO20"
+
+
 @dataclass
 class DemoLogins:
     people: dict[str, str]
     api_token: str
     community_id: int
+    offer_paths: list[str] = field(default_factory=list)
 
 
 async def _user(session: AsyncSession, email: str, password: str, name: str) -> User:
@@ -66,8 +92,9 @@ async def _seed_community(session: AsyncSession, owner: User) -> Community:
     return community
 
 
-async def seed(settings: Settings) -> DemoLogins:
-    """Idempotent: a second demo start finds the data and only issues a fresh API token."""
+async def seed(settings: Settings, onboard: Callable[[str], Any] | None = None) -> DemoLogins:
+    """Idempotent: a second demo start finds the data and only issues a fresh API token.
+    With `onboard` (the Stripe sandbox's onboarding), it also sets up the shop."""
     engine = create_engine(settings.database_url)
     try:
         async with session_factory(engine)() as session, session.begin():
@@ -78,11 +105,49 @@ async def seed(settings: Settings) -> DemoLogins:
             for email, (_, role) in DEMO_PEOPLE.items():
                 await accounts.join(session, community_id=community.id, user_id=users[email].id, role=role)
             _, secret = await accounts.create_token(session, user_id=owner.id, kind=TokenKind.api, name="demo")
+            offer_paths = await _seed_shop(session, settings, community, onboard) if onboard else []
             return DemoLogins(
-                people={email: DEMO_PASSWORD for email in DEMO_PEOPLE}, api_token=secret, community_id=community.id
+                people={email: DEMO_PASSWORD for email in DEMO_PEOPLE}, api_token=secret, community_id=community.id,
+                offer_paths=offer_paths,
             )
     finally:
         await engine.dispose()
+
+
+async def _seed_shop(
+    session: AsyncSession, settings: Settings, community: Community, onboard: Callable[[str], Any]
+) -> list[str]:
+    """A connected Stripe account (the sandbox's), three offers and a discount code. The
+    sandbox forgets everything when it stops, so the account is connected afresh each start."""
+    from community.billing import discounts
+    from community.checkout import connect
+    from community.offers import grants
+    from community.offers import service as offers
+    from community.offers.models import OfferStatus
+    from community.stripe_client import stripe_client
+
+    client = stripe_client(settings)
+    await session.execute(delete(StripeAccount).where(StripeAccount.community_id == community.id))
+    await connect.start_onboarding(session, client, community_id=community.id, return_url=settings.base_url, refresh_url=settings.base_url)
+    account = await connect.account_of(session, community.id)
+    assert account is not None
+    onboard(account.account_id)  # the owner finishing Stripe's onboarding
+    await connect.refresh(session, client, community_id=community.id)
+    groups = {g.name: g.id for _, gs in await hubs.list_hubs(session, community.id) for g in gs}
+    existing = {o.slug for o in await offers.list_offers(session, community.id, after=0, limit=100)}
+    paths = []
+    for slug, (group_names, fields) in DEMO_OFFERS.items():
+        if slug not in existing:
+            offer = await offers.create_offer(session, community.id, {**fields, "slug": slug}, allow_local_http=True)
+            await grants.edit_groups(
+                session, community_id=community.id, offer_id=offer.id,
+                add=[groups[name] for name in group_names if name in groups], remove=[], mode="everyone",
+            )
+            await offers.set_status(session, community.id, offer.id, OfferStatus.published)
+        paths.append(f"{settings.public_pages_url}/o/{community.slug}/{slug}")
+    if await discounts.find_code(session, community.id, DEMO_CODE) is None:
+        await discounts.create_code(session, community.id, {"code": DEMO_CODE, "kind": "percent", "percent_bps": 2000})
+    return paths
 
 
 def banner(settings: Settings, logins: DemoLogins) -> str:
@@ -98,6 +163,8 @@ def banner(settings: Settings, logins: DemoLogins) -> str:
         *[f"    {email} / {password}" for email, password in logins.people.items()],
         f"  API token (owner): {logins.api_token}",
         f"    curl -H 'Authorization: Bearer {logins.api_token}' {base}/api/v1/communities",
+        *([f"  Offers for sale (Stripe is the local sandbox: pay with its test cards; code {DEMO_CODE} takes 20% off):"]
+          + [f"    {path}" for path in logins.offer_paths] if logins.offer_paths else []),
         f"  Emails are written to {settings.data_dir / 'mail'} (set COMMUNITY_SMTP_URL to send them)",
         "Press Ctrl-C to stop.",
         "",

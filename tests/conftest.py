@@ -12,7 +12,7 @@ import asyncio
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from community.app import create_app
+from community.checkout.sandbox import StripeSandbox
 from community.db import create_engine, session_factory, to_async_url
 from community.migrate import upgrade
 from community.models import metadata
@@ -84,8 +85,43 @@ async def _drop_database(server_url, name: str) -> None:
     await engine.dispose()
 
 
+@dataclass
+class StripeFixture:
+    """The local Stripe sandbox, with one platform and one Connect webhook endpoint whose
+    deliveries the tests take and post to the app themselves."""
+
+    sandbox: StripeSandbox
+    platform_endpoint: str
+    connect_endpoint: str
+
+    def drain(self) -> None:
+        self.sandbox.take_deliveries(self.platform_endpoint)
+        self.sandbox.take_deliveries(self.connect_endpoint)
+
+
+STRIPE_KEY = "sk_test_community_suite"
+PLATFORM_WEBHOOK_SECRET = "whsec_test_platform"
+CONNECT_WEBHOOK_SECRET = "whsec_test_connect"
+
+
 @pytest.fixture(scope="session")
-def settings(test_services: TestServices) -> Settings:
+def stripe_sandbox() -> Iterator[StripeFixture]:
+    with StripeSandbox(api_key=STRIPE_KEY, retry_delays=(0.2, 0.5, 1.0)) as sandbox:
+        yield StripeFixture(
+            sandbox,
+            platform_endpoint=sandbox.add_webhook_endpoint(None, PLATFORM_WEBHOOK_SECRET, connect=False),
+            connect_endpoint=sandbox.add_webhook_endpoint(None, CONNECT_WEBHOOK_SECRET, connect=True),
+        )
+
+
+@pytest.fixture
+def stripe_env(stripe_sandbox: StripeFixture) -> StripeFixture:
+    stripe_sandbox.drain()  # no deliveries left over from an earlier test
+    return stripe_sandbox
+
+
+@pytest.fixture(scope="session")
+def settings(test_services: TestServices, stripe_sandbox: StripeFixture) -> Settings:
     test_services.data_dir.mkdir(parents=True, exist_ok=True)
     return Settings(
         env="test",
@@ -94,6 +130,10 @@ def settings(test_services: TestServices) -> Settings:
         redis_url=test_services.redis_url,
         secret_key="test-secret-key-" + "x" * 32,
         base_url="http://testserver",
+        stripe_secret_key=STRIPE_KEY,
+        stripe_api_base=stripe_sandbox.sandbox.url,
+        stripe_webhook_secret=PLATFORM_WEBHOOK_SECRET,
+        stripe_connect_webhook_secret=CONNECT_WEBHOOK_SECRET,
     )
 
 

@@ -36,6 +36,7 @@ KNOWN_PATH_PARAMS = {"community_id", *OBJECT_PARAMS}
 KNOWN_OTHER_PARAM_ROUTES = {
     "/api/v1/me/tokens/{token_id}",  # checked below: another user's token is 404
     "/api/v1/offers/{offer_id}/claim",  # public by design, like a landing page (tests/test_access.py)
+    "/api/v1/offers/{offer_id}/quote",  # public price preview of a published offer (tests/test_checkout.py)
 }
 # Columns a request by B's owner may legitimately touch: its own token's usage stamp.
 IGNORED_COLUMNS = {("auth_tokens", "last_used_at")}

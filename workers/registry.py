@@ -3,6 +3,7 @@ and runs inside the transaction that marks its outbox row done."""
 
 from __future__ import annotations
 
+from community.checkout import webhooks as checkout_webhooks
 from community.hubs.service import GROUP_DELETED
 from community.jobs import Handler
 from community.notifications import service as notifications
@@ -15,4 +16,5 @@ HANDLERS: dict[str, Handler] = {
     access_runs.PROCESS_RUN: offer_tasks.process_access_run,
     access_runs.SEND_ACCESS_EMAILS: offer_tasks.send_access_emails,
     GROUP_DELETED: offer_tasks.on_group_deleted,
+    checkout_webhooks.PROCESS_EVENT: checkout_webhooks.process_event,
 }

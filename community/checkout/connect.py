@@ -54,7 +54,7 @@ async def start_onboarding(
             params["email"] = community.support_email
         account = await client.v1.accounts.create_async(
             params,
-            {"idempotency_key": f"community-{community_id}-account-{community.created_at.timestamp():.0f}"},
+            {"idempotency_key": f"community-{community_id}-account-{community.created_at.timestamp():.6f}"},
         )
         row = StripeAccount(community_id=community_id, account_id=account.id)
         session.add(row)
@@ -85,10 +85,7 @@ async def on_account_updated(session: AsyncSession, client: stripe.StripeClient,
 
 
 async def disconnect(session: AsyncSession, *, community_id: int) -> None:
-    """Forget the account: paid offers stop selling. Stripe keeps the account (it is the owner's)."""
-    deleted = await session.scalar(
-        delete(StripeAccount).where(StripeAccount.community_id == community_id).returning(StripeAccount.account_id)
-    )
-    if deleted is None:
-        raise NotFound("no Stripe account is connected")
+    """Forget the account: paid offers stop selling. Stripe keeps the account (it is the owner's).
+    Idempotent, like any DELETE."""
+    await session.execute(delete(StripeAccount).where(StripeAccount.community_id == community_id))
     await session.execute(update(Community).where(Community.id == community_id).values(charges_enabled=False))

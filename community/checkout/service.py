@@ -132,6 +132,7 @@ async def start(
             amount=offer.amount, currency=offer.currency, code=code or None, email=email,
         )
         free = offer.pricing is Pricing.one_time and quote.is_free  # a 100% code on a one-time offer
+    account = None if free else await connect.require_account(session, community.id)
     checkout = Checkout(
         community_id=community.id,
         offer_id=offer.id,
@@ -150,6 +151,7 @@ async def start(
     await session.flush()
     if quote is not None and quote.code_id is not None:
         checkout.expires_at = utcnow() + SESSION_LIFETIME
+        await _release_abandoned(session, community.id, email, quote.code_id)
         await billing.reserve(
             session, community_id=community.id, quote=quote, checkout_id=checkout.id, email=email,
             user_id=buyer.id if buyer else None, expires_at=checkout.expires_at + RESERVATION_MARGIN,
@@ -158,19 +160,32 @@ async def start(
         await fulfil(session, settings, checkout, paid_amount=0, discount_amount=checkout.discount_amount)
         return Started(checkout, completion_url(settings, checkout))
 
-    account = await connect.require_account(session, community.id)
+    assert account is not None
     client = stripe_client(settings)
     checkout.stripe_account_id = account.account_id
     checkout.expires_at = checkout.expires_at or utcnow() + SESSION_LIFETIME
     stripe_session = await client.v1.checkout.sessions.create_async(
         await _session_params(client, settings, community, offer, checkout, quote),
-        {"stripe_account": account.account_id, "idempotency_key": f"checkout-{checkout.id}-session"},
+        {"stripe_account": account.account_id, "idempotency_key": f"checkout-{checkout.token}-session"},
     )
     checkout.stripe_session_id = stripe_session.id
     await session.flush()
     if not stripe_session.url:
         raise Conflict("Stripe did not return a payment page; try again")
     return Started(checkout, stripe_session.url)
+
+
+async def _release_abandoned(session: AsyncSession, community_id: int, email: str, code_id: int) -> None:
+    """A buyer starting over gives back the code their earlier, unpaid checkouts were holding
+    (should one of those still be paid, the payment redeems it all the same)."""
+    earlier = await session.scalars(
+        select(Checkout.id).where(
+            Checkout.community_id == community_id, Checkout.email == email,
+            Checkout.discount_code_id == code_id, Checkout.state == CheckoutState.open,
+        )
+    )
+    for checkout_id in earlier.all():
+        await billing.release(session, community_id=community_id, checkout_id=checkout_id)
 
 
 async def _session_params(
@@ -239,7 +254,7 @@ async def _coupon(client: stripe.StripeClient, checkout: Checkout, offer: Offer,
     else:
         params["duration"] = "once"
     coupon = await client.v1.coupons.create_async(
-        params, {"stripe_account": checkout.stripe_account_id, "idempotency_key": f"checkout-{checkout.id}-coupon"}
+        params, {"stripe_account": checkout.stripe_account_id, "idempotency_key": f"checkout-{checkout.token}-coupon"}
     )
     return coupon.id
 
