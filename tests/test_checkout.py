@@ -20,6 +20,7 @@ from community.offers.models import Entitlement
 from community.stripe_client import stripe_client
 from tests.checkout_helpers import (
     API,
+    CSRF,
     connect_stripe,
     deliver,
     deliver_and_process,
@@ -452,3 +453,25 @@ async def test_custom_code_only_on_its_offer_pages(client, owner, shop, stripe_e
         page = await client.get(url)
         assert HEAD_CODE not in page.text and BODY_CODE not in page.text, url
     assert "script-src 'self'" in (await client.get("/login")).headers["content-security-policy"]
+
+
+async def test_staff_preview_a_draft_without_its_custom_code(client, owner, shop) -> None:
+    cid = shop["community"]["id"]
+    draft = (await client.post(f"{API}/communities/{cid}/offers", json={
+        "title": "Secret plan", "pricing": "free", "landing_page": {"headline": "Coming soon"}, "checkout_code_head": HEAD_CODE,
+    }, headers=owner.headers)).json()
+    assert (await client.get(f"/o/{shop['community']['slug']}/{draft['slug']}")).status_code == 404  # not public yet
+    preview_url = f"/dashboard/communities/{cid}/offers/{draft['id']}/preview"
+    assert (await client.get(preview_url)).headers["location"].endswith("/login")
+    login = await client.post(f"{API}/auth/login", json={"email": owner.email, "password": "correct horse battery"})
+    assert login.status_code == 200
+    page = await client.get("/login")
+    token = CSRF.search(page.text).group(1)
+    await client.post("/login", data={"_csrf_token": token, "email": owner.email, "password": "correct horse battery"})
+    preview = await client.get(preview_url)
+    assert preview.status_code == 200 and "Coming soon" in preview.text and HEAD_CODE not in preview.text
+    assert "script-src 'self'" in preview.headers["content-security-policy"]
+    stranger = await sign_up(client, "stranger@example.com")
+    other = await client.post(f"{API}/communities", json={"name": "Other place"}, headers=stranger.headers)
+    foreign = await client.get(f"/dashboard/communities/{other.json()['id']}/offers/{draft['id']}/preview")
+    assert foreign.status_code == 404

@@ -17,6 +17,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from markdown_it import MarkdownIt
+from sqlalchemy import select
 
 from community.accounts import service as accounts
 from community.accounts.api import client_address
@@ -206,6 +207,19 @@ class CompletionPages(Controller):
         if checkout.new_user and checkout.login_used_at is None and checkout.user_id is not None:
             checkout.login_used_at = utcnow()
             await start_session(request, db, checkout.user_id)
+
+    @get("/dashboard/communities/{community_id:int}/offers/{offer_id:int}/preview")
+    async def preview(self, community_id: FromPath[int], offer_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Template | Redirect:
+        """Staff see any offer's landing page, drafts included. The owner's custom code does not
+        run here: this is the platform's origin, where staff sessions live."""
+        if viewer is None:
+            return Redirect("/login")
+        await accounts.require_role(db, community_id, viewer.user_id, accounts.STAFF)
+        offer = await db.scalar(select(Offer).where(Offer.id == offer_id, Offer.community_id == community_id))
+        if offer is None:
+            raise NotFound("offer not found")
+        community = await db.get_one(Community, community_id)
+        return Template("checkout/landing.html", context={**_offer_context(state, community, offer), "custom_code": False, "preview": True})
 
     @get("/connect/{community_id:int}/return")
     async def connect_return(self, community_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:
