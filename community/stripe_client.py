@@ -3,7 +3,8 @@ COMMUNITY_STRIPE_API_BASE points at it."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import asyncio
+import weakref
 
 import stripe
 
@@ -15,7 +16,13 @@ class StripeNotConfigured(Conflict):
     """Answered 409: the platform has no Stripe key, so nothing paid can be sold."""
 
 
-@lru_cache(maxsize=8)
+# One client (and so one connection pool) per event loop: an httpx pool cannot outlive or
+# cross the loop it was made on (the demo seeds in one loop, then serves in another).
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str | None], stripe.StripeClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _client(api_key: str, api_base: str | None) -> stripe.StripeClient:
     if api_base and api_key.startswith(("sk_live_", "rk_live_")):
         # A live key must only ever travel to Stripe itself.
@@ -31,4 +38,8 @@ def _client(api_key: str, api_base: str | None) -> stripe.StripeClient:
 def stripe_client(settings: Settings) -> stripe.StripeClient:
     if not settings.stripe_secret_key:
         raise StripeNotConfigured("Stripe is not configured on this platform (COMMUNITY_STRIPE_SECRET_KEY)")
-    return _client(settings.stripe_secret_key, settings.stripe_api_base)
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (settings.stripe_secret_key, settings.stripe_api_base)
+    if key not in per_loop:
+        per_loop[key] = _client(*key)
+    return per_loop[key]
