@@ -121,6 +121,33 @@ async def test_a_group_held_through_two_offers_is_not_lost_when_one_drops_it(cli
     assert await log(sessions) == [(buyer.id, g1, "gained")]
 
 
+async def test_two_entitlements_of_one_offer_are_one_member_to_a_run(client, owner, sessions, setup, settings) -> None:
+    """A run looks at a member once, and asks whether they have the group now through any of
+    their entitlements, not only the first of the offer's it meets."""
+    cid, g1, g2, offer, buyer = setup
+    await edit(client, owner, cid, offer, add=[g1])
+    await comp(client, owner, cid, offer, buyer.email)  # the older entitlement
+    await run_jobs(settings)
+    async with sessions() as session:
+        first_run = await session.scalar(text("SELECT max(id) FROM access_runs"))
+    await edit(client, owner, cid, offer, add=[g2])  # a run for the offer's holders, left pending
+    await edit(client, owner, cid, offer, remove=[g2])
+    await edit(client, owner, cid, offer, add=[g2], mode="new_buyers_only")  # not for the older one
+    await comp(client, owner, cid, offer, buyer.email)  # the newer one reaches g2
+    async with sessions() as session:
+        pending = list((await session.scalars(text("SELECT id FROM access_runs WHERE id > :r ORDER BY id"), {"r": first_run})).all())
+    # The newer entitlement's own run first: it logs g2 gained. Then the offer's runs, which meet
+    # the older entitlement first: it does not grant g2, the newer one does, so nothing changed.
+    for run_id in [pending[-1], *pending[:-1]]:
+        await runs.process_run(sessions, run_id)
+    assert await my_groups(client, buyer, cid) == [g1, g2]
+    assert await log(sessions) == [(buyer.id, g1, "gained"), (buyer.id, g2, "gained")]
+
+    await edit(client, owner, cid, offer, remove=[g1])  # both entitlements lose it: one event
+    await run_jobs(settings)
+    assert await log(sessions) == [(buyer.id, g1, "gained"), (buyer.id, g2, "gained"), (buyer.id, g1, "lost")]
+
+
 async def test_a_pass_stops_at_its_end_without_any_job(client, owner, sessions, setup, settings) -> None:
     cid, g1, _, offer, buyer = setup
     await edit(client, owner, cid, offer, add=[g1])
@@ -224,7 +251,7 @@ async def test_a_run_killed_half_way_resumes_and_ends_identical(client, owner, s
     await edit(client, owner, cid, offer, add=[g1])
     monkeypatch.setattr(runs, "BATCH_SIZE", 2)
     calls = {"n": 0}
-    real_next_batch = runs._next_batch
+    real_next_batch = runs._reconcile_next_batch
 
     async def crash_on_second_batch(session, run):
         calls["n"] += 1
@@ -232,7 +259,7 @@ async def test_a_run_killed_half_way_resumes_and_ends_identical(client, owner, s
             raise RuntimeError("worker killed")
         return await real_next_batch(session, run)
 
-    monkeypatch.setattr(runs, "_next_batch", crash_on_second_batch)
+    monkeypatch.setattr(runs, "_reconcile_next_batch", crash_on_second_batch)
     async with sessions() as session:
         run_id = (await session.execute(text("SELECT max(id) FROM access_runs"))).scalar()
     with pytest.raises(RuntimeError):
@@ -241,7 +268,7 @@ async def test_a_run_killed_half_way_resumes_and_ends_identical(client, owner, s
     assert progress["state"] == "running" and progress["done"] == 2 and progress["total"] == 5
     assert progress["percent_done"] == 40.0
 
-    monkeypatch.setattr(runs, "_next_batch", real_next_batch)
+    monkeypatch.setattr(runs, "_reconcile_next_batch", real_next_batch)
     await runs.process_run(sessions, run_id)
     assert sorted(await log(sessions)) == sorted((b.id, g1, "gained") for b in buyers)
     done = (await client.get(f"{API}/communities/{cid}/access-runs/{run_id}", headers=owner.headers)).json()

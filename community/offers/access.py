@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 # The one definition of "entitlement e grants group og.group_id", shared by every query here
 # and by the access-change runs.
-GRANTS = """
+LIVE = "(e.ends_at IS NULL OR e.ends_at > now())"
+GRANTS = f"""
     entitlements e
     JOIN offer_groups og ON og.offer_id = e.offer_id AND e.id <@ og.entitlement_ids
-    WHERE (e.ends_at IS NULL OR e.ends_at > now())
+    WHERE {LIVE}
 """
 
 _CAN_OPEN = text(
@@ -56,41 +57,104 @@ async def members_of(session: AsyncSession, community_id: int, group_id: int, *,
 
 
 # The access-change runs compare, for candidate (user, group) pairs, what the access query
-# says now with what the access log last recorded, and log only the differences.
-RECONCILE = text(
-    f"""
-    WITH pairs AS (
-        SELECT DISTINCT u.user_id, g.group_id
-        FROM unnest(CAST(:user_ids AS bigint[])) AS u(user_id)
-        CROSS JOIN unnest(CAST(:group_ids AS bigint[])) AS g(group_id)
-    ),
-    current AS (
-        SELECT DISTINCT e.user_id, og.group_id FROM {GRANTS}
-        AND e.community_id = :community_id
-        AND e.user_id = ANY(CAST(:user_ids AS bigint[])) AND og.group_id = ANY(CAST(:group_ids AS bigint[]))
-    ),
-    last AS (  -- one backward probe of ix_access_log_user_group per pair, however long its history
-        SELECT p.user_id, p.group_id, l.change FROM pairs p
-        CROSS JOIN LATERAL (
-            SELECT l.change FROM access_log l
-            WHERE l.community_id = :community_id AND l.user_id = p.user_id AND l.group_id = p.group_id
-            ORDER BY l.id DESC LIMIT 1
-        ) l
+# says now with what the access log last recorded, and log only the differences: one statement
+# per keyset batch, which also reads the batch, so a batch is one round trip.
+#
+# Its reads are what a run pays beyond the log rows it writes, so per pair it does the least:
+# - "has it now" comes from the candidate's own live entitlement when that grants the group
+#   (what an edit for everyone makes true of an offer's holders); only when it does not, and
+#   some offer links the group at all, does it ask the GRANTS query for the user's other
+#   entitlements (a removed or deleted group that no offer grants needs no probe);
+# - "had it" is the pair's last log entry: one backward probe of ix_access_log_user_group,
+#   however long the pair's history.
+# The LATERAL is fenced (OFFSET 0) so each probe is an init plan run at most once per pair,
+# lazily (never when the direct answer is yes), and is never turned into a hashed scan of all
+# entitlements.
+#
+# {candidates} gives one row per user: (user_id, entitlement_id: one of the user's live
+# entitlements in the batch or NULL, offer_id: its offer); {progress} gives the cursor after the
+# batch, how much of the run's total it covered (seen) and whether the batch was full (more).
+_RECONCILE = f"""
+    WITH {{candidates}},
+    groups AS (
+        SELECT g.group_id, COALESCE(hg.name, :deleted_name) AS name,
+               EXISTS (SELECT 1 FROM offer_groups og WHERE og.group_id = g.group_id) AS linked
+        FROM unnest(CAST(:group_ids AS bigint[])) AS g(group_id)
+        LEFT JOIN hub_groups hg ON hg.id = g.group_id AND hg.community_id = :community_id
     ),
     changes AS (
-        SELECT p.user_id, p.group_id,
-               CASE WHEN c.user_id IS NOT NULL THEN 'gained' ELSE 'lost' END AS change
-        FROM pairs p
-        LEFT JOIN current c ON c.user_id = p.user_id AND c.group_id = p.group_id
-        LEFT JOIN last l ON l.user_id = p.user_id AND l.group_id = p.group_id
-        WHERE (c.user_id IS NOT NULL) <> (COALESCE(l.change = 'gained', false))
+        SELECT c.user_id, g.group_id, g.name, x.has
+        FROM candidates c
+        CROSS JOIN groups g
+        LEFT JOIN offer_groups og ON og.offer_id = c.offer_id AND og.group_id = g.group_id
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(c.entitlement_id <@ og.entitlement_ids, false)
+                   OR g.linked AND COALESCE((
+                       SELECT true FROM {GRANTS} AND og.group_id = g.group_id
+                       AND e.community_id = :community_id AND e.user_id = c.user_id LIMIT 1
+                   ), false) AS has,
+                   COALESCE((
+                       SELECT l.change = 'gained' FROM access_log l
+                       WHERE l.community_id = :community_id AND l.user_id = c.user_id AND l.group_id = g.group_id
+                       ORDER BY l.id DESC LIMIT 1
+                   ), false) AS had
+            OFFSET 0
+        ) x
+        WHERE x.has <> x.had
+    ),
+    logged AS (
+        INSERT INTO access_log (community_id, user_id, group_id, group_name, change, cause, run_id)
+        SELECT :community_id, ch.user_id, ch.group_id, ch.name,
+               CAST(CASE WHEN ch.has THEN 'gained' ELSE 'lost' END AS access_change), :cause, :run_id
+        FROM changes ch
     )
-    INSERT INTO access_log (community_id, user_id, group_id, group_name, change, cause, run_id)
-    SELECT :community_id, ch.user_id, ch.group_id, COALESCE(hg.name, :deleted_name),
-           CAST(ch.change AS access_change), :cause, :run_id
-    FROM changes ch LEFT JOIN hub_groups hg ON hg.id = ch.group_id
-    """
-).bindparams(bindparam("user_ids"), bindparam("group_ids"))
+    {{progress}}
+"""
+
+# An offer's holders (an edit of its groups), by user id: a streaming group-by over
+# ix_entitlements_user (the community's entitlements in user order, the offer's picked out in
+# the index), so each user is one candidate however many of the offer's entitlements they hold.
+RECONCILE_OFFER = text(
+    _RECONCILE.format(
+        candidates=f"""candidates AS MATERIALIZED (
+            SELECT e.user_id, min(e.id) FILTER (WHERE {LIVE}) AS entitlement_id,
+                   CAST(:offer_id AS bigint) AS offer_id, count(*) AS n
+            FROM entitlements e
+            WHERE e.community_id = :community_id AND e.offer_id = :offer_id AND e.user_id > :cursor
+            GROUP BY e.user_id ORDER BY e.user_id LIMIT :limit
+        )""",
+        progress="SELECT max(user_id) AS cursor, coalesce(sum(n), 0) AS seen, count(*) >= :limit AS more FROM candidates",
+    )
+).bindparams(bindparam("group_ids"))
+
+# Some entitlements (a transition, passes expiring), by entitlement id.
+RECONCILE_ENTITLEMENTS = text(
+    _RECONCILE.format(
+        candidates=f"""batch AS MATERIALIZED (
+            SELECT e.id, e.user_id, e.offer_id, {LIVE} AS live FROM entitlements e
+            WHERE e.id = ANY(CAST(:entitlement_ids AS bigint[])) AND e.community_id = :community_id
+              AND e.id > :cursor
+            ORDER BY e.id LIMIT :limit
+        ),
+        candidates AS (
+            SELECT DISTINCT ON (b.user_id) b.user_id, CASE WHEN b.live THEN b.id END AS entitlement_id, b.offer_id
+            FROM batch b ORDER BY b.user_id, b.live DESC, b.id
+        )""",
+        progress="SELECT max(id) AS cursor, count(*) AS seen, count(*) >= :limit AS more FROM batch",
+    )
+).bindparams(bindparam("group_ids"), bindparam("entitlement_ids"))
+
+# Everyone last logged with a group (a deleted group), by user id.
+RECONCILE_LOGGED = text(
+    _RECONCILE.format(
+        candidates="""candidates AS MATERIALIZED (
+            SELECT l.user_id, NULL::bigint AS entitlement_id, NULL::bigint AS offer_id FROM access_log l
+            WHERE l.community_id = :community_id AND l.group_id = :group_id AND l.user_id > :cursor
+            GROUP BY l.user_id ORDER BY l.user_id LIMIT :limit
+        )""",
+        progress="SELECT max(user_id) AS cursor, count(*) AS seen, count(*) >= :limit AS more FROM candidates",
+    )
+).bindparams(bindparam("group_ids"))
 
 
 # The access check a content page or another service makes on every request: token, place in

@@ -18,13 +18,24 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community import jobs
 from community.db import utcnow
-from community.offers.access import RECONCILE
+from community.offers.access import (
+    RECONCILE_ENTITLEMENTS,
+    RECONCILE_LOGGED,
+    RECONCILE_OFFER,
+)
 from community.offers.models import AccessLogEntry, AccessRun, Entitlement, RunState
 
 PROCESS_RUN = "offers.access_run"
 SEND_ACCESS_EMAILS = "offers.access_emails"
 BATCH_SIZE = 5000
 _LOCK_NAMESPACE = 0x0ACC  # pg_advisory_xact_lock(namespace, community_id)
+
+# Each batch's transaction takes the community's lock and commits asynchronously
+# (synchronous_commit off, for this transaction only), in one round trip. A crash may lose the
+# last batches' commits, but never half of one: their log rows and the cursor that covers them
+# are lost together, so the run resumes before them and writes them again. Any later ordinary
+# commit (the outbox marking the job done, say) flushes them first: the WAL is written in order.
+_BATCH_SETUP = text("SELECT pg_advisory_xact_lock(:ns, :community), set_config('synchronous_commit', 'off', true)")
 
 
 async def start_run(session: AsyncSession, *, community_id: int, cause: str, scope: dict[str, Any]) -> AccessRun:
@@ -49,32 +60,30 @@ async def _total(session: AsyncSession, run: AccessRun) -> int:
     ) or 0
 
 
-async def _next_batch(session: AsyncSession, run: AccessRun) -> tuple[list[int], list[int], int, int]:
-    """(user ids, group ids, new cursor, how many candidates) after the run's cursor."""
+async def _reconcile_next_batch(session: AsyncSession, run: AccessRun) -> tuple[int, int, bool]:
+    """Reconcile the batch after the run's cursor, in one statement: (new cursor, how much of the
+    run's total it covered, whether more may follow). The cursor is a user id for an offer's
+    holders and a deleted group's members, an entitlement id for a list of entitlements."""
     scope = run.scope
+    params: dict[str, Any] = {
+        "community_id": run.community_id,
+        "cursor": run.cursor,
+        "limit": BATCH_SIZE,
+        "cause": run.cause,
+        "run_id": run.id,
+        "deleted_name": "(deleted group)",
+    }
     if "group_id" in scope:  # a deleted group: everyone last logged as having it
-        rows = (
-            await session.execute(
-                select(AccessLogEntry.user_id)
-                .where(
-                    AccessLogEntry.community_id == run.community_id,
-                    AccessLogEntry.group_id == scope["group_id"],
-                    AccessLogEntry.user_id > run.cursor,
-                )
-                .group_by(AccessLogEntry.user_id)
-                .order_by(AccessLogEntry.user_id)
-                .limit(BATCH_SIZE)
-            )
-        ).scalars().all()
-        return list(rows), [scope["group_id"]], (rows[-1] if rows else run.cursor), len(rows)
-    query = select(Entitlement.id, Entitlement.user_id).where(Entitlement.id > run.cursor).order_by(Entitlement.id)
-    if "offer_id" in scope:
-        query = query.where(Entitlement.offer_id == scope["offer_id"])
+        statement = RECONCILE_LOGGED
+        params |= {"group_id": scope["group_id"], "group_ids": [scope["group_id"]]}
+    elif "offer_id" in scope:
+        statement = RECONCILE_OFFER
+        params |= {"offer_id": scope["offer_id"], "group_ids": list(scope["group_ids"])}
     else:
-        query = query.where(Entitlement.id.in_(scope["entitlement_ids"]))
-    rows = (await session.execute(query.limit(BATCH_SIZE))).all()
-    users = sorted({row.user_id for row in rows})
-    return users, list(scope["group_ids"]), (rows[-1].id if rows else run.cursor), len(rows)
+        statement = RECONCILE_ENTITLEMENTS
+        params |= {"entitlement_ids": list(scope["entitlement_ids"]), "group_ids": list(scope["group_ids"])}
+    row = (await session.execute(statement, params)).one()
+    return (run.cursor if row.cursor is None else row.cursor), row.seen, row.more
 
 
 async def process_run(sessions: async_sessionmaker[AsyncSession], run_id: int) -> AccessRun | None:
@@ -84,28 +93,14 @@ async def process_run(sessions: async_sessionmaker[AsyncSession], run_id: int) -
             run = await session.scalar(select(AccessRun).where(AccessRun.id == run_id).with_for_update())
             if run is None or run.state in (RunState.done, RunState.failed):
                 return run
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:ns, :community)"), {"ns": _LOCK_NAMESPACE, "community": run.community_id}
-            )
+            await session.execute(_BATCH_SETUP, {"ns": _LOCK_NAMESPACE, "community": run.community_id})
             if run.state is RunState.pending:
                 run.state = RunState.running
                 run.total = await _total(session, run)
-            users, groups, cursor, count = await _next_batch(session, run)
-            if users and groups:
-                await session.execute(
-                    RECONCILE,
-                    {
-                        "user_ids": users,
-                        "group_ids": groups,
-                        "community_id": run.community_id,
-                        "cause": run.cause,
-                        "run_id": run.id,
-                        "deleted_name": "(deleted group)",
-                    },
-                )
+            cursor, count, more = await _reconcile_next_batch(session, run)
             run.cursor = cursor
             run.done = min(run.total, run.done + count) if run.total else run.done + count
-            if count < BATCH_SIZE:
+            if not more:
                 run.state = RunState.done
                 run.done = run.total = max(run.total, run.done)
                 run.finished_at = utcnow()
