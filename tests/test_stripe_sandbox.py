@@ -678,7 +678,12 @@ async def test_subscription_renewals_failures_and_recovery(sandbox: StripeSandbo
     failed = await sc.v1.invoices.retrieve_async(sub.latest_invoice, options=on(acct))
     assert sub.status == "past_due" and failed.status == "open" and failed.attempt_count == 1
     assert failed.next_payment_attempt == second_end + 3 * DAY
-    assert "invoice.payment_failed" in types(sandbox.take_deliveries(endpoint))
+    [failure] = [
+        stripe.Webhook.construct_event(d.payload, d.headers["Stripe-Signature"], SECRET)
+        for d in sandbox.take_deliveries(endpoint)
+        if d.type == "invoice.payment_failed"
+    ]
+    assert failure.data.object.id == failed.id and failure.data.object.next_payment_attempt == second_end + 3 * DAY
 
     sandbox.set_card_declines(sub.customer, False)  # the buyer fixes the card; the next retry works
     sandbox.advance_clock(3 * DAY)
@@ -757,6 +762,38 @@ async def test_trials_with_and_without_a_card(
     invoice = await sc.v1.invoices.retrieve_async(carded.latest_invoice, options=on(acct))
     assert (invoice.status, invoice.amount_paid) == ("paid", 1500)
     assert [e["data"]["object"]["id"] for e in sandbox.events("customer.subscription.deleted")] == [sub.id]
+
+
+async def test_cardless_trial_that_invoices_or_pauses(sandbox: StripeSandbox, sc: stripe.StripeClient) -> None:
+    acct = await connected_account(sc, sandbox)
+    subs = {}
+    for behaviour in ("create_invoice", "pause"):
+        created = await session(
+            sc,
+            acct,
+            mode="subscription",
+            customer_email=f"{behaviour}@example.com",
+            line_items=[item(1500, interval="month")],
+            subscription_data={
+                "trial_period_days": 7,
+                "trial_settings": {"end_behavior": {"missing_payment_method": behaviour}},
+            },
+            payment_method_collection="if_required",
+        )
+        subs[behaviour] = sandbox.pay(created.id, "trial_without_card")["subscription"]
+    sandbox.advance_clock(7 * DAY)
+    invoicing = await sc.v1.subscriptions.retrieve_async(subs["create_invoice"], options=on(acct))
+    invoice = await sc.v1.invoices.retrieve_async(invoicing.latest_invoice, options=on(acct))
+    assert (invoicing.status, invoice.status, invoice.amount_due) == ("past_due", "open", 1500)
+    paused = await sc.v1.subscriptions.retrieve_async(subs["pause"], options=on(acct))
+    assert paused.status == "paused"
+    assert [e["data"]["object"]["id"] for e in sandbox.events("customer.subscription.paused")] == [paused.id]
+
+    sandbox.set_card_declines(invoicing.customer, False)  # the buyer adds a card (the portal's "fix-card")
+    sandbox.advance_clock(3 * DAY)
+    invoicing = await sc.v1.subscriptions.retrieve_async(invoicing.id, options=on(acct))
+    invoice = await sc.v1.invoices.retrieve_async(invoice.id, options=on(acct))
+    assert (invoicing.status, invoice.status, invoice.amount_paid) == ("active", "paid", 1500)
 
 
 async def test_cancel_at_period_end_and_cancel_now(

@@ -96,6 +96,7 @@ class BillingRules(Store):
                 "trial_end": trial_end,
                 "trial_settings": {"end_behavior": {"missing_payment_method": session["_missing_pm"]}},
                 "trial_start": now if trial_end else None,
+                "_names": [item["description"] for item in items],  # product names, for invoice lines
                 "_cycles": 0 if trial_end else 1,  # billing cycles since the anchor (the trial end, or now)
                 "_coupon": copy.deepcopy(public(coupon)) if coupon else None,
                 "_discount_end": (
@@ -130,10 +131,14 @@ class BillingRules(Store):
         sub["_trial_will_end_sent"] = True
         self._emit("customer.subscription.trial_will_end", sub)
 
-    def _new_invoice(self, sub: Obj, reason: str, start: int, end: int, *, trial: bool = False) -> Obj:
+    def _new_invoice(
+        self, sub: Obj, reason: str, start: int, end: int, *, trial: bool = False, previous_start: int | None = None
+    ) -> Obj:
+        """An invoice for the service period start..end (on its lines). Its own period_start/end are
+        Stripe's: the period *before* the invoice (previous_start..now), or now..now for the first."""
         lines = []
         subtotal = 0
-        for item in sub["items"]["data"]:
+        for name, item in zip(sub["_names"], sub["items"]["data"], strict=True):
             price = item["price"]
             amount = 0 if trial else price["unit_amount"] * item["quantity"]
             subtotal += amount
@@ -144,7 +149,7 @@ class BillingRules(Store):
                     "object": "line_item",
                     "amount": amount,
                     "currency": price["currency"],
-                    "description": f"{'Trial period for ' if trial else ''}{item['quantity']} × product "
+                    "description": f"{'Trial period for ' if trial else ''}{item['quantity']} × {name} "
                     f"(at {format_amount(price['unit_amount'], price['currency'])} / {interval})",
                     "period": {"start": start, "end": end},
                     "quantity": item["quantity"],
@@ -197,8 +202,7 @@ class BillingRules(Store):
                     "subscription_details": {"subscription": sub["id"], "metadata": dict(sub["metadata"])},
                 },
                 "payments": {"object": "list", "data": [], "has_more": False, "url": ""},
-                # Stripe's invoice period is the one *before* the invoice (for usage); the service period is on the lines
-                "period_start": now if reason == "subscription_create" else sub["current_period_start"],
+                "period_start": previous_start if previous_start is not None else now,
                 "period_end": now,
                 "status": "open",
                 "status_transitions": {
@@ -272,7 +276,15 @@ class BillingRules(Store):
         customer = self.objects[sub["customer"]]
         pm_id = sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"]
         pi = self._invoice_intent(invoice, sub)
-        invoice.update(attempted=True, attempt_count=invoice["attempt_count"] + 1)
+        failures = invoice["attempt_count"] + 1  # if this attempt fails too
+        invoice.update(
+            attempted=True,
+            attempt_count=failures,
+            # set before the failure is announced, as Stripe's invoice.payment_failed carries it
+            next_payment_attempt=self.now() + RETRY_AFTER_DAYS[failures - 1] * DAY
+            if failures <= len(RETRY_AFTER_DAYS)
+            else None,
+        )
         if pm_id is None:
             pi["last_payment_error"] = {
                 "type": "invalid_request_error",
@@ -532,17 +544,15 @@ class BillingRules(Store):
         sub.update(current_period_start=start, current_period_end=end)
         for item in sub["items"]["data"]:
             item.update(current_period_start=start, current_period_end=end)
-        invoice = self._new_invoice(sub, "subscription_cycle", start, end)
+        invoice = self._new_invoice(
+            sub, "subscription_cycle", start, end, previous_start=previous["current_period_start"]
+        )
         paid = invoice["amount_due"] == 0
         if paid:
             self._mark_paid(invoice, None)
         else:
             paid = self._pay_invoice(invoice, sub)
-        if paid:
-            sub["status"] = "active" if not self._open_invoices(sub) else "past_due"
-        else:
-            sub["status"] = "past_due"
-            invoice["next_payment_attempt"] = self.now() + RETRY_AFTER_DAYS[0] * DAY
+        sub["status"] = "active" if paid and not self._open_invoices(sub) else "past_due"
         self._emit("customer.subscription.updated", sub, previous=previous)
 
     def _retry(self, sub: Obj, invoice: Obj) -> None:
@@ -551,9 +561,5 @@ class BillingRules(Store):
                 sub["status"] = "active"
                 self._emit("customer.subscription.updated", sub, previous={"status": "past_due"})
             return
-        failures = invoice["attempt_count"]
-        if failures > len(RETRY_AFTER_DAYS):
-            invoice["next_payment_attempt"] = None
+        if invoice["next_payment_attempt"] is None:  # that was the last retry
             self._end(sub, "payment_failed")
-        else:
-            invoice["next_payment_attempt"] = self.now() + RETRY_AFTER_DAYS[failures - 1] * DAY

@@ -117,6 +117,10 @@ class CheckoutRules(Store):
         if trial_days:
             trial_end = now + trial_days * DAY
         if "trial_end" in sub_data:
+            if trial_days:
+                raise SandboxError(
+                    "You may only specify one of trial_end and trial_period_days.", param=sub_data.name("trial_end")
+                )
             trial_end = sub_data.int("trial_end")
             if trial_end is None or trial_end < now + 2 * DAY:
                 raise SandboxError(
@@ -164,8 +168,9 @@ class CheckoutRules(Store):
             raise SandboxError(
                 "You may only specify one of these parameters: customer, customer_email.", param="customer_email"
             )
+        known_email = email
         if customer_id:
-            email = self._get("customer", customer_id, account, param="customer", status=400)["email"]
+            known_email = self._get("customer", customer_id, account, param="customer", status=400)["email"]
         if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
             raise SandboxError(f"Invalid email address: {email}", param="customer_email", code="email_invalid")
         expires_at = p.int("expires_at")
@@ -207,6 +212,7 @@ class CheckoutRules(Store):
                 "payment_method_types": ["card"],
                 "url": f"{self.base_url}/c/pay/{session_id}",
                 "_items": items,
+                "_email": known_email,  # the buyer's email when we know it (customer_email, or the customer's)
                 "_coupon": coupon["id"] if coupon else None,
                 "_trial_end": trial_end,
                 "_missing_pm": missing_pm,
@@ -368,6 +374,7 @@ class CheckoutRules(Store):
         view["offers_trial_without_card"] = self._offers_trial_without_card(session)
         view["recurring"] = session["_items"][0]["price"]["recurring"]
         view["account"] = session["_account"]
+        view["email"] = session["_email"]
         view["last_error"] = None
         if session["payment_intent"]:
             error = self.objects[session["payment_intent"]]["last_payment_error"]
@@ -408,7 +415,9 @@ class CheckoutRules(Store):
             raise SandboxError("This session does not offer a trial without a card.", param="outcome")
         if outcome == "async_pending" and due == 0:
             raise SandboxError("Nothing is due now: there is no delayed payment to make.", param="outcome")
-        email = session["customer_email"] or email or "buyer@example.com"
+        if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            raise SandboxError(f"Invalid email address: {email}", param="email", code="email_invalid")
+        email = session["_email"] or email or "buyer@example.com"
         name = name or "Sandbox Buyer"
         if outcome == "decline":
             self._decline(session, name, email)

@@ -131,7 +131,7 @@ class Deliverer:
         await asyncio.gather(*self._workers, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
-        self._loop = None
+        self._loop, self._client, self._workers, self._queues = None, None, [], {}
         with self._idle:
             self._pending = 0
             self._idle.notify_all()
