@@ -14,6 +14,7 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
+from community.accounts.models import Member
 from community.billing.models import DiscountRedemption, Payment
 from community.checkout.models import Checkout, CheckoutState, StripeEvent
 from community.offers.models import Entitlement
@@ -160,7 +161,7 @@ async def test_free_offer_checkout_logs_a_new_buyer_in_and_opens_the_group(clien
 
 
 async def test_one_time_purchase_completion_before_the_webhook(client, owner, shop, stripe_env, sessions, settings) -> None:
-    offer, path = await sell(client, owner, shop, amount=4900)
+    offer, path = await sell(client, owner, shop, amount=4900, auto_tags=["Member 2026", "Buyer"])
     redirect = await submit_checkout(client, path, email="buyer@example.com", name="Bea Buyer", amount="1")  # a form amount is ignored
     session_id = session_id_of(redirect)
     assert redirect.headers["location"].startswith(stripe_env.sandbox.url)
@@ -178,6 +179,8 @@ async def test_one_time_purchase_completion_before_the_webhook(client, owner, sh
         assert payment.stripe_payment_intent_id and payment.stripe_checkout_session_id == session_id
         event = await session.scalar(select(StripeEvent).where(StripeEvent.type == "checkout.session.completed"))
         assert event.outcome == "already fulfilled" and event.community_id == shop["community"]["id"]
+        member = await session.scalar(select(Member).where(Member.user_id == payment.user_id))
+        assert member.tags == ["Buyer", "Member 2026"]  # the offer's auto-tags
     # The buyer was logged in (a new account) and reaches the group.
     member_page = await client.get(f"/communities/{shop['community']['id']}")
     assert member_page.status_code == 200 and "Workshop" in member_page.text
