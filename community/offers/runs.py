@@ -87,25 +87,31 @@ async def _reconcile_next_batch(session: AsyncSession, run: AccessRun) -> tuple[
 
 
 async def process_run(sessions: async_sessionmaker[AsyncSession], run_id: int) -> AccessRun | None:
-    """Work through a run batch by batch, each batch its own transaction."""
-    while True:
-        async with sessions() as session, session.begin():
-            run = await session.scalar(select(AccessRun).where(AccessRun.id == run_id).with_for_update())
-            if run is None or run.state in (RunState.done, RunState.failed):
-                return run
-            await session.execute(_BATCH_SETUP, {"ns": _LOCK_NAMESPACE, "community": run.community_id})
-            if run.state is RunState.pending:
-                run.state = RunState.running
-                run.total = await _total(session, run)
-            cursor, count, more = await _reconcile_next_batch(session, run)
-            run.cursor = cursor
-            run.done = min(run.total, run.done + count) if run.total else run.done + count
-            if not more:
-                run.state = RunState.done
-                run.done = run.total = max(run.total, run.done)
-                run.finished_at = utcnow()
-                await jobs.enqueue(session, SEND_ACCESS_EMAILS, community_id=run.community_id, run_id=run.id)
-                return run
+    """Work through a run batch by batch, each batch its own transaction (on one connection)."""
+    async with sessions() as session:
+        while True:
+            async with session.begin():
+                run = await session.scalar(
+                    select(AccessRun)
+                    .where(AccessRun.id == run_id)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)  # another worker may have moved it on
+                )
+                if run is None or run.state in (RunState.done, RunState.failed):
+                    return run
+                await session.execute(_BATCH_SETUP, {"ns": _LOCK_NAMESPACE, "community": run.community_id})
+                if run.state is RunState.pending:
+                    run.state = RunState.running
+                    run.total = await _total(session, run)
+                cursor, count, more = await _reconcile_next_batch(session, run)
+                run.cursor = cursor
+                run.done = min(run.total, run.done + count) if run.total else run.done + count
+                if not more:
+                    run.state = RunState.done
+                    run.done = run.total = max(run.total, run.done)
+                    run.finished_at = utcnow()
+                    await jobs.enqueue(session, SEND_ACCESS_EMAILS, community_id=run.community_id, run_id=run.id)
+                    return run
 
 
 def percent_done(run: AccessRun) -> float:
