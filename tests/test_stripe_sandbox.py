@@ -24,8 +24,9 @@ import httpx
 import pytest
 import stripe
 
-from community.checkout.sandbox import StripeSandbox
+from community.checkout.sandbox import SandboxError, StripeSandbox
 from community.checkout.sandbox.state import add_months
+from community.checkout.sandbox.store import Store
 
 # stripe's HTTPXClient hands httpx a str body as `data=`; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
@@ -312,6 +313,14 @@ async def test_validation_errors_name_the_parameter(sandbox: StripeSandbox, sc: 
             "line_items[0][price_data][recurring][interval]",
         ),
         ({"expires_at": int(time.time()) + 60}, "expires_at"),
+        (
+            {
+                "subscription_data": {"trial_period_days": 7, "trial_end": int(time.time()) + 9 * DAY},
+                "mode": "subscription",
+                "line_items": [item(1000, interval="month")],
+            },
+            "subscription_data[trial_end]",
+        ),
         ({"success_url": "not a url"}, "success_url"),
         ({"allow_unicorns": True}, "allow_unicorns"),
         ({"customer_email": "a@example.com", "customer": "cus_x"}, "customer_email"),
@@ -328,8 +337,8 @@ async def test_validation_errors_name_the_parameter(sandbox: StripeSandbox, sc: 
         await session(sc, None, payment_intent_data={"application_fee_amount": 10})
 
 
-async def test_expire_and_clock_expiry(
-    sandbox: StripeSandbox, sc: stripe.StripeClient, browser: httpx.AsyncClient
+async def test_sessions_expire_on_the_wall_clock(
+    sandbox: StripeSandbox, sc: stripe.StripeClient, browser: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     acct = await connected_account(sc, sandbox)
     first = await session(sc, acct)
@@ -339,14 +348,19 @@ async def test_expire_and_clock_expiry(
         await sc.v1.checkout.sessions.expire_async(first.id, options=on(acct))
     page = await browser.get(f"/c/pay/{first.id}")
     assert "expired" in page.text and 'id="pay-success"' not in page.text
-    second = await session(sc, acct, expires_at=sandbox.now() + 3600)
-    sandbox.advance_clock(3599)
-    assert (await sc.v1.checkout.sessions.retrieve_async(second.id, options=on(acct))).status == "open"
-    sandbox.advance_clock(1)
-    assert (await sc.v1.checkout.sessions.retrieve_async(second.id, options=on(acct))).status == "expired"
+
+    # the test clock moves billing, not checkout: a session made from the app's own clock still works after it
+    sandbox.advance_clock(40 * DAY)
+    second = await session(sc, acct, expires_at=int(time.time()) + 3600)
+    assert second.created == pytest.approx(time.time(), abs=5)
+    assert sandbox.expire_session(second.id)["status"] == "expired"
+    third = await session(sc, acct, expires_at=int(time.time()) + 3600)
+    monkeypatch.setattr(Store, "wall", staticmethod(lambda: int(time.time()) + 3600))  # an hour passes
+    assert (await sc.v1.checkout.sessions.retrieve_async(third.id, options=on(acct))).status == "expired"
+    with pytest.raises(SandboxError):
+        sandbox.pay(third.id)
     expiries = sandbox.events("checkout.session.expired")
-    assert [e["data"]["object"]["id"] for e in expiries] == [first.id, second.id]
-    assert expiries[1]["created"] == second.expires_at
+    assert [e["data"]["object"]["id"] for e in expiries] == [first.id, second.id, third.id]
 
 
 async def test_async_payment_settles_later(

@@ -156,6 +156,11 @@ class StripeSandbox:
         "async_pending". Returns the session."""
         return self.state.pay(session_id, outcome, name=name, email=email)
 
+    def expire_session(self, session_id: str) -> dict[str, Any]:
+        """What reaching `expires_at` does to an open checkout session (`checkout.session.expired`), now.
+        Checkout sessions keep to the wall clock, as in Stripe: `advance_clock` does not expire them."""
+        return self.state.expire_session(session_id)
+
     def settle_async(self, session_id: str, succeeded: bool) -> dict[str, Any]:
         return self.state.settle_async(session_id, succeeded)
 

@@ -118,7 +118,7 @@ class AccountRules(Store):
         link_type = p.enum("type", ("account_onboarding", "account_update"), required=True)
         refresh_url, return_url = url_param(p, "refresh_url", required=True), url_param(p, "return_url", required=True)
         token = secrets.token_urlsafe(18)
-        created = self.now()
+        created = self.wall()  # account links live on the wall clock (test clocks move billing only)
         self.links[token] = {
             "account": acct["id"],
             "type": link_type,
@@ -144,7 +144,7 @@ class AccountRules(Store):
     def use_link(self, token: str, complete: bool) -> str:
         """The onboarding page's buttons: completes onboarding or leaves; returns where to send the user."""
         found = self.links[token]
-        if found["used"] or found["expires_at"] < self.now():
+        if found["used"] or found["expires_at"] < self.wall():
             return found["refresh_url"]
         found["used"] = True
         if not complete:

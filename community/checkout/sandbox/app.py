@@ -112,6 +112,7 @@ class SandboxApp:
         await send_response(send, response)
 
     def handle(self, request: Request) -> Response:
+        self.state.sweep()
         if request.path.startswith("/v1/"):
             return self.handle_api(request)
         found = self.other.match(request.method, request.path)
@@ -241,6 +242,9 @@ def _register_controls(router: Router, state: SandboxState, deliverer: Deliverer
             ),
         )
 
+    def expire(request: Request, session_id: str) -> Response:
+        return json_response(200, state.expire_session(session_id))
+
     def settle(request: Request, session_id: str) -> Response:
         return json_response(200, state.settle_async(session_id, _flag(request.form().get("succeeded"), "succeeded")))
 
@@ -286,6 +290,7 @@ def _register_controls(router: Router, state: SandboxState, deliverer: Deliverer
     router.add("GET", f"/_sandbox/webhook_endpoints/{ID}/attempts", attempts)
     router.add("POST", f"/_sandbox/checkout_sessions/{ID}/pay", pay)
     router.add("POST", f"/_sandbox/checkout_sessions/{ID}/settle", settle)
+    router.add("POST", f"/_sandbox/checkout_sessions/{ID}/expire", expire)
     router.add("POST", f"/_sandbox/accounts/{ID}/complete_onboarding", onboard)
     router.add("POST", "/_sandbox/clock/advance", advance)
     router.add("GET", "/_sandbox/clock", clock)

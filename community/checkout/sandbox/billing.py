@@ -1,12 +1,13 @@
 """Subscriptions, invoices, the billing portal, and the test clock.
 
 The clock: `advance_clock` moves sandbox time forward and runs what falls due on the way in time
-order, each at its own time (events carry it as `created`): checkout sessions expire; three days
-before a trial ends `customer.subscription.trial_will_end`; at a period's (or trial's) end the
-subscription ends if `cancel_at_period_end`, a card-less trial follows
+order, each at its own time (events carry it as `created`): three days before a trial ends
+`customer.subscription.trial_will_end`; at a period's (or trial's) end the subscription ends if
+`cancel_at_period_end`, a card-less trial follows
 `trial_settings.end_behavior.missing_payment_method`, else the next period is invoiced and
 charged (paid: `invoice.paid`; declined: `invoice.payment_failed`, status `past_due`, retried
-after RETRY_AFTER_DAYS, then the subscription is canceled).
+after RETRY_AFTER_DAYS, then the subscription is canceled). As with Stripe's test clocks,
+checkout sessions and account links keep to the wall clock.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class BillingRules(Store):
         now = self.now()
         items = session["_items"]
         recurring = items[0]["price"]["recurring"]
-        trial_end = session["_trial_end"]
+        trial_end = self._trial_end_for(session)
         anchor = trial_end or now
         end = trial_end or period_end(anchor, recurring["interval"], recurring["interval_count"], 1)
         coupon = self.objects[session["_coupon"]] if session["_coupon"] else None
@@ -476,10 +477,6 @@ class BillingRules(Store):
     def _next_due(self, target: int) -> tuple[int, int, int, Callable[[], None]] | None:
         """The earliest (time, priority, seq, action) due at or before `target`."""
         candidates: list[tuple[int, int, int, Callable[[], None]]] = []
-        for sid in self.index.get("checkout.session", []):
-            s = self.objects[sid]
-            if s["status"] == "open":
-                candidates.append((s["expires_at"], 0, s["_seq"], lambda s=s: self._expire(s)))
         for sub_id in self.index.get("subscription", []):
             sub = self.objects[sub_id]
             seq = sub["_seq"]

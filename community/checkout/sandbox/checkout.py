@@ -59,7 +59,7 @@ class CheckoutRules(Store):
                 f"The account {account} cannot currently make charges (charges_enabled is false): finish onboarding first.",
                 code="account_invalid",
             )
-        now = self.now()
+        now, wall = self.now(), self.wall()
         mode = p.enum("mode", ("payment", "subscription", "setup"), required=True)
         if mode == "setup":
             raise SandboxError("The sandbox does not model setup mode.", param="mode")
@@ -90,7 +90,6 @@ class CheckoutRules(Store):
                 )
 
         sub_data, pi_data = p.sub("subscription_data"), p.sub("payment_intent_data")
-        trial_end = None
         if mode == "payment" and "subscription_data" in p:
             raise SandboxError("You can not pass `subscription_data` in `payment` mode.", param="subscription_data")
         if mode == "subscription" and "payment_intent_data" in p:
@@ -114,8 +113,7 @@ class CheckoutRules(Store):
             ignored=("statement_descriptor", "statement_descriptor_suffix", "setup_future_usage", "capture_method"),
         )
         trial_days = sub_data.int("trial_period_days", minimum=1, maximum=730)
-        if trial_days:
-            trial_end = now + trial_days * DAY
+        trial_end = None  # an explicit end; trial_period_days count from the subscription's creation
         if "trial_end" in sub_data:
             if trial_days:
                 raise SandboxError(
@@ -148,7 +146,7 @@ class CheckoutRules(Store):
             )
 
         # what is due now: the first payment, or the first invoice (nothing during a trial)
-        due_subtotal = 0 if trial_end else subtotal
+        due_subtotal = 0 if trial_days or trial_end else subtotal
         discount = coupon_discount(coupon, due_subtotal) if coupon else 0
         total = max(0, due_subtotal - discount)
         if fee_amount is not None and fee_amount > total:
@@ -173,10 +171,11 @@ class CheckoutRules(Store):
             known_email = self._get("customer", customer_id, account, param="customer", status=400)["email"]
         if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
             raise SandboxError(f"Invalid email address: {email}", param="customer_email", code="email_invalid")
+        # checkout sessions live on the wall clock, as in Stripe (test clocks move billing only)
         expires_at = p.int("expires_at")
         if expires_at is None:
-            expires_at = now + DAY
-        elif not now + 30 * 60 <= expires_at <= now + DAY:
+            expires_at = wall + DAY
+        elif not wall + 30 * 60 - 60 <= expires_at <= wall + DAY + 60:
             raise SandboxError(
                 "The `expires_at` timestamp must be between 30 minutes and 24 hours after the session's creation.",
                 param="expires_at",
@@ -187,6 +186,7 @@ class CheckoutRules(Store):
             "cs_test_",
             account,
             {
+                "created": wall,
                 "mode": mode,
                 "status": "open",
                 "payment_status": "unpaid",
@@ -214,6 +214,7 @@ class CheckoutRules(Store):
                 "_items": items,
                 "_email": known_email,  # the buyer's email when we know it (customer_email, or the customer's)
                 "_coupon": coupon["id"] if coupon else None,
+                "_trial_days": trial_days,
                 "_trial_end": trial_end,
                 "_missing_pm": missing_pm,
                 "_sub_metadata": sub_data.metadata() or {},
@@ -226,6 +227,7 @@ class CheckoutRules(Store):
             },
             object_id=session_id,
         )
+        self._expiring(session)
         return public(session)
 
     def _line_items(self, p: Params, mode: str) -> list[Obj]:
@@ -359,18 +361,13 @@ class CheckoutRules(Store):
         self._expire(session)
         return public(session)
 
-    def _expire(self, session: Obj) -> None:
-        session["status"] = "expired"
-        session["url"] = None
-        self._emit("checkout.session.expired", session)
-
     @locked
     def session_view(self, session_id: str) -> Obj:
         """What the hosted page shows."""
         session = self._any("checkout.session", session_id)
         view = public(session)
         view["items"] = copy.deepcopy(session["_items"])
-        view["trial_end"] = session["_trial_end"]
+        view["trial_end"] = self._trial_end_for(session)
         view["offers_trial_without_card"] = self._offers_trial_without_card(session)
         view["recurring"] = session["_items"][0]["price"]["recurring"]
         view["account"] = session["_account"]
@@ -381,12 +378,27 @@ class CheckoutRules(Store):
             view["last_error"] = error["message"] if error else None
         return view
 
+    def _trial_end_for(self, session: Obj) -> int | None:
+        """When a subscription started now from this session would end its trial (None: no trial)."""
+        if session["_trial_days"]:
+            return self.now() + session["_trial_days"] * DAY
+        return session["_trial_end"]
+
     def _offers_trial_without_card(self, session: Obj) -> bool:
         return bool(
             session["mode"] == "subscription"
-            and session["_trial_end"]
+            and self._trial_end_for(session)
             and session["payment_method_collection"] == "if_required"
         )
+
+    @locked
+    def expire_session(self, session_id: str) -> Obj:
+        """What reaching `expires_at` does to an open session (without waiting for it)."""
+        session = self._any("checkout.session", session_id)
+        if session["status"] != "open":
+            raise SandboxError(f"This Checkout Session is {session['status']}, not open.", param="session")
+        self._expire(session)
+        return public(session)
 
     @locked
     def success_redirect(self, session_id: str) -> str | None:
@@ -399,6 +411,7 @@ class CheckoutRules(Store):
         self, session_id: str, outcome: str = "success", *, name: str | None = None, email: str | None = None
     ) -> Obj:
         """The buyer's choice on the hosted page (see OUTCOMES). Returns the session."""
+        self.sweep()
         session = self._any("checkout.session", session_id)
         if outcome not in OUTCOMES:
             raise SandboxError(f"Unknown outcome {outcome!r}; use one of {', '.join(OUTCOMES)}", param="outcome")
@@ -407,9 +420,6 @@ class CheckoutRules(Store):
                 f"This Checkout Session is {session['status']}, it can no longer be paid.",
                 code="checkout_session_not_open",
             )
-        if session["expires_at"] <= self.now():
-            self._expire(session)
-            raise SandboxError("This Checkout Session has expired.", code="checkout_session_not_open")
         due = session["amount_total"]
         if outcome == "trial_without_card" and not self._offers_trial_without_card(session):
             raise SandboxError("This session does not offer a trial without a card.", param="outcome")

@@ -71,7 +71,7 @@ def register(router: Router, state: SandboxState) -> None:
         link = state.link(token)
         if link is None:
             return render("message.html", 404, title="Unknown link", message="This onboarding link does not exist.")
-        if link["used"] or link["expires_at"] < state.now():
+        if link["used"] or link["expires_at"] < state.wall():
             return redirect(link["refresh_url"])
         return render("onboarding.html", link=link, account=state.get(link["account"]))
 

@@ -14,6 +14,7 @@ import calendar
 import copy
 import datetime as dt
 import fnmatch
+import heapq
 import re
 import secrets
 import string
@@ -102,6 +103,7 @@ class Store:
         self.on_event: Callable[[Obj], None] = lambda event: None
         self.request: Obj = {"id": None, "idempotency_key": None}  # the API request being served
         self._pinned: int | None = None  # the time of the clock step being processed
+        self._expiries: list[tuple[int, str]] = []  # (expires_at, session id), a heap
         self._seq = 0
         self._invoice_numbers = 0
 
@@ -109,7 +111,31 @@ class Store:
 
     @locked
     def now(self) -> int:
+        """Sandbox time: what subscriptions, invoices and events run on (the test clock moves it)."""
         return self._pinned if self._pinned is not None else int(time.time()) + self.offset
+
+    @staticmethod
+    def wall() -> int:
+        """Real time: what checkout sessions and account links run on, as in Stripe."""
+        return int(time.time())
+
+    def _expiring(self, session: Obj) -> None:
+        heapq.heappush(self._expiries, (session["expires_at"], session["id"]))
+
+    @locked
+    def sweep(self) -> None:
+        """Expires the open checkout sessions whose expires_at has passed (run before each request)."""
+        wall = self.wall()
+        while self._expiries and self._expiries[0][0] <= wall:
+            _, session_id = heapq.heappop(self._expiries)
+            session = self.objects[session_id]
+            if session["status"] == "open":
+                self._expire(session)
+
+    def _expire(self, session: Obj) -> None:
+        session["status"] = "expired"
+        session["url"] = None
+        self._emit("checkout.session.expired", session)
 
     # ---- storage ------------------------------------------------------------------------
 
