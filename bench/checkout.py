@@ -78,7 +78,8 @@ async def main(requests: int, concurrency: int) -> None:
             headers = {"Authorization": f"Bearer {owner['secret']}"}
             community = (await api.post("/api/v1/communities", json={"name": f"Bench shop {time.time_ns()}"}, headers=headers)).json()
             base = f"/api/v1/communities/{community['id']}"
-            await api.post(f"{base}/stripe/onboarding", headers=headers)
+            onboarding = await api.post(f"{base}/stripe/onboarding", headers=headers)
+            assert onboarding.status_code == 201, onboarding.text
             account_id = (await api.get(f"{base}/stripe", headers=headers)).json()["account_id"]
             sandbox.complete_onboarding(account_id)
             await api.get(f"{base}/stripe", headers=headers)
