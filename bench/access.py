@@ -11,7 +11,10 @@ edit's request over floor_s), access_p50_ms / access_p99_ms (the access query, a
 statement, prepared on a raw asyncpg connection, back to back for random buyers and groups through
 the whole of a run in progress; the runs (remove, add, remove, ...) go on in another process, so
 their Python work does not delay the samples in this event loop; samples between two runs are
-not counted), access_http_ratio (GET .../groups/{id}/access req/s over a bare Litestar endpoint's).
+not counted), access_http_ratio (GET .../groups/{id}/access req/s over a bare Litestar endpoint's,
+both served by one uvicorn server in its own process, run as `community serve` runs it, loaded
+over TCP by a light keep-alive client in this process; stderr shows each round's figures with
+the server's and the load generator's CPU, so one can see which is the bottleneck).
 Stderr also shows, for reference: the query's tail (p90, p99.9, max), the same query with idle
 gaps between queries, the endpoint's one statement (token + membership + access) and can_open
 through an ORM AsyncSession (checkout + BEGIN + statement + ROLLBACK).
@@ -31,6 +34,7 @@ import queue
 import random
 import secrets
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -39,6 +43,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import uvicorn
 from litestar import Litestar, get
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -54,6 +59,7 @@ from community.settings import Settings
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
 T0 = time.perf_counter()
+ROUNDS = 3
 SEED = (  # N buyers, set-based: users (one signed up already), members, one live entitlement each
     "INSERT INTO users (email, name) SELECT 'b' || i || '@example.com', '' FROM generate_series(1, :n) AS i",
     "INSERT INTO members (community_id, user_id) SELECT :c, id FROM users WHERE id <> :owner",
@@ -135,32 +141,15 @@ async def call(client: httpx.AsyncClient, method: str, url: str, headers: dict, 
     return response.json(), elapsed
 
 
-async def rate(total: int, concurrency: int, once) -> float:
-    queue = iter(range(total))
-
-    async def runner() -> None:
-        for _ in queue:
-            await once()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(runner() for _ in range(concurrency)))
-    return total / (time.perf_counter() - start)
-
-
 async def bench(settings: Settings, buyers: int, samples: int, requests: int, concurrency: int) -> None:
     await upgrade(settings.database_url)
     engine = create_engine(settings.database_url, pool_size=5)
     sessions = session_factory(engine)
     app = create_app(settings)
 
-    @get("/groups", sync_to_thread=False)
-    def bare() -> dict:
-        return {"group_ids": [1, 2]}
-
-    bare_app = Litestar([bare])
-    async with app.lifespan(), bare_app.lifespan(), httpx.AsyncClient(
+    async with app.lifespan(), httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=600
-    ) as client, httpx.AsyncClient(transport=httpx.ASGITransport(app=bare_app), base_url="http://bench") as bare_client:
+    ) as client:
         log("setting up community, hub, 3 groups, offer (through the API)")
         signup, _ = await call(client, "POST", "/api/v1/auth/signup", {}, json={"email": "owner@example.com", "password": "bench password"})
         owner = {"Authorization": f"Bearer {signup['secret']}"}
@@ -292,28 +281,105 @@ async def bench(settings: Settings, buyers: int, samples: int, requests: int, co
         out("access_p50_ms", f"{pct(query_ms, 50):.3f}")
         out("access_p99_ms", f"{pct(query_ms, 99):.3f}")
 
-        log(f"HTTP: {requests} requests each, {concurrency} concurrent, in-process")
-
-        async def access_check() -> None:
-            response = await client.get(f"{base}/groups/{g1}/access", headers=buyer)
-            assert response.status_code == 200, response.text
-
-        async def me_groups() -> None:
-            response = await client.get(f"{base}/me/groups", headers=buyer)
-            assert response.status_code == 200, response.text
-
-        async def bare_call() -> None:
-            assert (await bare_client.get("/groups")).status_code == 200
-
-        for warm in (access_check, me_groups, bare_call):
-            for _ in range(50):
-                await warm()
-        bare_rate = await rate(requests, concurrency, bare_call)
-        check_rate = await rate(requests, concurrency, access_check)
-        me_rate = await rate(requests, concurrency, me_groups)
-        log(f"  bare endpoint {bare_rate:.0f}/s, access check {check_rate:.0f}/s, /me/groups (ORM session) {me_rate:.0f}/s")
-        out("access_http_ratio", f"{check_rate / bare_rate:.3f}")
+        await http_ratio(settings, requests, concurrency, f"{base}/groups/{g1}/access", f"{base}/me/groups", buyer)
     await engine.dispose()
+
+@get("/bare/groups", sync_to_thread=False)
+def bare() -> dict:
+    return {"group_ids": [1, 2]}
+
+
+def serve(settings: Settings, port: int) -> None:
+    """In its own process: uvicorn as `community serve` runs it (uvloop, httptools, one worker;
+    no access log), serving the app and, beside it, a bare Litestar app with one endpoint."""
+    app, bare_app = create_app(settings), Litestar([bare])
+
+    async def server(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/bare/groups":
+            await bare_app(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    uvicorn.run(server, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+async def load(port: int, path: str, headers: dict[str, str], total: int, concurrency: int) -> tuple[float, float]:
+    """A minimal HTTP/1.1 load generator on keep-alive connections (a few microseconds of our
+    CPU per request, so the server is what is measured): (requests/s, our CPU share)."""
+    request = "".join([f"GET {path} HTTP/1.1\r\nHost: bench\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"]).encode()
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+    left = [0]
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head[9:12] != b"200":
+                raise RuntimeError(f"GET {path}: {head[:200]!r}")
+            at = head.lower().index(b"content-length:") + 15
+            await reader.readexactly(int(head[at : head.index(b"\r\n", at)]))
+
+    left[0] = 20 * concurrency  # warm-up
+    await asyncio.gather(*(client(*c) for c in connections))
+    left[0] = total
+    start, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(client(*c) for c in connections))
+    elapsed = time.perf_counter() - start
+    for _, writer in connections:
+        writer.close()
+    return total / elapsed, (time.process_time() - cpu) / elapsed
+
+
+async def http_ratio(settings: Settings, requests: int, concurrency: int, check_path: str, me_path: str, buyer: dict) -> None:
+    """access_http_ratio: the access check's requests/s over the bare endpoint's, both served by
+    one real uvicorn server in its own process and loaded over TCP by a light client in this
+    one, in alternating rounds (the machine's load drifts; both see the same drift)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = multiprocessing.get_context("spawn").Process(target=serve, args=(settings, port), daemon=True)
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/bare/groups")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        log(f"HTTP: uvicorn in its own process, {ROUNDS} rounds of {requests} requests per endpoint, {concurrency} keep-alive connections")
+        rates: dict[str, list[float]] = {"bare": [], "check": [], "me": []}
+        for round_ in range(ROUNDS):
+            for name, path, headers, total in (
+                ("bare", "/bare/groups", {}, requests),
+                ("check", check_path, buyer, requests),
+                ("me", me_path, buyer, requests // 4),
+            ):
+                if name == "me" and round_:
+                    continue  # for reference, once
+                server_cpu = cpu_seconds(server.pid)
+                started = time.perf_counter()
+                rate_, client_cpu = await load(port, path, headers, total, concurrency)
+                server_share = (cpu_seconds(server.pid) - server_cpu) / (time.perf_counter() - started)
+                rates[name].append(rate_)
+                log(f"  {name:5s} {rate_:6.0f}/s  server process CPU {server_share:4.0%} of a core, load generator {client_cpu:4.0%}")
+        bare_rate = len(rates["bare"]) / sum(1 / r for r in rates["bare"])  # equal requests per round: harmonic mean
+        check_rate = len(rates["check"]) / sum(1 / r for r in rates["check"])
+        log(f"  bare endpoint {bare_rate:.0f}/s, access check {check_rate:.0f}/s, /me/groups (ORM session) {rates['me'][0]:.0f}/s")
+        out("access_http_ratio", f"{check_rate / bare_rate:.3f}")
+    finally:
+        server.terminate()
+        server.join(timeout=30)
 
 
 async def main(options: argparse.Namespace) -> None:
@@ -349,7 +415,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--buyers", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=5000, help="per endpoint and round")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before giving up")
     asyncio.run(main(parser.parse_args()))
