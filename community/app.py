@@ -43,6 +43,7 @@ from community.hubs.api import (
 from community.hubs.pages import HubPages
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
+from community.offers.access import open_check_pool
 from community.offers.access_api import (
     AccessCheckController,
     AccessController,
@@ -103,9 +104,11 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.redis = Redis.from_url(settings.redis_url)
+        app.state.access_pool = await open_check_pool(settings.database_url)  # the access check's hot path
         try:
             yield
         finally:
+            await app.state.access_pool.close()
             await app.state.redis.aclose()
             await engine.dispose()
 

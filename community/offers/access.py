@@ -8,8 +8,10 @@ Plain SQL through Core: asyncpg prepares and caches each statement; no ORM objec
 
 from __future__ import annotations
 
+import asyncpg
 from sqlalchemy import bindparam, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
 # The one definition of "entitlement e grants group og.group_id", shared by every query here
 # and by the access-change runs.
@@ -158,8 +160,8 @@ RECONCILE_LOGGED = text(
 
 
 # The access check a content page or another service makes on every request: token, place in
-# the community, the group's existence and the access query, in ONE statement on an
-# autocommit connection (one round trip, no ORM session, no transaction).
+# the community, the group's existence and the access query, in ONE statement: one round trip
+# on a connection of its own pool (see check_pool), no ORM session, no transaction.
 ACCESS_CHECK = text(
     f"""
     SELECT t.user_id,
@@ -175,13 +177,34 @@ ACCESS_CHECK = text(
       AND (t.expires_at IS NULL OR t.expires_at > now())
     """
 )
+_ACCESS_CHECK_SQL = ACCESS_CHECK.text.replace(":token_hash", "$1").replace(":community_id", "$2").replace(":group_id", "$3")
+
+# A connection that lost its server (a restart, a failover): the check is retried once on another.
+_GONE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,
+    OSError,
+)
 
 
-async def check(engine: AsyncEngine, *, token_hash: str, community_id: int, group_id: int):
-    """The row of ACCESS_CHECK, or None for an unknown, revoked or expired token."""
-    async with engine.connect() as connection:
-        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        result = await connection.execute(
-            ACCESS_CHECK, {"token_hash": token_hash, "community_id": community_id, "group_id": group_id}
-        )
-        return result.first()
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """These connections only ever run ACCESS_CHECK outside a transaction: no session state to
+    reset, so giving one back costs no round trip (asyncpg's default reset is one)."""
+
+
+async def open_check_pool(database_url: str, *, max_size: int = 10) -> asyncpg.Pool:
+    """The access check's own connections, without SQLAlchemy's per-checkout ping (a BEGIN,
+    a query and a ROLLBACK: three round trips before the one that matters). asyncpg prepares
+    ACCESS_CHECK once per connection and keeps it."""
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, reset=_nothing_to_reset)
+
+
+async def check(pool: asyncpg.Pool, *, token_hash: str, community_id: int, group_id: int) -> asyncpg.Record | None:
+    """The row of ACCESS_CHECK (user_id, is_member, group_exists, allowed), or None for an
+    unknown, revoked or expired token."""
+    try:
+        return await pool.fetchrow(_ACCESS_CHECK_SQL, token_hash, community_id, group_id)
+    except _GONE:  # the pool replaces a dead connection; a second try gets a live one
+        return await pool.fetchrow(_ACCESS_CHECK_SQL, token_hash, community_id, group_id)

@@ -143,7 +143,8 @@ class AccessCheck(msgspec.Struct):
 
 
 class AccessCheckController(Controller):
-    """The hot path: one statement, no ORM session (see access.ACCESS_CHECK)."""
+    """The hot path: one statement on the access check's own connection pool, no ORM session
+    (see access.ACCESS_CHECK; the pool is opened in the app's lifespan)."""
 
     path = "/communities/{community_id:int}/groups/{group_id:int}/access"
     tags = ["access"]
@@ -152,13 +153,13 @@ class AccessCheckController(Controller):
     async def check(self, community_id: ObjectId, group_id: ObjectId, request: Request, state: State) -> AccessCheck:
         token = bearer_token(request)
         row = await access.check(
-            state.engine, token_hash=accounts.hash_secret(token), community_id=community_id, group_id=group_id
+            state.access_pool, token_hash=accounts.hash_secret(token), community_id=community_id, group_id=group_id
         )
         if row is None:
             raise NotAuthenticated("this API token is invalid, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
-        if not row.is_member or not row.group_exists:
+        if not row["is_member"] or not row["group_exists"]:
             raise NotFound("group not found")
-        return AccessCheck(allowed=row.allowed)
+        return AccessCheck(allowed=row["allowed"])
 
 
 class AccessController(Controller):
