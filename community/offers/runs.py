@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community import jobs
@@ -47,7 +47,7 @@ async def start_run(session: AsyncSession, *, community_id: int, cause: str, sco
     return run
 
 
-async def _total(session: AsyncSession, run: AccessRun) -> int:
+async def _total(session: AsyncSession, run) -> int:
     scope = run.scope
     if "offer_id" in scope:
         return await session.scalar(select(func.count()).where(Entitlement.offer_id == scope["offer_id"])) or 0
@@ -60,7 +60,7 @@ async def _total(session: AsyncSession, run: AccessRun) -> int:
     ) or 0
 
 
-async def _reconcile_next_batch(session: AsyncSession, run: AccessRun) -> tuple[int, int, bool]:
+async def _reconcile_next_batch(session: AsyncSession, run) -> tuple[int, int, bool]:
     """Reconcile the batch after the run's cursor, in one statement: (new cursor, how much of the
     run's total it covered, whether more may follow). The cursor is a user id for an offer's
     holders and a deleted group's members, an entitlement id for a list of entitlements."""
@@ -86,32 +86,35 @@ async def _reconcile_next_batch(session: AsyncSession, run: AccessRun) -> tuple[
     return (run.cursor if row.cursor is None else row.cursor), row.seen, row.more
 
 
+_RUNS = AccessRun.__table__
+# The run row, locked: Core, not an ORM object, since it is read and written once per batch.
+_LOCK_RUN = select(
+    _RUNS.c.id, _RUNS.c.community_id, _RUNS.c.cause, _RUNS.c.scope, _RUNS.c.state, _RUNS.c.total, _RUNS.c.done, _RUNS.c.cursor
+).where(_RUNS.c.id == bindparam("run_id")).with_for_update()
+
+
 async def process_run(sessions: async_sessionmaker[AsyncSession], run_id: int) -> AccessRun | None:
-    """Work through a run batch by batch, each batch its own transaction (on one connection)."""
-    async with sessions() as session:
+    """Work through a run batch by batch, each batch its own transaction, all on one connection
+    (a session from the factory would give its connection back at every commit, and check one
+    out again, pinging it, at the next batch)."""
+    async with sessions.kw["bind"].connect() as connection, AsyncSession(bind=connection, expire_on_commit=False) as session:
         while True:
             async with session.begin():
-                run = await session.scalar(
-                    select(AccessRun)
-                    .where(AccessRun.id == run_id)
-                    .with_for_update()
-                    .execution_options(populate_existing=True)  # another worker may have moved it on
-                )
+                run = (await session.execute(_LOCK_RUN, {"run_id": run_id})).one_or_none()
                 if run is None or run.state in (RunState.done, RunState.failed):
-                    return run
+                    break
                 await session.execute(_BATCH_SETUP, {"ns": _LOCK_NAMESPACE, "community": run.community_id})
-                if run.state is RunState.pending:
-                    run.state = RunState.running
-                    run.total = await _total(session, run)
+                total = await _total(session, run) if run.state is RunState.pending else run.total
                 cursor, count, more = await _reconcile_next_batch(session, run)
-                run.cursor = cursor
-                run.done = min(run.total, run.done + count) if run.total else run.done + count
+                done = min(total, run.done + count) if total else run.done + count
+                progress: dict[str, Any] = {"state": RunState.running, "total": total, "done": done, "cursor": cursor}
                 if not more:
-                    run.state = RunState.done
-                    run.done = run.total = max(run.total, run.done)
-                    run.finished_at = utcnow()
-                    await jobs.enqueue(session, SEND_ACCESS_EMAILS, community_id=run.community_id, run_id=run.id)
-                    return run
+                    progress |= {"state": RunState.done, "done": max(total, done), "total": max(total, done), "finished_at": utcnow()}
+                    await jobs.enqueue(session, SEND_ACCESS_EMAILS, community_id=run.community_id, run_id=run_id)
+                await session.execute(update(_RUNS).where(_RUNS.c.id == run_id).values(**progress))
+                if not more:
+                    break
+        return await session.get(AccessRun, run_id)
 
 
 def percent_done(run: AccessRun) -> float:
