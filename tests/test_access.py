@@ -253,11 +253,11 @@ async def test_a_run_killed_half_way_resumes_and_ends_identical(client, owner, s
     calls = {"n": 0}
     real_next_batch = runs._reconcile_next_batch
 
-    async def crash_on_second_batch(session, run):
+    async def crash_on_second_batch(*args):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("worker killed")
-        return await real_next_batch(session, run)
+        return await real_next_batch(*args)
 
     monkeypatch.setattr(runs, "_reconcile_next_batch", crash_on_second_batch)
     async with sessions() as session:

@@ -75,7 +75,8 @@ async def members_of(session: AsyncSession, community_id: int, group_id: int, *,
 #
 # {candidates} gives one row per user: (user_id, entitlement_id: one of the user's live
 # entitlements in the batch or NULL, offer_id: its offer); {progress} gives the cursor after the
-# batch, how much of the run's total it covered (seen) and whether the batch was full (more).
+# batch, how much of the run's total (:total) it covered (seen) and whether the batch was full
+# (more). The statement also records that progress on the run row (:run_id).
 _RECONCILE = f"""
     WITH {{candidates}},
     groups AS (
@@ -109,8 +110,22 @@ _RECONCILE = f"""
         SELECT :community_id, ch.user_id, ch.group_id, ch.name,
                CAST(CASE WHEN ch.has THEN 'gained' ELSE 'lost' END AS access_change), :cause, :run_id
         FROM changes ch
+    ),
+    progress AS ({{progress}}),
+    counted AS (
+        SELECT p.*, CASE WHEN CAST(:total AS bigint) > 0 THEN LEAST(:total, r.done + p.seen) ELSE r.done + p.seen END AS done
+        FROM progress p, access_runs r WHERE r.id = :run_id
+    ),
+    saved AS (  -- the run's progress, in the batch's transaction: a crash loses both or neither
+        UPDATE access_runs r
+        SET cursor = COALESCE(c.cursor, r.cursor),
+            state = CAST(CASE WHEN c.more THEN 'running' ELSE 'done' END AS access_run_state),
+            done = CASE WHEN c.more THEN c.done ELSE GREATEST(:total, c.done) END,
+            total = CASE WHEN c.more THEN :total ELSE GREATEST(:total, c.done) END,
+            finished_at = CASE WHEN c.more THEN r.finished_at ELSE now() END
+        FROM counted c WHERE r.id = :run_id
     )
-    {{progress}}
+    SELECT cursor, seen, more FROM progress
 """
 
 # An offer's holders (an edit of its groups), by user id: a streaming group-by over
@@ -125,7 +140,8 @@ RECONCILE_OFFER = text(
             WHERE e.community_id = :community_id AND e.offer_id = :offer_id AND e.user_id > :cursor
             GROUP BY e.user_id ORDER BY e.user_id LIMIT :limit
         )""",
-        progress="SELECT max(user_id) AS cursor, coalesce(sum(n), 0) AS seen, count(*) >= :limit AS more FROM candidates",
+        progress="SELECT max(user_id) AS cursor, CAST(coalesce(sum(n), 0) AS bigint) AS seen, count(*) >= :limit AS more "
+        "FROM candidates",
     )
 ).bindparams(bindparam("group_ids"))
 

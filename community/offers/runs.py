@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community import jobs
-from community.db import utcnow
 from community.offers.access import (
     RECONCILE_ENTITLEMENTS,
     RECONCILE_LOGGED,
@@ -30,12 +29,25 @@ SEND_ACCESS_EMAILS = "offers.access_emails"
 BATCH_SIZE = 5000
 _LOCK_NAMESPACE = 0x0ACC  # pg_advisory_xact_lock(namespace, community_id)
 
-# Each batch's transaction takes the community's lock and commits asynchronously
-# (synchronous_commit off, for this transaction only), in one round trip. A crash may lose the
-# last batches' commits, but never half of one: their log rows and the cursor that covers them
-# are lost together, so the run resumes before them and writes them again. Any later ordinary
+_RUNS = AccessRun.__table__
+# Each batch's transaction opens with one statement: the community's lock (batches of one
+# community never run at once), then the run's row, locked and read (the advisory lock is taken
+# first, by the CTE the locked row is joined with, in every transaction alike); and it commits
+# asynchronously (synchronous_commit off, for this transaction only). A crash may lose the last
+# batches' commits, but never half of one: their log rows and the cursor that covers them are
+# lost together, so the run resumes before them and writes them again. Any later ordinary
 # commit (the outbox marking the job done, say) flushes them first: the WAL is written in order.
-_BATCH_SETUP = text("SELECT pg_advisory_xact_lock(:ns, :community), set_config('synchronous_commit', 'off', true)")
+_LOCK_RUN = text(
+    """
+    WITH setup AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock(:ns, :community), set_config('synchronous_commit', 'off', true)
+    )
+    SELECT r.id, r.community_id, r.cause, r.scope, r.state, r.total, r.done, r.cursor
+    FROM access_runs r, setup WHERE r.id = :run_id FOR UPDATE OF r
+    """
+).columns(
+    _RUNS.c.id, _RUNS.c.community_id, _RUNS.c.cause, _RUNS.c.scope, _RUNS.c.state, _RUNS.c.total, _RUNS.c.done, _RUNS.c.cursor
+)
 
 
 async def start_run(session: AsyncSession, *, community_id: int, cause: str, scope: dict[str, Any]) -> AccessRun:
@@ -60,15 +72,17 @@ async def _total(session: AsyncSession, run) -> int:
     ) or 0
 
 
-async def _reconcile_next_batch(session: AsyncSession, run) -> tuple[int, int, bool]:
-    """Reconcile the batch after the run's cursor, in one statement: (new cursor, how much of the
-    run's total it covered, whether more may follow). The cursor is a user id for an offer's
-    holders and a deleted group's members, an entitlement id for a list of entitlements."""
+async def _reconcile_next_batch(session: AsyncSession, run, total: int) -> tuple[int | None, int, bool]:
+    """Reconcile the batch after the run's cursor and record the progress on the run row, in one
+    statement: (new cursor, how much of the run's total it covered, whether more may follow).
+    The cursor is a user id for an offer's holders and a deleted group's members, an entitlement
+    id for a list of entitlements."""
     scope = run.scope
     params: dict[str, Any] = {
         "community_id": run.community_id,
         "cursor": run.cursor,
         "limit": BATCH_SIZE,
+        "total": total,
         "cause": run.cause,
         "run_id": run.id,
         "deleted_name": "(deleted group)",
@@ -83,36 +97,28 @@ async def _reconcile_next_batch(session: AsyncSession, run) -> tuple[int, int, b
         statement = RECONCILE_ENTITLEMENTS
         params |= {"entitlement_ids": list(scope["entitlement_ids"]), "group_ids": list(scope["group_ids"])}
     row = (await session.execute(statement, params)).one()
-    return (run.cursor if row.cursor is None else row.cursor), row.seen, row.more
-
-
-_RUNS = AccessRun.__table__
-# The run row, locked: Core, not an ORM object, since it is read and written once per batch.
-_LOCK_RUN = select(
-    _RUNS.c.id, _RUNS.c.community_id, _RUNS.c.cause, _RUNS.c.scope, _RUNS.c.state, _RUNS.c.total, _RUNS.c.done, _RUNS.c.cursor
-).where(_RUNS.c.id == bindparam("run_id")).with_for_update()
+    return row.cursor, row.seen, row.more
 
 
 async def process_run(sessions: async_sessionmaker[AsyncSession], run_id: int) -> AccessRun | None:
-    """Work through a run batch by batch, each batch its own transaction, all on one connection
-    (a session from the factory would give its connection back at every commit, and check one
-    out again, pinging it, at the next batch)."""
+    """Work through a run batch by batch, each batch its own transaction of three statements
+    (lock and read the run, reconcile a batch and record the progress, commit), all on one
+    connection (a session from the factory would give its connection back at every commit, and
+    check one out again, pinging it, at the next batch)."""
     async with sessions.kw["bind"].connect() as connection, AsyncSession(bind=connection, expire_on_commit=False) as session:
-        while True:
+        community_id = await session.scalar(select(_RUNS.c.community_id).where(_RUNS.c.id == run_id))
+        await session.commit()
+        while community_id is not None:
             async with session.begin():
-                run = (await session.execute(_LOCK_RUN, {"run_id": run_id})).one_or_none()
+                run = (
+                    await session.execute(_LOCK_RUN, {"ns": _LOCK_NAMESPACE, "community": community_id, "run_id": run_id})
+                ).one_or_none()
                 if run is None or run.state in (RunState.done, RunState.failed):
                     break
-                await session.execute(_BATCH_SETUP, {"ns": _LOCK_NAMESPACE, "community": run.community_id})
                 total = await _total(session, run) if run.state is RunState.pending else run.total
-                cursor, count, more = await _reconcile_next_batch(session, run)
-                done = min(total, run.done + count) if total else run.done + count
-                progress: dict[str, Any] = {"state": RunState.running, "total": total, "done": done, "cursor": cursor}
+                _, _, more = await _reconcile_next_batch(session, run, total)
                 if not more:
-                    progress |= {"state": RunState.done, "done": max(total, done), "total": max(total, done), "finished_at": utcnow()}
-                    await jobs.enqueue(session, SEND_ACCESS_EMAILS, community_id=run.community_id, run_id=run_id)
-                await session.execute(update(_RUNS).where(_RUNS.c.id == run_id).values(**progress))
-                if not more:
+                    await jobs.enqueue(session, SEND_ACCESS_EMAILS, community_id=community_id, run_id=run_id)
                     break
         return await session.get(AccessRun, run_id)
 
