@@ -284,6 +284,7 @@ async def bench(settings: Settings, buyers: int, samples: int, requests: int, co
         await http_ratio(settings, requests, concurrency, f"{base}/groups/{g1}/access", f"{base}/me/groups", buyer)
     await engine.dispose()
 
+
 @get("/bare/groups", sync_to_thread=False)
 def bare() -> dict:
     return {"group_ids": [1, 2]}
