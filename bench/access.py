@@ -13,8 +13,9 @@ the whole of a run in progress; the runs (remove, add, remove, ...) go on in ano
 their Python work does not delay the samples in this event loop; samples between two runs are
 not counted), access_http_ratio (GET .../groups/{id}/access req/s over a bare Litestar endpoint's,
 both served by one uvicorn server in its own process, run as `community serve` runs it, loaded
-over TCP by a light keep-alive client in this process; stderr shows each round's figures with
-the server's and the load generator's CPU, so one can see which is the bottleneck).
+over TCP by a light keep-alive client in this process, in alternating timed rounds; stderr
+shows each round with the server's and the load generator's CPU, so one can see which is the
+bottleneck).
 Stderr also shows, for reference: the query's tail (p90, p99.9, max), the same query with idle
 gaps between queries, the endpoint's one statement (token + membership + access) and can_open
 through an ORM AsyncSession (checkout + BEGIN + statement + ROLLBACK).
@@ -59,7 +60,6 @@ from community.settings import Settings
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
 T0 = time.perf_counter()
-ROUNDS = 3
 SEED = (  # N buyers, set-based: users (one signed up already), members, one live entitlement each
     "INSERT INTO users (email, name) SELECT 'b' || i || '@example.com', '' FROM generate_series(1, :n) AS i",
     "INSERT INTO members (community_id, user_id) SELECT :c, id FROM users WHERE id <> :owner",
@@ -141,7 +141,7 @@ async def call(client: httpx.AsyncClient, method: str, url: str, headers: dict, 
     return response.json(), elapsed
 
 
-async def bench(settings: Settings, buyers: int, samples: int, requests: int, concurrency: int) -> None:
+async def bench(settings: Settings, buyers: int, samples: int, rounds: int, seconds: float, concurrency: int) -> None:
     await upgrade(settings.database_url)
     engine = create_engine(settings.database_url, pool_size=5)
     sessions = session_factory(engine)
@@ -281,7 +281,7 @@ async def bench(settings: Settings, buyers: int, samples: int, requests: int, co
         out("access_p50_ms", f"{pct(query_ms, 50):.3f}")
         out("access_p99_ms", f"{pct(query_ms, 99):.3f}")
 
-        await http_ratio(settings, requests, concurrency, f"{base}/groups/{g1}/access", f"{base}/me/groups", buyer)
+        await http_ratio(settings, rounds, seconds, concurrency, f"{base}/groups/{g1}/access", f"{base}/me/groups", buyer)
     await engine.dispose()
 
 
@@ -313,35 +313,41 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-async def load(port: int, path: str, headers: dict[str, str], total: int, concurrency: int) -> tuple[float, float]:
+async def load(
+    port: int, server_pid: int, path: str, headers: dict[str, str], seconds: float, concurrency: int
+) -> tuple[int, float, float, float]:
     """A minimal HTTP/1.1 load generator on keep-alive connections (a few microseconds of our
-    CPU per request, so the server is what is measured): (requests/s, our CPU share)."""
+    CPU per request, so the server is what is measured): (requests done, elapsed, the server
+    process's CPU share and ours over that time)."""
     request = "".join([f"GET {path} HTTP/1.1\r\nHost: bench\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"]).encode()
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
-    left = [0]
+    until, count = [0.0], [0]
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while left[0] > 0:
-            left[0] -= 1
+        while time.perf_counter() < until[0]:
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             if head[9:12] != b"200":
                 raise RuntimeError(f"GET {path}: {head[:200]!r}")
             at = head.lower().index(b"content-length:") + 15
             await reader.readexactly(int(head[at : head.index(b"\r\n", at)]))
+            count[0] += 1
 
-    left[0] = 20 * concurrency  # warm-up
+    until[0] = time.perf_counter() + 0.1  # warm-up
     await asyncio.gather(*(client(*c) for c in connections))
-    left[0] = total
-    start, cpu = time.perf_counter(), time.process_time()
+    count[0], start, cpu, server_cpu = 0, time.perf_counter(), time.process_time(), cpu_seconds(server_pid)
+    until[0] = start + seconds
     await asyncio.gather(*(client(*c) for c in connections))
     elapsed = time.perf_counter() - start
+    server_share, client_share = (cpu_seconds(server_pid) - server_cpu) / elapsed, (time.process_time() - cpu) / elapsed
     for _, writer in connections:
         writer.close()
-    return total / elapsed, (time.process_time() - cpu) / elapsed
+    return count[0], elapsed, server_share, client_share
 
 
-async def http_ratio(settings: Settings, requests: int, concurrency: int, check_path: str, me_path: str, buyer: dict) -> None:
+async def http_ratio(
+    settings: Settings, rounds: int, seconds: float, concurrency: int, check_path: str, me_path: str, buyer: dict
+) -> None:
     """access_http_ratio: the access check's requests/s over the bare endpoint's, both served by
     one real uvicorn server in its own process and loaded over TCP by a light client in this
     one, in alternating rounds (the machine's load drifts; both see the same drift)."""
@@ -358,25 +364,17 @@ async def http_ratio(settings: Settings, requests: int, concurrency: int, check_
                         break
                 except httpx.TransportError:
                     await asyncio.sleep(0.1)
-        log(f"HTTP: uvicorn in its own process, {ROUNDS} rounds of {requests} requests per endpoint, {concurrency} keep-alive connections")
-        rates: dict[str, list[float]] = {"bare": [], "check": [], "me": []}
-        for round_ in range(ROUNDS):
-            for name, path, headers, total in (
-                ("bare", "/bare/groups", {}, requests),
-                ("check", check_path, buyer, requests),
-                ("me", me_path, buyer, requests // 4),
-            ):
+        log(f"HTTP: uvicorn in its own process, {rounds} rounds of {seconds:g} s per endpoint, {concurrency} keep-alive connections")
+        done_: dict[str, list[tuple[int, float]]] = {"bare": [], "check": [], "me": []}
+        for round_ in range(rounds):
+            for name, path, headers in (("bare", "/bare/groups", {}), ("check", check_path, buyer), ("me", me_path, buyer)):
                 if name == "me" and round_:
                     continue  # for reference, once
-                server_cpu = cpu_seconds(server.pid)
-                started = time.perf_counter()
-                rate_, client_cpu = await load(port, path, headers, total, concurrency)
-                server_share = (cpu_seconds(server.pid) - server_cpu) / (time.perf_counter() - started)
-                rates[name].append(rate_)
-                log(f"  {name:5s} {rate_:6.0f}/s  server process CPU {server_share:4.0%} of a core, load generator {client_cpu:4.0%}")
-        bare_rate = len(rates["bare"]) / sum(1 / r for r in rates["bare"])  # equal requests per round: harmonic mean
-        check_rate = len(rates["check"]) / sum(1 / r for r in rates["check"])
-        log(f"  bare endpoint {bare_rate:.0f}/s, access check {check_rate:.0f}/s, /me/groups (ORM session) {rates['me'][0]:.0f}/s")
+                count, elapsed, server_share, client_cpu = await load(port, server.pid, path, headers, seconds, concurrency)
+                done_[name].append((count, elapsed))
+                log(f"  {name:5s} {count / elapsed:6.0f}/s  server process CPU {server_share:4.0%} of a core, load generator {client_cpu:4.0%}")
+        bare_rate, check_rate, me_rate = (sum(c for c, _ in done_[k]) / sum(t for _, t in done_[k]) for k in ("bare", "check", "me"))
+        log(f"  bare endpoint {bare_rate:.0f}/s, access check {check_rate:.0f}/s, /me/groups (ORM session) {me_rate:.0f}/s")
         out("access_http_ratio", f"{check_rate / bare_rate:.3f}")
     finally:
         server.terminate()
@@ -398,7 +396,7 @@ async def main(options: argparse.Namespace) -> None:
                 redis_url=found.redis_url, secret_key="bench-" + "k" * 40, base_url="http://bench",
             )
             async with asyncio.timeout(options.timeout):
-                await bench(settings, options.buyers, options.samples, options.requests, options.concurrency)
+                await bench(settings, options.buyers, options.samples, options.rounds, options.round_seconds, options.concurrency)
         finally:
             await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             log(f"dropped {name}")
@@ -416,7 +414,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--buyers", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--requests", type=int, default=5000, help="per endpoint and round")
+    parser.add_argument("--rounds", type=int, default=5, help="HTTP: alternating rounds per endpoint")
+    parser.add_argument("--round-seconds", type=float, default=1.0, help="HTTP: seconds per endpoint and round")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before giving up")
     asyncio.run(main(parser.parse_args()))
