@@ -3,6 +3,7 @@ access-change runs that log and email the differences."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx
@@ -310,7 +311,7 @@ async def test_concurrent_edits_end_in_the_last_state_with_one_consistent_log(cl
     await run_jobs(settings)
     entries = [(g, change) for u, g, change in await log(sessions) if g == g2]
     # Never two "gained" (or two "lost") in a row, and the last entry is the truth.
-    assert all(a[1] != b[1] for a, b in zip(entries, entries[1:]))
+    assert all(a[1] != b[1] for a, b in itertools.pairwise(entries))
     assert (entries[-1][1] == "gained") == (g2 in last_state) if entries else g2 not in last_state
 
 
