@@ -179,7 +179,7 @@ class AccessRun(Base):
     state: Mapped[RunState] = mapped_column(Enum(RunState, name="access_run_state"), default=RunState.pending)
     total: Mapped[int] = mapped_column(Integer, default=0)
     done: Mapped[int] = mapped_column(Integer, default=0)
-    cursor: Mapped[int] = mapped_column(BigInteger, default=0)  # last entitlement id handled
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)  # last user id handled (offer and group runs alike)
     errors: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[Timestamp]
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
