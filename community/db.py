@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Identity, MetaData, func
+from sqlalchemy import BigInteger, DateTime, Identity, MetaData, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from community.errors import Conflict
+from community.errors import Conflict, NotFound
+
+M = TypeVar("M")
 
 # Stable constraint names, so Alembic migrations and IntegrityError parsing can rely on them.
 NAMING = {
@@ -74,3 +76,15 @@ async def flush_or_conflict(session: AsyncSession, *, field: str, message: str) 
         if getattr(exc.orig, "sqlstate", None) == "23505" or "unique" in str(exc.orig).lower():
             raise Conflict(message, field=field) from None
         raise
+
+
+async def get_in_community(session: AsyncSession, model: type[M], community_id: int, object_id: int, *, what: str, lock: bool = False) -> M:
+    """One tenant-owned row by id, only within its community: another community's id is simply
+    not found (404). `lock` takes FOR UPDATE and refreshes an already loaded object."""
+    query = select(model).where(model.id == object_id, model.community_id == community_id)  # type: ignore[attr-defined]
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    row = await session.scalar(query)
+    if row is None:
+        raise NotFound(f"{what} not found")
+    return row

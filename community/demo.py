@@ -11,12 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
 from community.accounts.models import Role, TokenKind, User
+from community.billing import discounts
+from community.checkout import connect
 from community.checkout.models import StripeAccount
 from community.content import service as content
 from community.db import create_engine, session_factory
 from community.hubs import service as hubs
 from community.hubs.models import Community
+from community.offers import grants
+from community.offers import service as offers
+from community.offers.models import OfferStatus
 from community.settings import Settings
+from community.stripe_client import stripe_client
 
 DEMO_PASSWORD = "demo-password"
 DEMO_SLUG = "demo-makers"
@@ -119,16 +125,10 @@ async def _seed_shop(
 ) -> list[str]:
     """A connected Stripe account (the sandbox's), three offers and a discount code. The
     sandbox forgets everything when it stops, so the account is connected afresh each start."""
-    from community.billing import discounts
-    from community.checkout import connect
-    from community.offers import grants
-    from community.offers import service as offers
-    from community.offers.models import OfferStatus
-    from community.stripe_client import stripe_client
 
     client = stripe_client(settings)
     await session.execute(delete(StripeAccount).where(StripeAccount.community_id == community.id))
-    await connect.start_onboarding(session, client, community_id=community.id, return_url=settings.base_url, refresh_url=settings.base_url)
+    await connect.start_onboarding(session, client, community_id=community.id, base_url=settings.base_url)
     account = await connect.account_of(session, community.id)
     assert account is not None
     onboard(account.account_id)  # the owner finishing Stripe's onboarding

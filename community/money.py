@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from community.errors import Invalid
 
-ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
-THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
+ZERO_DECIMAL = frozenset(["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"])
+THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
 # Stripe's minimum charge per currency, in minor units.
 MINIMUM_CHARGE = {

@@ -12,6 +12,7 @@ from community.checkout.sandbox import StripeSandbox
 from community.settings import Settings
 from tests.conftest import Account, StripeFixture
 from tests.helpers import run_jobs
+from tests.test_access import make_group  # noqa: F401 - re-exported for the checkout tests
 
 API = "/api/v1"
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
@@ -26,15 +27,6 @@ async def connect_stripe(client: httpx.AsyncClient, owner: Account, community_id
     status = (await client.get(f"{API}/communities/{community_id}/stripe", headers=owner.headers)).json()
     assert status["charges_enabled"] is True, status
     return account_id
-
-
-async def make_group(client: httpx.AsyncClient, owner: Account, community_id: int, name: str) -> int:
-    base = f"{API}/communities/{community_id}"
-    hubs = (await client.get(f"{base}/hubs", headers=owner.headers)).json()
-    hub_id = hubs[0]["id"] if hubs else (await client.post(f"{base}/hubs", json={"name": "Main"}, headers=owner.headers)).json()["id"]
-    response = await client.post(f"{base}/hubs/{hub_id}/groups", json={"name": name}, headers=owner.headers)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 async def offer_for_sale(

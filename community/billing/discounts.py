@@ -27,8 +27,8 @@ from community.billing.models import (
     DiscountRedemption,
     RedemptionState,
 )
-from community.db import flush_or_conflict, utcnow
-from community.errors import Conflict, Invalid, NotFound
+from community.db import flush_or_conflict, get_in_community, utcnow
+from community.errors import Conflict, Invalid
 from community.hubs import service as hubs
 from community.money import validate_currency
 from community.offers.models import Offer
@@ -196,13 +196,7 @@ class Counts:
 
 
 async def get_code(session: AsyncSession, community_id: int, code_id: int, *, lock: bool = False) -> DiscountCode:
-    query = select(DiscountCode).where(DiscountCode.id == code_id, DiscountCode.community_id == community_id)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    code = await session.scalar(query)
-    if code is None:
-        raise NotFound("discount code not found")
-    return code
+    return await get_in_community(session, DiscountCode, community_id, code_id, what="discount code", lock=lock)
 
 
 async def find_code(session: AsyncSession, community_id: int, code: str, *, lock: bool = False) -> DiscountCode | None:

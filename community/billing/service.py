@@ -44,7 +44,7 @@ from community.billing.models import (
     PaymentStatus,
     RedemptionState,
 )
-from community.db import utcnow
+from community.db import get_in_community, utcnow
 from community.errors import Conflict, Invalid, NotFound, TooManyRequests
 from community.money import MINIMUM_CHARGE, format_amount, validate_currency
 
@@ -457,13 +457,7 @@ async def total_spent(session: AsyncSession, *, community_id: int, user_id: int)
 
 
 async def get_payment(session: AsyncSession, community_id: int, payment_id: int, *, lock: bool = False) -> Payment:
-    query = select(Payment).where(Payment.id == payment_id, Payment.community_id == community_id)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    payment = await session.scalar(query)
-    if payment is None:
-        raise NotFound("payment not found")
-    return payment
+    return await get_in_community(session, Payment, community_id, payment_id, what="payment", lock=lock)
 
 
 async def list_payments(

@@ -69,10 +69,8 @@ class StripeConnectController(Controller):
 
     @post("/onboarding", status_code=201, summary="Start or resume Stripe onboarding: open the returned URL")
     async def onboarding(self, editor: StaffMember, db: Db, state: State) -> OnboardingLink:
-        base = f"{state.settings.base_url}/connect/{editor.community_id}"
         url = await connect.start_onboarding(
-            db, stripe_client(state.settings), community_id=editor.community_id,
-            return_url=f"{base}/return", refresh_url=f"{base}/refresh",
+            db, stripe_client(state.settings), community_id=editor.community_id, base_url=state.settings.base_url
         )
         return OnboardingLink(url=url)
 

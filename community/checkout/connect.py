@@ -40,10 +40,12 @@ async def _apply(session: AsyncSession, row: StripeAccount, account: Any) -> Str
 
 
 async def start_onboarding(
-    session: AsyncSession, client: stripe.StripeClient, *, community_id: int, return_url: str, refresh_url: str
+    session: AsyncSession, client: stripe.StripeClient, *, community_id: int, base_url: str
 ) -> str:
-    """The Account Links URL that takes the owner through Stripe's onboarding. The account is
-    created on the first call (idempotently: two clicks make one account)."""
+    """The Account Links URL that takes the owner through Stripe's onboarding; Stripe sends
+    them back to our return route (or the refresh route when the link went stale). The account
+    is created on the first call (idempotently: two clicks make one account)."""
+    return_url, refresh_url = f"{base_url}/connect/{community_id}/return", f"{base_url}/connect/{community_id}/refresh"
     community = await session.scalar(select(Community).where(Community.id == community_id).with_for_update())
     if community is None:
         raise NotFound("community not found")

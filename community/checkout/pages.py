@@ -30,8 +30,9 @@ from community.checkout.models import Checkout, CheckoutState
 from community.db import utcnow
 from community.errors import DomainError, NotFound
 from community.hubs.models import Community
-from community.money import format_amount
+from community.money import exponent, format_amount
 from community.offers.models import Offer, Pricing
+from community.offers.storage import storage_for
 from community.stripe_client import stripe_client
 from community.web import Db
 
@@ -67,6 +68,7 @@ def price_view(offer: Offer) -> dict[str, Any]:
         "trial_days": offer.trial_days if offer.pricing is Pricing.recurring else 0,
         "trial_needs_card": offer.trial_requires_card,
         "access_days": offer.access_days if offer.pricing is Pricing.one_time else None,
+        "exponent": exponent(offer.currency) if offer.currency else 0,
     }
 
 
@@ -79,6 +81,7 @@ def _button(offer: Offer) -> str:
 
 
 def _offer_context(state: State, community: Community, offer: Offer) -> dict[str, Any]:
+    storage = storage_for(state.settings)
     return {
         "community": community,
         "offer": offer,
@@ -87,7 +90,8 @@ def _offer_context(state: State, community: Community, offer: Offer) -> dict[str
         "body_html": render_markdown((offer.landing_page or {}).get("body", "") or offer.description),
         "checkout_url": f"{service.offer_page_url(state.settings, community, offer)}/checkout",
         "button": _button(offer),
-        "media_url": "/media/",
+        "thumbnail_url": storage.url(offer.thumbnail) if offer.thumbnail else None,
+        "cover_url": storage.url(offer.cover) if offer.cover else None,
     }
 
 
@@ -158,7 +162,7 @@ class OfferPages(Controller):
             raise NotFound("checkout not found")
         offer = await db.get_one(Offer, checkout.offer_id)
         community = await db.get_one(Community, checkout.community_id)
-        paid = checkout.amount_due if checkout.amount_due else 0
+        paid = checkout.amount_due
         return Template(
             "checkout/thanks.html",
             context={
@@ -237,9 +241,7 @@ class CompletionPages(Controller):
         if viewer is None:
             return Redirect("/login")
         await accounts.require_role(db, community_id, viewer.user_id, accounts.EDITORS)
-        base = f"{state.settings.base_url}/connect/{community_id}"
         url = await connect.start_onboarding(
-            db, stripe_client(state.settings), community_id=community_id,
-            return_url=f"{base}/return", refresh_url=f"{base}/refresh",
+            db, stripe_client(state.settings), community_id=community_id, base_url=state.settings.base_url
         )
         return Redirect(url, status_code=303)

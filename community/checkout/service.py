@@ -29,6 +29,7 @@ from community.notifications.owner_templates import (
 )
 from community.notifications.service import queue_email
 from community.offers import entitlements
+from community.offers import service as offers
 from community.offers.models import (
     Destination,
     EntitlementSource,
@@ -283,7 +284,7 @@ async def fulfil(
     The caller holds the checkout row locked; a second call changes nothing (returns False)."""
     if checkout.state is CheckoutState.fulfilled:
         return False
-    offer = await entitlements.offer_in(session, checkout.community_id, checkout.offer_id)
+    offer = await offers.get_offer(session, checkout.community_id, checkout.offer_id)
     community = await session.get_one(Community, checkout.community_id)
     user, created = await accounts.ensure_user(session, checkout.email)
     if created and checkout.name:
@@ -410,7 +411,9 @@ async def payment_failed(session: AsyncSession, checkout: Checkout) -> str:
     return "failed"
 
 
-async def fetch_session(settings: Settings, checkout: Checkout, session_id: str | None = None) -> Any:
+async def fetch_session(settings: Settings, checkout: Checkout) -> Any:
+    """The checkout's Stripe session as Stripe holds it now, read on the checkout's account."""
+    assert checkout.stripe_session_id is not None
     return await stripe_client(settings).v1.checkout.sessions.retrieve_async(
-        session_id or checkout.stripe_session_id or "", options={"stripe_account": checkout.stripe_account_id}
+        checkout.stripe_session_id, options={"stripe_account": checkout.stripe_account_id}
     )

@@ -23,12 +23,13 @@ from community.stripe_client import stripe_client
 
 PROCESS_EVENT = "checkout.process_stripe_event"
 
-SESSION_EVENTS = {
+HANDLED = {
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
     "checkout.session.expired",
+    "account.updated",
 }
-HANDLED = SESSION_EVENTS | {"checkout.session.async_payment_failed", "account.updated"}
 
 
 class WebhookRefused(DomainError):
@@ -60,6 +61,7 @@ async def receive(session: AsyncSession, event: dict[str, Any], *, connect_endpo
     """Store the event once and queue its processing; a duplicate delivery is acknowledged and
     ignored. Returns whether it was new."""
     account = event.get("account") if connect_endpoint else None
+    handled = event["type"] in HANDLED
     stored = await session.scalar(
         pg_insert(StripeEvent)
         .values(
@@ -67,18 +69,16 @@ async def receive(session: AsyncSession, event: dict[str, Any], *, connect_endpo
             type=event["type"][:100],
             account=account if isinstance(account, str) else None,
             payload=event,
+            # Types we do not act on are kept for the record, already settled.
+            **({} if handled else {"processed_at": utcnow(), "outcome": "ignored"}),
         )
         .on_conflict_do_nothing(index_elements=[StripeEvent.event_id])
         .returning(StripeEvent.id)
     )
     if stored is None:
         return False
-    if event["type"] in HANDLED:
+    if handled:
         await jobs.enqueue(session, PROCESS_EVENT, event_row_id=stored)
-    else:
-        await session.execute(
-            StripeEvent.__table__.update().where(StripeEvent.id == stored).values(processed_at=utcnow(), outcome="ignored")
-        )
     return True
 
 

@@ -25,6 +25,7 @@ from community.accounts.guards import (
 from community.errors import NotAuthenticated, NotFound
 from community.hubs import service as hubs
 from community.offers import access, entitlements, grants, runs
+from community.offers import service as offers
 from community.offers.models import AccessRun, EntitlementSource, EntitlementStatus
 from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
@@ -198,7 +199,7 @@ class AccessController(Controller):
 
     @post("/entitlements", status_code=201, summary="Give someone an offer for free (a comp), optionally until a date")
     async def comp(self, data: JSONBody[Comp], editor: StaffMember, db: Db) -> EntitlementOut:
-        offer = await entitlements.offer_in(db, editor.community_id, data.offer_id)
+        offer = await offers.get_offer(db, editor.community_id, data.offer_id)
         user, _ = await accounts.ensure_user(db, data.email)
         entitlement = await entitlements.grant(
             db,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
-from community.db import utcnow
+from community.db import get_in_community, utcnow
 from community.errors import Conflict, Invalid, NotFound, check_storable
 from community.offers import runs
 from community.offers.models import (
@@ -25,14 +25,6 @@ from community.offers.models import (
 
 ENDED = (EntitlementStatus.cancelled, EntitlementStatus.refunded, EntitlementStatus.expired)
 EXPIRY_BATCH = 1000
-
-
-async def offer_in(session: AsyncSession, community_id: int, offer_id: int, *, lock: bool = False) -> Offer:
-    query = select(Offer).where(Offer.id == offer_id, Offer.community_id == community_id)
-    offer = await session.scalar(query.with_for_update() if lock else query)
-    if offer is None:
-        raise NotFound("offer not found")
-    return offer
 
 
 async def offer_group_ids(session: AsyncSession, offer_id: int) -> list[int]:
@@ -142,11 +134,7 @@ async def live_entitlement(session: AsyncSession, *, community_id: int, offer_id
 
 
 async def get_entitlement(session: AsyncSession, community_id: int, entitlement_id: int, *, lock: bool = False) -> Entitlement:
-    query = select(Entitlement).where(Entitlement.id == entitlement_id, Entitlement.community_id == community_id)
-    entitlement = await session.scalar(query.with_for_update() if lock else query)
-    if entitlement is None:
-        raise NotFound("entitlement not found")
-    return entitlement
+    return await get_in_community(session, Entitlement, community_id, entitlement_id, what="entitlement", lock=lock)
 
 
 async def end(

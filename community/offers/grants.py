@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community.errors import Invalid
 from community.hubs.models import HubGroup
 from community.offers import runs
-from community.offers.entitlements import offer_in
+from community.offers.service import get_offer
 
 
 class EditMode(enum.StrEnum):
@@ -39,7 +39,7 @@ async def _first_new_entitlement_id(session: AsyncSession) -> int:
 
 
 async def granted_groups(session: AsyncSession, community_id: int, offer_id: int) -> list[GrantedGroup]:
-    await offer_in(session, community_id, offer_id)
+    await get_offer(session, community_id, offer_id)
     rows = await session.execute(
         text(
             "SELECT og.group_id, hg.name, og.entitlement_ids = '{(,)}'::int8multirange AS everyone, "
@@ -60,7 +60,7 @@ async def edit_groups(
     remove: list[int],
     mode: EditMode,
 ) -> list[GrantedGroup]:
-    offer = await offer_in(session, community_id, offer_id, lock=True)  # concurrent edits queue up here
+    offer = await get_offer(session, community_id, offer_id, lock=True)  # concurrent edits queue up here
     if set(add) & set(remove):
         raise Invalid("a group cannot be both added and removed", field="remove")
     if add:

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from community.db import flush_or_conflict, utcnow
-from community.errors import Conflict, Invalid, NotFound, check_storable
+from community.db import flush_or_conflict, get_in_community, utcnow
+from community.errors import Conflict, Invalid, check_storable
 from community.hubs import service as hubs
 from community.money import check_chargeable, validate_currency
 from community.notifications.owner_templates import check_template
@@ -254,15 +254,9 @@ def image_type(data: bytes, field: str) -> str:
 
 
 async def get_offer(session: AsyncSession, community_id: int, offer_id: int, *, lock: bool = False) -> Offer:
-    query = select(Offer).where(Offer.id == offer_id, Offer.community_id == community_id)
-    if lock:
-        # FOR UPDATE (not NO KEY UPDATE): it must conflict with the key share an entitlement
-        # insert takes on the offer.
-        query = query.with_for_update().execution_options(populate_existing=True)
-    offer = await session.scalar(query)
-    if offer is None:
-        raise NotFound("offer not found")
-    return offer
+    # FOR UPDATE (not NO KEY UPDATE): it must conflict with the key share an entitlement
+    # insert takes on the offer.
+    return await get_in_community(session, Offer, community_id, offer_id, what="offer", lock=lock)
 
 
 async def list_offers(

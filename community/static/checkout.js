@@ -20,7 +20,7 @@
       .then(function (res) {
         if (!res.ok) { show(res.body.detail || "This code cannot be used.", true); return; }
         var q = res.body;
-        var digits = q.list_amount === 0 ? 0 : (String(document.querySelector(".amount").textContent).split(" ")[0].split(".")[1] || "").length;
+        var digits = Number(form.dataset.exponent) || 0;
         show("With " + q.code + ": " + (q.amount_due === 0 ? "free" : money(q.amount_due, q.currency, digits)) +
              " (you save " + money(q.discount_amount, q.currency, digits) + ")", false);
       })
