@@ -54,6 +54,7 @@ from community.settings import Settings
 from community.web import (
     add_docs_headers,
     add_security_headers,
+    origin_split,
     exception_handler,
     provide_db,
 )
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             security=[{"BearerToken": []}],
         ),
         exception_handlers={Exception: exception_handler},
+        before_request=origin_split(settings.base_url, settings.pages_url),
         after_request=add_security_headers,
         request_max_body_size=settings.max_body_bytes,
         debug=False,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Request, Response
@@ -13,7 +15,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import PathParameter, QueryParameter
-from litestar.response import Template
+from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.errors import (
@@ -226,3 +228,34 @@ add_docs_headers = _headers_hook(DOCS_CSP)
 
 
 Db = NamedDependency[AsyncSession]
+
+
+# Paths an offer-pages origin serves: the pages that run owners' code, and their assets.
+OFFER_PAGE_PATHS = re.compile(r"^/(o/[^/]+/[^/]+(/checkout)?|checkout/[^/]+/thanks)/?$")
+PAGES_ORIGIN_ASSETS = re.compile(r"^/(static|media)/")
+
+
+def origin_split(base_url: str, pages_url: str | None):
+    """With COMMUNITY_PAGES_URL set, owners' code runs on that origin only: offer pages asked
+    for on the platform's origin move there, and everything else asked for there (log-in,
+    dashboard, API) moves back, so no member session cookie ever exists on the pages origin."""
+    if not pages_url or urlsplit(pages_url).netloc == urlsplit(base_url).netloc:
+        return None
+
+    pages_host = urlsplit(pages_url).netloc
+
+    async def redirect_across(request: Request) -> Response[Any] | None:
+        path = request.url.path
+        on_pages_host = request.headers.get("host", "") == pages_host
+        if OFFER_PAGE_PATHS.match(path):
+            if on_pages_host:
+                return None
+            target = pages_url
+        elif on_pages_host and not PAGES_ORIGIN_ASSETS.match(path):
+            target = base_url
+        else:
+            return None
+        query = f"?{request.url.query}" if request.url.query else ""
+        return Redirect(f"{target}{path}{query}", status_code=308)  # 308 keeps a POST a POST
+
+    return redirect_across

@@ -478,3 +478,42 @@ async def test_staff_preview_a_draft_without_its_custom_code(client, owner, shop
     other = await client.post(f"{API}/communities", json={"name": "Other place"}, headers=stranger.headers)
     foreign = await client.get(f"/dashboard/communities/{other.json()['id']}/offers/{draft['id']}/preview")
     assert foreign.status_code == 404
+
+
+async def test_offer_pages_on_their_own_origin(client, owner, shop, stripe_env, sessions, settings) -> None:
+    """With COMMUNITY_PAGES_URL set, owners' code runs only on that origin and the member's
+    session cookie only ever exists on the platform's."""
+    import dataclasses
+
+    from community.app import create_app
+    from tests.conftest import running
+
+    offer, path = await sell(client, owner, shop, landing_page={"headline": "Learn"})
+    pages = "http://pages.testserver"
+    async with running(create_app(dataclasses.replace(settings, pages_url=pages))) as app:
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.8", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as buyer:
+            moved = await buyer.get(f"{path}?utm_source=x")  # an offer page asked for on the platform
+            assert moved.status_code == 308 and moved.headers["location"] == f"{pages}{path}?utm_source=x"
+            landing = await buyer.get(f"{pages}{path}")
+            assert landing.status_code == 200 and HEAD_CODE in landing.text
+            back = await buyer.get(f"{pages}/login")  # platform pages never answer on the pages origin
+            assert back.status_code == 308 and back.headers["location"] == "http://testserver/login"
+            assert (await buyer.get(f"{pages}{API}/me")).status_code == 308
+            assert (await buyer.get(f"{pages}/static/site.css")).status_code == 200
+
+            redirect = await submit_checkout(buyer, f"{pages}{path}", email="far@example.com", name="Far Buyer")
+            session_id = session_id_of(redirect)
+            sent = stripe_env.sandbox.get(session_id)
+            assert sent["success_url"].startswith("http://testserver/checkout/")  # logs in on the platform
+            stripe_env.sandbox.pay(session_id, outcome="success")
+            checkout = await the_checkout(sessions)
+            completion = await complete(buyer, checkout)
+            assert completion.status_code == 303 and "community_session" in completion.headers.get("set-cookie", "")
+            assert completion.headers["location"] == f"{pages}/checkout/{checkout.token}/thanks"
+            thanks = await buyer.get(completion.headers["location"])
+            assert thanks.status_code == 200 and HEAD_CODE in thanks.text
+            assert "community_session" not in thanks.headers.get("set-cookie", "")
+            assert f'http://testserver/communities/{shop["community"]["id"]}' in thanks.text
+            member_page = await buyer.get(f"/communities/{shop['community']['id']}")
+            assert member_page.status_code == 200 and "Workshop" in member_page.text and HEAD_CODE not in member_page.text
