@@ -54,8 +54,8 @@ from community.settings import Settings
 from community.web import (
     add_docs_headers,
     add_security_headers,
-    origin_split,
     exception_handler,
+    origin_split,
     provide_db,
 )
 
