@@ -63,6 +63,11 @@ _NAMED_IN_MESSAGE = re.compile(r"(?:unknown|missing required) field `([^`]*)`")
 _BODY_KWARG = "data"
 
 
+class NotYetKnown(RuntimeError):
+    """A job met a reference to a record not committed yet (a webhook racing the request that
+    creates what it names): the job fails this try and is retried later."""
+
+
 def field_errors_from_validation(extra: Any, message: str) -> list[dict[str, str]]:
     """Field errors from Litestar's ValidationException.
 

@@ -171,6 +171,7 @@ class Payment(Base):
         Index("ix_payments_offer", "community_id", "offer_id", "id"),
         CheckConstraint("amount >= 0 AND discount_amount >= 0", name="amounts"),
         CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refunded"),
+        CheckConstraint("disputed_amount >= 0 AND disputed_amount <= amount", name="disputed"),
     )
 
     id: Mapped[BigId]
@@ -195,5 +196,95 @@ class Payment(Base):
         Enum(PaymentStatus, name="payment_status"), default=PaymentStatus.succeeded
     )
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Held by open or lost disputes (chargebacks); a won dispute gives it back.
+    disputed_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    receipt_url: Mapped[str | None] = mapped_column(String(2048))  # Stripe's receipt or hosted invoice
     paid_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_at: Mapped[Timestamp]
+
+
+class Subscription(Base):
+    """A recurring entitlement's Stripe subscription, as last read from Stripe (events only
+    say "something changed": the subscription is re-fetched, so an old event never wins)."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("stripe_account_id", "stripe_subscription_id"),
+        Index("ix_subscriptions_member", "community_id", "user_id", "id"),
+    )
+
+    id: Mapped[BigId]
+    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
+    entitlement_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entitlements.id", ondelete="CASCADE"), unique=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    offer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("offers.id"))
+    stripe_account_id: Mapped[str] = mapped_column(String(255))
+    stripe_subscription_id: Mapped[str] = mapped_column(String(255))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    # Stripe's status: trialing, active, past_due, unpaid, canceled, incomplete, paused, ...
+    status: Mapped[str] = mapped_column(String(40))
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    current_period_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    trial_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    canceled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # While a failed renewal is retried: access lasts until then.
+    grace_ends_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)  # each period's price, minor units
+    currency: Mapped[str] = mapped_column(String(3))
+    synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[Timestamp]
+
+
+class RefundState(enum.StrEnum):
+    pending = "pending"  # ours, not yet confirmed by Stripe
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class Refund(Base):
+    """One refund of one payment: asked for by an owner through us (the row exists before the
+    Stripe call and names its idempotency key) or made in the Stripe dashboard (learnt from
+    charge.refunded)."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        Index(
+            "uq_refunds_stripe_refund",
+            "stripe_refund_id",
+            unique=True,
+            postgresql_where="stripe_refund_id IS NOT NULL",
+        ),
+        Index("ix_refunds_payment", "payment_id", "id"),
+        CheckConstraint("amount > 0", name="positive"),
+    )
+
+    id: Mapped[BigId]
+    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
+    payment_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("payments.id", ondelete="CASCADE"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    revoke_access: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[RefundState] = mapped_column(Enum(RefundState, name="refund_state"), default=RefundState.pending)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[Timestamp]
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Dispute(Base):
+    """A chargeback on a payment, from charge.dispute.created / closed."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[BigId]
+    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
+    payment_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("payments.id", ondelete="CASCADE"), index=True)
+    stripe_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[str] = mapped_column(String(40))  # Stripe's: needs_response, ..., won, lost
+    created_at: Mapped[Timestamp]
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -13,33 +13,30 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import jobs
+from community.billing import events as billing_events
 from community.checkout import connect, service
 from community.checkout.models import Checkout, StripeEvent
 from community.db import utcnow
-from community.errors import DomainError, Invalid
+from community.errors import DomainError, Invalid, NotYetKnown
 from community.jobs import JobContext
 from community.settings import Settings
 from community.stripe_client import stripe_client
 
 PROCESS_EVENT = "checkout.process_stripe_event"
 
-HANDLED = {
+CHECKOUT_TYPES = {
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
-    "account.updated",
 }
+HANDLED = CHECKOUT_TYPES | {"account.updated"} | set(billing_events.HANDLERS)
 
 
 class WebhookRefused(DomainError):
     """400: a bad or stale signature, or an endpoint without a configured secret."""
 
     status_code = 400
-
-
-class NotYetKnown(RuntimeError):
-    """The event names a checkout we have not committed yet: the job retries later."""
 
 
 def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
@@ -100,6 +97,8 @@ async def _dispatch(session: AsyncSession, settings: Settings, row: StripeEvent)
         community_id = await connect.on_account_updated(session, stripe_client(settings), account_id) if account_id else None
         row.community_id = community_id
         return "updated" if community_id else "unknown account"
+    if row.type in billing_events.HANDLERS:
+        return await billing_events.HANDLERS[row.type](session, settings, row)
     checkout = await _checkout_for(session, row, obj)
     if checkout is None:
         return "not ours"

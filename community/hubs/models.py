@@ -28,6 +28,8 @@ class Community(Base):
     support_email: Mapped[str | None] = mapped_column(String(320))
     # The connected Stripe account can take charges (kept current by checkout's account.updated).
     charges_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Days a membership keeps its access after a failed renewal while Stripe retries.
+    grace_days: Mapped[int] = mapped_column(Integer, default=7, server_default=text("7"))
     created_at: Mapped[Timestamp]
 
 
