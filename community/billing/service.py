@@ -445,10 +445,23 @@ async def apply_refund(session: AsyncSession, *, community_id: int, payment_id: 
     return payment
 
 
+async def set_disputed(session: AsyncSession, payment: Payment, amount: int) -> Payment:
+    """The amount a chargeback holds on this payment now (0 once a dispute is won). The caller
+    holds the payment row locked. Stripe disputes only what was not refunded."""
+    disputed = min(max(amount, 0), payment.amount - payment.refunded_amount)
+    if disputed != payment.disputed_amount:
+        payment.disputed_amount = disputed
+        await session.flush()
+    return payment
+
+
 async def total_spent(session: AsyncSession, *, community_id: int, user_id: int) -> dict[str, int]:
-    """What a member paid in this community, per currency, net of refunds."""
+    """What a member paid in this community, per currency, net of refunds and chargebacks."""
     rows = await session.execute(
-        select(Payment.currency, func.sum(Payment.amount - Payment.refunded_amount))
+        select(
+            Payment.currency,
+            func.sum(Payment.amount - Payment.refunded_amount - Payment.disputed_amount),
+        )
         .where(Payment.community_id == community_id, Payment.user_id == user_id)
         .group_by(Payment.currency)
         .order_by(Payment.currency)
