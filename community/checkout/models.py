@@ -79,6 +79,9 @@ class Checkout(Base):
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     stripe_subscription_id: Mapped[str | None] = mapped_column(String(255))
     entitlement_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("entitlements.id", ondelete="SET NULL"))
+    # The affiliate whose link the buyer last clicked inside the window (from the signed cookie).
+    affiliate_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("affiliates.id", ondelete="SET NULL"))
+    affiliate_clicked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # The completion route logs a new buyer in once; later visits ask them to log in.
     login_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[Timestamp]

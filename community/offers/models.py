@@ -75,6 +75,12 @@ class Offer(Base):
     resell_commission_bps: Mapped[int | None] = mapped_column(Integer)
     resell_commission_flat: Mapped[int | None] = mapped_column(BigInteger)
     resell_description: Mapped[str] = mapped_column(Text, default="")
+    # Which payments earn: "first" only, "all", or the first `resell_earn_months` months.
+    resell_earns: Mapped[str] = mapped_column(String(10), default="first", server_default="first")
+    resell_earn_months: Mapped[int | None] = mapped_column(Integer)
+    resell_window_days: Mapped[int] = mapped_column(Integer, default=30, server_default=text("30"))
+    resell_hold_days: Mapped[int] = mapped_column(Integer, default=30, server_default=text("30"))
+    resell_min_payout: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     auto_tags: Mapped[list[str]] = mapped_column(ARRAY(String(60)), default=list)
     created_at: Mapped[Timestamp]
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
