@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,9 @@ from redis.asyncio import Redis
 from community import __version__
 from community.accounts.api import AuthController, MeController
 from community.accounts.pages import AccountPages
+from community.affiliates.api import AffiliatesController, MyAffiliatesController
+from community.affiliates.links import ClickRecorder, Keys, LinkPages, Targets
+from community.affiliates.pages import AffiliatePages
 from community.billing.api import DiscountCodesController, PaymentsController
 from community.checkout.api import (
     QuoteController,
@@ -54,6 +56,7 @@ from community.settings import Settings
 from community.web import (
     add_docs_headers,
     add_security_headers,
+    derived_key,
     exception_handler,
     origin_split,
     provide_db,
@@ -81,12 +84,9 @@ API_CONTROLLERS = [
     StripeConnectController,
     StripeWebhooksController,
     QuoteController,
+    MyAffiliatesController,
+    AffiliatesController,
 ]
-
-
-def _derived_key(secret: str, purpose: str) -> bytes:
-    """Independent keys per use, so no two mechanisms share key material."""
-    return hashlib.sha256(f"{purpose}:{secret}".encode()).digest()
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> Litestar:
@@ -106,9 +106,12 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         app.state.sessions = session_factory(engine)
         app.state.redis = Redis.from_url(settings.redis_url)
         app.state.access_pool = await open_check_pool(settings.database_url)  # the access check's hot path
+        app.state.clicks = ClickRecorder()
+        app.state.clicks.start(engine)
         try:
             yield
         finally:
+            await app.state.clicks.stop()  # every buffered click written before the engine goes
             await app.state.access_pool.close()
             await app.state.redis.aclose()
             await engine.dispose()
@@ -123,30 +126,33 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             MemberPages,
             OfferPages,
             CompletionPages,
+            LinkPages,
+            AffiliatePages,
             MediaController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"], name="static"),
         ],
         dependencies={"db": Provide(provide_db)},
         lifespan=[lifespan],
-        state=State({"settings": settings}),  # lifespan adds engine, sessions, redis
+        # lifespan adds engine, sessions, redis, access_pool, clicks
+        state=State({"settings": settings, "affiliate_keys": Keys(settings.secret_key), "affiliate_targets": Targets()}),
         template_config=TemplateConfig(directory=PACKAGE_DIR / "templates", engine=JinjaTemplateEngine),
         middleware=[
             CookieBackendConfig(
-                secret=_derived_key(settings.secret_key, "session"),
+                secret=derived_key(settings.secret_key, "session"),
                 key="community_session",
                 httponly=True,
                 samesite="lax",
                 secure=secure_cookies,
                 max_age=30 * 24 * 3600,
-                exclude=["^/api/"],  # the API never reads the cookie session: skip its cost there
+                exclude=["^/api/", "^/r/"],  # the API and affiliate links never read the cookie session: skip its cost
             ).middleware
         ],
         csrf_config=CSRFConfig(
-            secret=_derived_key(settings.secret_key, "csrf").hex(),
+            secret=derived_key(settings.secret_key, "csrf").hex(),
             cookie_name="community_csrf",
             cookie_secure=secure_cookies,
             cookie_httponly=True,
-            exclude=["^/api/"],  # the API authenticates with bearer tokens, never cookies
+            exclude=["^/api/", "^/r/"],  # the API authenticates with bearer tokens, never cookies; /r/ only redirects
         ),
         openapi_config=OpenAPIConfig(
             title="community API",

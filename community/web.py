@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -108,6 +109,11 @@ def _unfinished_transaction(request: Request) -> RequestTransaction | None:
     if isinstance(transaction, RequestTransaction) and not transaction.finished:
         return transaction
     return None
+
+
+def derived_key(secret: str, purpose: str) -> bytes:
+    """Independent keys per use, so no two mechanisms share key material."""
+    return hashlib.sha256(f"{purpose}:{secret}".encode()).digest()
 
 
 # ---------------------------------------------------------------- errors
@@ -231,7 +237,8 @@ Db = NamedDependency[AsyncSession]
 
 
 # Paths an offer-pages origin serves: the pages that run owners' code, and their assets.
-OFFER_PAGE_PATHS = re.compile(r"^/(o/[^/]+/[^/]+(/checkout)?|checkout/[^/]+/thanks)/?$")
+# /r/{code} (an affiliate link) is here too: its attribution cookie must live where checkout runs.
+OFFER_PAGE_PATHS = re.compile(r"^/(o/[^/]+/[^/]+(/checkout)?|checkout/[^/]+/thanks|r/[^/]+)/?$")
 PAGES_ORIGIN_ASSETS = re.compile(r"^/(static|media)/")
 
 

@@ -52,7 +52,11 @@ class Click(Base):
     Written in batches; no foreign keys, like the access log (append-only, high volume)."""
 
     __tablename__ = "affiliate_clicks"
-    __table_args__ = (Index("ix_affiliate_clicks_affiliate_at", "affiliate_id", "at"),)
+    __table_args__ = (
+        Index("ix_affiliate_clicks_affiliate_at", "affiliate_id", "at"),
+        # The flush's repeat check: this visitor's clicks on this link within the hour.
+        Index("ix_affiliate_clicks_visitor", "affiliate_id", "visitor_hash", "at"),
+    )
 
     id: Mapped[BigId]
     community_id: Mapped[int] = mapped_column(BigInteger)

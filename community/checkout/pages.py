@@ -24,6 +24,7 @@ from community.accounts import service as accounts
 from community.accounts.api import client_address
 from community.accounts.guards import Viewer, provide_viewer
 from community.accounts.pages import start_session
+from community.affiliates import links
 from community.billing import service as billing
 from community.checkout import connect, service
 from community.checkout.models import Checkout, CheckoutState
@@ -102,15 +103,30 @@ class OfferPages(Controller):
     dependencies = {"viewer": Provide(provide_viewer)}
 
     @get("/o/{community_slug:str}/{offer_slug:str}")
-    async def landing(self, community_slug: FromPath[str], offer_slug: FromPath[str], db: Db, state: State) -> Template | Redirect:
+    async def landing(
+        self, community_slug: FromPath[str], offer_slug: FromPath[str], request: Request, db: Db, state: State,
+        ref: FromQuery[str | None] = None,
+    ) -> Template | Redirect:
         community, offer = await service.published_offer(db, community_slug, offer_slug)
+        cookies = await self._affiliate_click(request, state, offer, ref) if ref else []
         if not any((offer.landing_page or {}).values()):
-            return Redirect(f"/o/{community_slug}/{offer_slug}/checkout")  # no landing page: straight to checkout
+            # no landing page: straight to checkout
+            return Redirect(f"/o/{community_slug}/{offer_slug}/checkout", cookies=cookies)
         return Template(
             "checkout/landing.html",
             context={**_offer_context(state, community, offer), "custom_code": True},
             headers=OFFER_PAGE_HEADERS,
+            cookies=cookies,
         )
+
+    @staticmethod
+    async def _affiliate_click(request: Request, state: State, offer: Offer, ref: str) -> list:
+        """?ref={code}: a click on the affiliate's link, as /r/{code} counts it (a code of
+        another offer is ignored)."""
+        target = await state.affiliate_targets.get(state.engine, ref)
+        if target is None or target.offer_id != offer.id:
+            return []
+        return links.click(request, state, target)
 
     @get("/o/{community_slug:str}/{offer_slug:str}/checkout")
     async def checkout_form(
@@ -134,6 +150,7 @@ class OfferPages(Controller):
                 started = await service.start(
                     db, state.settings, community=community, offer=offer, email=email, name=name,
                     viewer_id=viewer.user_id if viewer else None, code=code or None,
+                    attribution=links.attribution_from(request, state.affiliate_keys, offer.id),
                 )
         except DomainError as exc:
             if code and exc.field == "discount_code":

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
 from community.accounts.models import Member
+from community.affiliates import service as affiliates
+from community.affiliates.links import Attribution
 from community.billing import service as billing
 from community.billing.models import PaymentKind
 from community.checkout import connect
@@ -106,6 +108,7 @@ async def start(
     name: str,
     viewer_id: int | None,
     code: str | None,
+    attribution: Attribution | None = None,
 ) -> Started:
     """Validate, then fulfil a free checkout at once or send the buyer to Stripe. The amount
     always comes from the offer and the discount code, never from the form."""
@@ -134,6 +137,7 @@ async def start(
         )
         free = offer.pricing is Pricing.one_time and quote.is_free  # a 100% code on a one-time offer
     account = None if free else await connect.require_account(session, community.id)
+    attribution = await affiliates.checked_attribution(session, offer, attribution)
     checkout = Checkout(
         community_id=community.id,
         offer_id=offer.id,
@@ -147,6 +151,8 @@ async def start(
         currency=offer.currency,
         discount_code_id=quote.code_id if quote else None,
         discount_code=quote.code if quote else None,
+        affiliate_id=attribution.affiliate_id if attribution else None,
+        affiliate_clicked_at=attribution.clicked_at if attribution else None,
     )
     session.add(checkout)
     await session.flush()
@@ -199,6 +205,9 @@ async def _session_params(
 ) -> stripe.params.checkout.SessionCreateParams:
     assert quote is not None and checkout.expires_at is not None
     metadata = {"checkout_id": str(checkout.id), "community_id": str(community.id), "offer_id": str(offer.id)}
+    if checkout.affiliate_id is not None and checkout.affiliate_clicked_at is not None:
+        metadata["affiliate_id"] = str(checkout.affiliate_id)
+        metadata["affiliate_clicked_at"] = str(int(checkout.affiliate_clicked_at.timestamp()))
     product: stripe.params.checkout.SessionCreateParamsLineItemPriceDataProductData = {"name": offer.title[:250]}
     price: stripe.params.checkout.SessionCreateParamsLineItemPriceData = {
         "currency": offer.currency.lower(),

@@ -40,6 +40,11 @@ Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 Bps = Annotated[int, msgspec.Meta(ge=1, le=10_000, description="Commission in basis points (100 = 1%).")]
 Flat = Annotated[int, msgspec.Meta(ge=1, le=MAX_AMOUNT, description="Commission in minor units per payment.")]
 ProgramDescription = Annotated[str, msgspec.Meta(max_length=5000)]
+Earns = Literal["first", "all", "months"]
+EarnMonths = Annotated[int, msgspec.Meta(ge=1, le=120, description="With earns=months: how many months of a subscription earn.")]
+WindowDays = Annotated[int, msgspec.Meta(ge=1, le=365, description="Days after a click in which a purchase is attributed to it.")]
+HoldDays = Annotated[int, msgspec.Meta(ge=0, le=365, description="Days a commission waits (refunds, disputes) before it can be paid.")]
+MinPayout = Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT, description="Smallest payout in minor units of the offer's currency.")]
 # The service trims, bounds (1-60) and de-duplicates the tags; this only bounds the input.
 Tags = Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)]
 
@@ -78,6 +83,11 @@ class OfferCreate(msgspec.Struct, forbid_unknown_fields=True):
     resell_commission_bps: Bps | None = None
     resell_commission_flat: Flat | None = None
     resell_description: ProgramDescription | None = None
+    resell_earns: Earns | None = None
+    resell_earn_months: EarnMonths | None = None
+    resell_window_days: WindowDays | None = None
+    resell_hold_days: HoldDays | None = None
+    resell_min_payout: MinPayout | None = None
     auto_tags: Tags | None = None
 
 
@@ -108,6 +118,11 @@ class OfferUpdate(msgspec.Struct, forbid_unknown_fields=True):
     resell_commission_bps: Bps | None | UnsetType = UNSET
     resell_commission_flat: Flat | None | UnsetType = UNSET
     resell_description: ProgramDescription | UnsetType = UNSET
+    resell_earns: Earns | UnsetType = UNSET
+    resell_earn_months: EarnMonths | None | UnsetType = UNSET
+    resell_window_days: WindowDays | UnsetType = UNSET
+    resell_hold_days: HoldDays | UnsetType = UNSET
+    resell_min_payout: MinPayout | UnsetType = UNSET
     auto_tags: Tags | UnsetType = UNSET
 
 
@@ -166,6 +181,11 @@ class OfferOut(msgspec.Struct):
     resell_commission_bps: int | None
     resell_commission_flat: int | None
     resell_description: str
+    resell_earns: str
+    resell_earn_months: int | None
+    resell_window_days: int
+    resell_hold_days: int
+    resell_min_payout: int
     auto_tags: list[str]
     created_at: dt.datetime
     updated_at: dt.datetime | None
@@ -222,6 +242,11 @@ def offer_out(offer: Offer, storage: Storage) -> OfferOut:
         resell_commission_bps=offer.resell_commission_bps,
         resell_commission_flat=offer.resell_commission_flat,
         resell_description=offer.resell_description,
+        resell_earns=offer.resell_earns,
+        resell_earn_months=offer.resell_earn_months,
+        resell_window_days=offer.resell_window_days,
+        resell_hold_days=offer.resell_hold_days,
+        resell_min_payout=offer.resell_min_payout,
         auto_tags=list(offer.auto_tags),
         created_at=offer.created_at,
         updated_at=offer.updated_at,

@@ -50,7 +50,8 @@ FIELDS = (
     "interval_months", "trial_days", "trial_requires_card", "access_days", "landing_page",
     "checkout_code_head", "checkout_code_body", "confirmation_subject", "confirmation_body",
     "destination", "destination_url", "resell_enabled", "resell_commission_bps",
-    "resell_commission_flat", "resell_description", "auto_tags",
+    "resell_commission_flat", "resell_description", "resell_earns", "resell_earn_months",
+    "resell_window_days", "resell_hold_days", "resell_min_payout", "auto_tags",
 )  # fmt: skip
 
 DEFAULTS: dict[str, Any] = {
@@ -72,6 +73,11 @@ DEFAULTS: dict[str, Any] = {
     "resell_commission_bps": None,
     "resell_commission_flat": None,
     "resell_description": "",
+    "resell_earns": "first",
+    "resell_earn_months": None,
+    "resell_window_days": 30,
+    "resell_hold_days": 30,
+    "resell_min_payout": 0,
     "auto_tags": [],
 }
 
@@ -215,7 +221,8 @@ def _settle(current: Mapping[str, Any], given: Mapping[str, Any], *, allow_local
             raise Invalid("a custom_url destination needs the URL", field="destination_url")
 
     # Resell rights.
-    for name in ("resell_enabled", "resell_commission_bps", "resell_commission_flat"):
+    for name in ("resell_enabled", "resell_commission_bps", "resell_commission_flat", "resell_earns",
+                 "resell_earn_months", "resell_window_days", "resell_hold_days", "resell_min_payout"):
         if name in given:
             v[name] = given[name]
     if "resell_description" in given:
@@ -231,10 +238,25 @@ def _settle(current: Mapping[str, Any], given: Mapping[str, Any], *, allow_local
             raise Invalid("resell rights need a commission: resell_commission_bps or resell_commission_flat", field="resell_commission_bps")
         if flat is not None and flat > v["amount"]:
             raise Invalid("the flat commission cannot exceed the offer's amount", field="resell_commission_flat")
+    _check_earns(v, given, pricing)
 
     if "auto_tags" in given:
         v["auto_tags"] = _clean_tags(given["auto_tags"])
     return v
+
+
+def _check_earns(v: dict[str, Any], given: Mapping[str, Any], pricing: Pricing) -> None:
+    """Which payments earn: "months" (the first N months of a subscription) needs N and a
+    recurring offer; N means nothing otherwise."""
+    if v["resell_earns"] == "months":
+        if pricing != Pricing.recurring:
+            raise Invalid("only a subscription has months to count: use first or all", field="resell_earns")
+        if v["resell_earn_months"] is None:
+            raise Invalid("earns=months needs resell_earn_months", field="resell_earn_months")
+    elif v["resell_earn_months"] is not None:
+        if "resell_earn_months" in given:
+            raise Invalid("applies only when resell_earns is months", field="resell_earn_months")
+        v["resell_earn_months"] = None
 
 
 def image_type(data: bytes, field: str) -> str:

@@ -30,6 +30,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_affiliate_clicks'))
     )
     op.create_index('ix_affiliate_clicks_affiliate_at', 'affiliate_clicks', ['affiliate_id', 'at'], unique=False)
+    op.create_index('ix_affiliate_clicks_visitor', 'affiliate_clicks', ['affiliate_id', 'visitor_hash', 'at'], unique=False)
     op.create_table('affiliates',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
     sa.Column('community_id', sa.BigInteger(), nullable=False),
@@ -136,6 +137,7 @@ def downgrade() -> None:
     op.drop_table('payouts')
     op.drop_index('ix_affiliates_community', table_name='affiliates')
     op.drop_table('affiliates')
+    op.drop_index('ix_affiliate_clicks_visitor', table_name='affiliate_clicks')
     op.drop_index('ix_affiliate_clicks_affiliate_at', table_name='affiliate_clicks')
     op.drop_table('affiliate_clicks')
     for name in ('commission_entry_kind', 'commission_state', 'payout_state', 'affiliate_status'):

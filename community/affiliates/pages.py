@@ -1,0 +1,86 @@
+"""The affiliate's pages (platform origin, logged-in buyers): programs they can join, and each
+link's figures with a chart of clicks and sales per day (inline SVG, drawn on the server)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath
+from litestar.response import Redirect, Template
+
+from community.accounts.guards import Viewer, provide_viewer
+from community.affiliates import service
+from community.affiliates.service import Figures
+from community.errors import Invalid
+from community.money import format_amount
+from community.offers.models import Offer
+from community.web import MAX_ID, Db
+
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 600, 160, 20
+
+
+def chart(figures: Figures) -> dict[str, Any]:
+    """Bars for clicks, a line of dots for sales, both on one scale; coordinates only (the
+    template draws them)."""
+    days = figures.days
+    top = max([1, *(d.clicks for d in days), *(d.sales for d in days)])
+    step = (CHART_WIDTH - 2 * CHART_PAD) / len(days)
+    inner = CHART_HEIGHT - 2 * CHART_PAD
+
+    def y(value: int) -> float:
+        return round(CHART_HEIGHT - CHART_PAD - value * inner / top, 1)
+
+    bars, dots = [], []
+    for n, day in enumerate(days):
+        x = round(CHART_PAD + n * step, 1)
+        bars.append({"x": x, "y": y(day.clicks), "width": round(step * 0.7, 1), "height": round(day.clicks * inner / top, 1),
+                     "label": f"{day.date.isoformat()}: {day.clicks} clicks, {day.sales} sales"})
+        dots.append({"x": round(x + step * 0.35, 1), "y": y(day.sales)})
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "pad": CHART_PAD, "top": top, "bars": bars,
+            "line": " ".join(f"{d['x']},{d['y']}" for d in dots), "first": days[0].date, "last": days[-1].date}
+
+
+class AffiliatePages(Controller):
+    include_in_schema = False
+    dependencies = {"viewer": Provide(provide_viewer)}
+
+    @get("/affiliates")
+    async def programs(self, viewer: Viewer, db: Db, state: State) -> Template | Redirect:
+        if viewer is None:
+            return Redirect("/login")
+        mine = await service.my_programs(db, viewer.user_id)
+        joinable = await service.open_programs(db, viewer.user_id)
+        return Template("affiliates/programs.html", context={"mine": mine, "joinable": joinable})
+
+    @post("/affiliates/join")
+    async def join(self, data: Form, viewer: Viewer, db: Db) -> Redirect:
+        if viewer is None:
+            return Redirect("/login", status_code=303)
+        offer_id = data.get("offer_id", "")
+        if not offer_id.isdigit() or not 1 <= int(offer_id) <= MAX_ID:
+            raise Invalid("choose an offer", field="offer_id")
+        affiliate = await service.enrol(db, user_id=viewer.user_id, offer_id=int(offer_id))
+        return Redirect(f"/affiliates/{affiliate.id}", status_code=303)
+
+    @get("/affiliates/{affiliate_id:int}")
+    async def program(self, affiliate_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Template | Redirect:
+        if viewer is None:
+            return Redirect("/login")
+        affiliate = await service.my_affiliate(db, viewer.user_id, affiliate_id)
+        offer = await db.get_one(Offer, affiliate.offer_id)
+        figures = await service.figures(db, affiliate, offer)
+        return Template("affiliates/program.html", context={
+            "affiliate": affiliate,
+            "offer": offer,
+            "link": service.link_url(state.settings.public_pages_url, affiliate),
+            "figures": figures,
+            "earned": format_amount(figures.earned, figures.currency),
+            "conversion": f"{figures.conversion_bps / 100:.1f}%",
+            "chart": chart(figures),
+        })

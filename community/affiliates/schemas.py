@@ -1,0 +1,79 @@
+"""Affiliates in and out of the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import msgspec
+
+from community.accounts.models import User
+from community.affiliates.models import Affiliate
+from community.affiliates.service import Figures
+from community.offers.models import Offer
+
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
+class Enrol(msgspec.Struct, forbid_unknown_fields=True):
+    """Opt in to an offer's resell program (you must hold the offer)."""
+
+    offer_id: Id
+
+
+class AffiliateOut(msgspec.Struct):
+    """An affiliate as the community's staff see them."""
+
+    id: int
+    offer_id: int
+    user_id: int
+    email: str
+    name: str
+    code: str
+    status: str
+    created_at: dt.datetime
+    suspended_at: dt.datetime | None
+
+
+class DayOut(msgspec.Struct):
+    date: dt.date
+    clicks: int
+    sales: int
+
+
+class ProgramOut(msgspec.Struct):
+    """Your enrolment in one offer's program: your link and how it does."""
+
+    id: int
+    community_id: int
+    offer_id: int
+    offer_title: str
+    code: str
+    link: str
+    status: str
+    program_description: str
+    commission_bps: int | None
+    commission_flat: int | None
+    currency: str
+    clicks: int
+    sales: int
+    earned: int  # minor units, net of refunds and disputes
+    conversion_rate: float  # sales per click
+    days: list[DayOut]  # the last 30 days, oldest first
+
+
+def affiliate_out(affiliate: Affiliate, user: User) -> AffiliateOut:
+    return AffiliateOut(
+        id=affiliate.id, offer_id=affiliate.offer_id, user_id=affiliate.user_id, email=user.email, name=user.name,
+        code=affiliate.code, status=affiliate.status.value, created_at=affiliate.created_at, suspended_at=affiliate.suspended_at,
+    )
+
+
+def program_out(affiliate: Affiliate, offer: Offer, link: str, figures: Figures) -> ProgramOut:
+    return ProgramOut(
+        id=affiliate.id, community_id=affiliate.community_id, offer_id=offer.id, offer_title=offer.title,
+        code=affiliate.code, link=link, status=affiliate.status.value, program_description=offer.resell_description,
+        commission_bps=offer.resell_commission_bps, commission_flat=offer.resell_commission_flat, currency=offer.currency,
+        clicks=figures.clicks, sales=figures.sales, earned=figures.earned, conversion_rate=figures.conversion_bps / 10_000,
+        days=[DayOut(d.date, d.clicks, d.sales) for d in figures.days],
+    )

@@ -1,0 +1,229 @@
+"""Resell programs: buyers opt in (enrolment), owners suspend and reinstate, checkouts carry
+the attribution, affiliates see their figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Date, cast, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.accounts.models import User
+from community.affiliates.links import Attribution
+from community.affiliates.models import (
+    Affiliate,
+    AffiliateStatus,
+    Click,
+    Commission,
+    CommissionState,
+)
+from community.db import get_in_community, utcnow
+from community.errors import Conflict, NotFound
+from community.hubs.models import Community
+from community.offers import entitlements
+from community.offers.models import Entitlement, Offer, OfferStatus
+
+CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud and typed by hand
+CODE_LENGTH = 8
+CLOCK_SKEW = dt.timedelta(minutes=5)
+CHART_DAYS = 30
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def link_url(pages_url: str, affiliate: Affiliate) -> str:
+    return f"{pages_url}/r/{affiliate.code}"
+
+
+# ---------------------------------------------------------------- enrolment
+
+
+async def enrol(session: AsyncSession, *, user_id: int, offer_id: int) -> Affiliate:
+    """The buyer opts in to the offer's program (again: the same enrolment). Only holders of a
+    live entitlement of a published offer whose program is on may."""
+    offer = await session.get(Offer, offer_id)
+    if offer is None or offer.status is not OfferStatus.published:
+        raise NotFound("offer not found", field="offer_id")
+    held = await entitlements.live_entitlement(session, community_id=offer.community_id, offer_id=offer.id, user_id=user_id)
+    if held is None:
+        raise NotFound("offer not found", field="offer_id")  # as for outsiders: nothing to learn here
+    existing = await _enrolment(session, offer.id, user_id)
+    if existing is not None:
+        return existing
+    if not offer.resell_enabled:
+        raise Conflict("this offer has no resell program", field="offer_id")
+    for _ in range(5):  # a code already taken (one in 8e11 per try) is drawn again
+        affiliate = Affiliate(community_id=offer.community_id, offer_id=offer.id, user_id=user_id, code=new_code())
+        try:
+            async with session.begin_nested():
+                session.add(affiliate)
+                await session.flush()
+            return affiliate
+        except IntegrityError:
+            existing = await _enrolment(session, offer.id, user_id)
+            if existing is not None:  # the same buyer, twice at once
+                return existing
+    raise Conflict("could not make a link code; try again")
+
+
+async def _enrolment(session: AsyncSession, offer_id: int, user_id: int) -> Affiliate | None:
+    return await session.scalar(select(Affiliate).where(Affiliate.offer_id == offer_id, Affiliate.user_id == user_id))
+
+
+async def my_affiliate(session: AsyncSession, user_id: int, affiliate_id: int) -> Affiliate:
+    affiliate = await session.get(Affiliate, affiliate_id)
+    if affiliate is None or affiliate.user_id != user_id:
+        raise NotFound("affiliate not found")
+    return affiliate
+
+
+async def my_programs(session: AsyncSession, user_id: int) -> list[tuple[Affiliate, Offer, Community]]:
+    rows = await session.execute(
+        select(Affiliate, Offer, Community)
+        .join(Offer, Offer.id == Affiliate.offer_id)
+        .join(Community, Community.id == Affiliate.community_id)
+        .where(Affiliate.user_id == user_id)
+        .order_by(Affiliate.id)
+    )
+    return [(a, o, c) for a, o, c in rows.all()]
+
+
+async def open_programs(session: AsyncSession, user_id: int) -> list[tuple[Offer, Community]]:
+    """Published offers with a program that the user holds and has not joined yet."""
+    now = utcnow()
+    held = select(Entitlement.offer_id).where(
+        Entitlement.user_id == user_id,
+        Entitlement.ends_at.is_(None) | (Entitlement.ends_at > now),
+    )
+    joined = select(Affiliate.offer_id).where(Affiliate.user_id == user_id)
+    rows = await session.execute(
+        select(Offer, Community)
+        .join(Community, Community.id == Offer.community_id)
+        .where(
+            Offer.id.in_(held), Offer.id.not_in(joined),
+            Offer.resell_enabled.is_(True), Offer.status == OfferStatus.published,
+        )
+        .order_by(Offer.id)
+    )
+    return [(o, c) for o, c in rows.all()]
+
+
+# ---------------------------------------------------------------- owners
+
+
+async def list_affiliates(
+    session: AsyncSession,
+    community_id: int,
+    *,
+    offer_id: int | None = None,
+    status: AffiliateStatus | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> list[tuple[Affiliate, User]]:
+    query = (
+        select(Affiliate, User)
+        .join(User, User.id == Affiliate.user_id)
+        .where(Affiliate.community_id == community_id)
+        .order_by(Affiliate.id)
+        .limit(limit)
+    )
+    if offer_id is not None:
+        query = query.where(Affiliate.offer_id == offer_id)
+    if status is not None:
+        query = query.where(Affiliate.status == status)
+    if after is not None:
+        query = query.where(Affiliate.id > after)
+    return [(a, u) for a, u in (await session.execute(query)).all()]
+
+
+async def set_status(session: AsyncSession, community_id: int, affiliate_id: int, status: AffiliateStatus) -> tuple[Affiliate, User]:
+    """Suspend (the link still leads to the offer; it earns nothing) or reinstate; idempotent."""
+    affiliate = await get_in_community(session, Affiliate, community_id, affiliate_id, what="affiliate", lock=True)
+    if affiliate.status is not status:
+        affiliate.status = status
+        affiliate.suspended_at = utcnow() if status is AffiliateStatus.suspended else None
+        await session.flush()
+    return affiliate, await session.get_one(User, affiliate.user_id)
+
+
+# ---------------------------------------------------------------- attribution
+
+
+async def checked_attribution(session: AsyncSession, offer: Offer, attribution: Attribution | None) -> Attribution | None:
+    """The cookie's attribution if it still holds for this offer: its affiliate exists in the
+    offer's program (active or suspended: whether it earns is decided at payment) and the
+    click is inside the offer's window as it is now."""
+    if attribution is None or attribution.offer_id != offer.id:
+        return None
+    now = utcnow()
+    if not (now - dt.timedelta(days=offer.resell_window_days) <= attribution.clicked_at <= now + CLOCK_SKEW):
+        return None
+    status = await session.scalar(
+        select(Affiliate.status).where(
+            Affiliate.id == attribution.affiliate_id, Affiliate.offer_id == offer.id, Affiliate.community_id == offer.community_id
+        )
+    )
+    return attribution if status in (AffiliateStatus.active, AffiliateStatus.suspended) else None
+
+
+# ---------------------------------------------------------------- the affiliate's figures
+
+
+@dataclass(frozen=True)
+class Day:
+    date: dt.date
+    clicks: int
+    sales: int
+
+
+@dataclass(frozen=True)
+class Figures:
+    clicks: int
+    sales: int  # payments that earned (or will earn, once held) a commission
+    earned: int  # minor units, net of refunds and disputes
+    currency: str
+    conversion_bps: int  # sales per click, in basis points
+    days: list[Day]  # the last CHART_DAYS days, oldest first
+
+
+_EARNING = (CommissionState.pending, CommissionState.approved, CommissionState.paid)
+
+
+async def figures(session: AsyncSession, affiliate: Affiliate, offer: Offer, *, today: dt.date | None = None) -> Figures:
+    """Clicks from the click log; sales and earnings from the commissions ledger (rejected and
+    fully reversed ones do not count)."""
+    today = today or utcnow().date()
+    first_day = today - dt.timedelta(days=CHART_DAYS - 1)
+    clicks = await session.scalar(select(func.count()).where(Click.affiliate_id == affiliate.id)) or 0
+    sales_row = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.sum(Commission.amount - Commission.reversed_amount), 0)).where(
+                Commission.affiliate_id == affiliate.id, Commission.state.in_(_EARNING)
+            )
+        )
+    ).one()
+    click_days = await _per_day(session, Click.at, Click.affiliate_id == affiliate.id, first_day)
+    sale_days = await _per_day(
+        session, Commission.created_at, (Commission.affiliate_id == affiliate.id) & Commission.state.in_(_EARNING), first_day
+    )
+    days = [
+        Day(day, click_days.get(day, 0), sale_days.get(day, 0))
+        for day in (first_day + dt.timedelta(days=n) for n in range(CHART_DAYS))
+    ]
+    sales = int(sales_row[0])
+    return Figures(
+        clicks=clicks, sales=sales, earned=int(sales_row[1]), currency=offer.currency,
+        conversion_bps=sales * 10_000 // clicks if clicks else 0, days=days,
+    )
+
+
+async def _per_day(session: AsyncSession, column, condition, first_day: dt.date) -> dict[dt.date, int]:
+    day = cast(func.timezone("UTC", column), Date)
+    start = dt.datetime.combine(first_day, dt.time(), dt.UTC)
+    rows = await session.execute(select(day, func.count()).where(condition, column >= start).group_by(day))
+    return {d: n for d, n in rows.all()}
