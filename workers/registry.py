@@ -3,6 +3,8 @@ and runs inside the transaction that marks its outbox row done."""
 
 from __future__ import annotations
 
+from community.affiliates import commissions
+from community.billing import service as billing
 from community.checkout import webhooks as checkout_webhooks
 from community.hubs.service import GROUP_DELETED
 from community.jobs import Handler
@@ -17,4 +19,6 @@ HANDLERS: dict[str, Handler] = {
     access_runs.SEND_ACCESS_EMAILS: offer_tasks.send_access_emails,
     GROUP_DELETED: offer_tasks.on_group_deleted,
     checkout_webhooks.PROCESS_EVENT: checkout_webhooks.process_event,
+    billing.PAYMENT_RECORDED: commissions.on_payment_recorded,
+    billing.PAYMENT_ADJUSTED: commissions.on_payment_adjusted,
 }

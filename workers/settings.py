@@ -7,6 +7,7 @@ from typing import Any
 from arq.cron import cron
 from arq.worker import Worker, func
 
+from community.affiliates.commissions import APPROVE_BATCH, approve_due
 from community.db import create_engine, session_factory
 from community.jobs import (
     ARQ_FUNCTION,
@@ -25,6 +26,17 @@ async def sweep_expired_entitlements(ctx: dict[str, Any]) -> int:
     """Every minute: passes and periods that ended start their access runs (idempotent)."""
     async with ctx["sessions"]() as session, session.begin():
         return await sweep_expired(session)
+
+
+async def approve_commissions(ctx: dict[str, Any]) -> int:
+    """Every five minutes: commissions whose hold is over become payable (batched, idempotent)."""
+    approved = 0
+    while True:
+        async with ctx["sessions"]() as session, session.begin():
+            done = await approve_due(session)
+        approved += done
+        if done < APPROVE_BATCH:
+            return approved
 
 
 def worker_options(
@@ -55,7 +67,10 @@ def worker_options(
     return dict(
         # Our own row counts tries (MAX_TRIES); arq's limit only has to stay out of its way.
         functions=[func(run_outbox_job, name=ARQ_FUNCTION, max_tries=MAX_TRIES + 5)],
-        cron_jobs=[cron(sweep_expired_entitlements, name="sweep_expired_entitlements", second=0)],
+        cron_jobs=[
+            cron(sweep_expired_entitlements, name="sweep_expired_entitlements", second=0),
+            cron(approve_commissions, name="approve_commissions", minute=set(range(0, 60, 5)), second=30),
+        ],
         redis_settings=redis_settings(settings.redis_url),
         on_startup=startup,
         on_shutdown=shutdown,

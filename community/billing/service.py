@@ -30,7 +30,7 @@ from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from community import ratelimit
+from community import jobs, ratelimit
 from community.billing import discounts
 from community.billing.discounts import counting, normalize_email
 from community.billing.models import (
@@ -55,6 +55,11 @@ EXPIRED = "this code has expired"
 USED_UP = "this code has been used up"
 ALREADY_USED = "you have already used this code"
 NOT_FOR_OFFER = "this code is not valid for this offer"
+
+# Outbox announcements for other floors (affiliate commissions): a payment was recorded (once),
+# or its refunded or disputed amount changed. Payload: payment_id.
+PAYMENT_RECORDED = "billing.payment_recorded"
+PAYMENT_ADJUSTED = "billing.payment_adjusted"
 
 # Guessing codes: failed lookups per address and window.
 GUESS_LIMIT = 20
@@ -373,6 +378,7 @@ async def record_payment(
     if new_id is not None:
         payment = await session.get(Payment, new_id)
         assert payment is not None
+        await jobs.enqueue(session, PAYMENT_RECORDED, community_id=community_id, payment_id=new_id)
         return payment
     existing = await find_payment(
         session,
@@ -442,6 +448,7 @@ async def apply_refund(session: AsyncSession, *, community_id: int, payment_id: 
             else PaymentStatus.succeeded
         )
         await session.flush()
+        await jobs.enqueue(session, PAYMENT_ADJUSTED, community_id=community_id, payment_id=payment.id)
     return payment
 
 
@@ -452,6 +459,7 @@ async def set_disputed(session: AsyncSession, payment: Payment, amount: int) -> 
     if disputed != payment.disputed_amount:
         payment.disputed_amount = disputed
         await session.flush()
+        await jobs.enqueue(session, PAYMENT_ADJUSTED, community_id=payment.community_id, payment_id=payment.id)
     return payment
 
 

@@ -1,0 +1,221 @@
+"""Payouts: the owner pays affiliates what their ledger says is payable, per currency.
+
+Payable: an entry in no payout yet whose commission is approved, or paid (a refund after
+payout: a negative line on the next payout, so a clawback nets against new earnings). A payout
+takes all of an affiliate's payable entries in one currency when their sum reaches the offer's
+minimum payout (and is above zero); a negative balance waits for later earnings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.accounts.models import User
+from community.affiliates.models import (
+    Affiliate,
+    Commission,
+    CommissionState,
+    LedgerEntry,
+    Payout,
+    PayoutState,
+)
+from community.db import get_in_community, utcnow
+from community.errors import Conflict, Invalid
+from community.money import exponent
+from community.offers.models import Offer
+
+PAYABLE_STATES = (CommissionState.approved, CommissionState.paid)
+
+
+def payable():
+    """Entries owed now and in no payout (join Commission)."""
+    return and_(LedgerEntry.payout_id.is_(None), Commission.state.in_(PAYABLE_STATES))
+
+
+def decimal_amount(amount: int, currency: str) -> str:
+    """Minor units as a plain decimal for spreadsheets: 1234 USD -> 12.34."""
+    places = exponent(currency)
+    if places == 0:
+        return str(amount)
+    sign = "-" if amount < 0 else ""
+    whole, fraction = divmod(abs(amount), 10**places)
+    return f"{sign}{whole}.{fraction:0{places}d}"
+
+
+@dataclass(frozen=True)
+class Balance:
+    affiliate_id: int
+    currency: str
+    amount: int  # payable now
+    minimum: int  # the offer's minimum payout
+
+
+async def balances(session: AsyncSession, community_id: int) -> list[Balance]:
+    """What is payable per affiliate and currency (what the owner sees before paying)."""
+    rows = await session.execute(
+        select(LedgerEntry.affiliate_id, LedgerEntry.currency, func.sum(LedgerEntry.amount), Offer.resell_min_payout)
+        .join(Commission, Commission.id == LedgerEntry.commission_id)
+        .join(Affiliate, Affiliate.id == LedgerEntry.affiliate_id)
+        .join(Offer, Offer.id == Affiliate.offer_id)
+        .where(LedgerEntry.community_id == community_id, payable())
+        .group_by(LedgerEntry.affiliate_id, LedgerEntry.currency, Offer.resell_min_payout)
+        .order_by(LedgerEntry.affiliate_id, LedgerEntry.currency)
+    )
+    return [Balance(a, c, int(total), minimum) for a, c, total, minimum in rows]
+
+
+async def create_payouts(session: AsyncSession, community_id: int) -> list[Payout]:
+    """One open payout per affiliate and currency whose payable balance reaches the minimum.
+    The entries are locked while they are taken, so two owners pressing the button at once
+    never put one entry in two payouts (the second finds nothing left)."""
+    entries = (
+        await session.execute(
+            select(LedgerEntry.id, LedgerEntry.affiliate_id, LedgerEntry.currency, LedgerEntry.amount)
+            .join(Commission, Commission.id == LedgerEntry.commission_id)
+            .where(LedgerEntry.community_id == community_id, payable())
+            .order_by(LedgerEntry.id)
+            .with_for_update(of=LedgerEntry)
+        )
+    ).all()
+    groups: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    for entry_id, affiliate_id, currency, amount in entries:
+        groups.setdefault((affiliate_id, currency), []).append((entry_id, amount))
+    minimums = await _minimums(session, community_id, {affiliate_id for affiliate_id, _ in groups})
+    made = []
+    for (affiliate_id, currency), lines in groups.items():
+        total = sum(amount for _, amount in lines)
+        if total <= 0 or total < minimums[affiliate_id]:
+            continue
+        payout = Payout(community_id=community_id, affiliate_id=affiliate_id, currency=currency, amount=total)
+        session.add(payout)
+        await session.flush()
+        await session.execute(
+            update(LedgerEntry)
+            .where(LedgerEntry.id.in_([entry_id for entry_id, _ in lines]))
+            .values(payout_id=payout.id)
+            .execution_options(synchronize_session=False)
+        )
+        made.append(payout)
+    return made
+
+
+async def _minimums(session: AsyncSession, community_id: int, affiliate_ids: set[int]) -> dict[int, int]:
+    if not affiliate_ids:
+        return {}
+    rows = await session.execute(
+        select(Affiliate.id, Offer.resell_min_payout)
+        .join(Offer, Offer.id == Affiliate.offer_id)
+        .where(Affiliate.community_id == community_id, Affiliate.id.in_(affiliate_ids))
+    )
+    return dict(rows.all())
+
+
+async def get_payout(session: AsyncSession, community_id: int, payout_id: int, *, lock: bool = False) -> Payout:
+    return await get_in_community(session, Payout, community_id, payout_id, what="payout", lock=lock)
+
+
+async def mark_paid(session: AsyncSession, community_id: int, payout_id: int, reference: str) -> Payout:
+    """The owner sent the money: the payout is paid with their reference (a transfer id), and
+    the commissions it carried are paid. Once only: a second call is a conflict."""
+    reference = reference.strip()
+    if not reference:
+        raise Invalid("say how it was paid (a transfer reference)", field="reference")
+    payout = await get_payout(session, community_id, payout_id, lock=True)
+    if payout.state == PayoutState.paid:
+        raise Conflict(f"this payout was already paid ({payout.reference})", field="reference")
+    payout.state, payout.reference, payout.paid_at = PayoutState.paid, reference[:200], utcnow()
+    carried = select(LedgerEntry.commission_id).where(LedgerEntry.payout_id == payout.id)
+    await session.execute(
+        update(Commission)
+        .where(Commission.id.in_(carried), Commission.state == CommissionState.approved)
+        .values(state=CommissionState.paid)
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+    return payout
+
+
+async def list_payouts(
+    session: AsyncSession,
+    community_id: int,
+    *,
+    after: int | None,
+    limit: int,
+    state: PayoutState | None = None,
+    affiliate_id: int | None = None,
+) -> list[Payout]:
+    """Payouts, newest first."""
+    query = select(Payout).where(Payout.community_id == community_id).order_by(Payout.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(Payout.id < after)
+    if state is not None:
+        query = query.where(Payout.state == state)
+    if affiliate_id is not None:
+        query = query.where(Payout.affiliate_id == affiliate_id)
+    return list((await session.scalars(query)).all())
+
+
+async def payees(session: AsyncSession, community_id: int, affiliate_ids: set[int]) -> dict[int, tuple[str, str]]:
+    """Affiliate id -> (email, name) of the person to pay."""
+    if not affiliate_ids:
+        return {}
+    rows = await session.execute(
+        select(Affiliate.id, User.email, User.name)
+        .join(User, User.id == Affiliate.user_id)
+        .where(Affiliate.community_id == community_id, Affiliate.id.in_(affiliate_ids))
+    )
+    return {affiliate_id: (email, name) for affiliate_id, email, name in rows}
+
+
+def to_csv(header: list[str], rows: list[list[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+async def payouts_csv(session: AsyncSession, community_id: int, payouts: list[Payout]) -> str:
+    """The owner's payment list: who gets how much."""
+    people = await payees(session, community_id, {p.affiliate_id for p in payouts})
+    rows = [
+        [
+            p.id, p.affiliate_id, *people.get(p.affiliate_id, ("", "")), decimal_amount(p.amount, p.currency),
+            p.currency, p.state.value, p.reference, p.created_at.isoformat(), p.paid_at.isoformat() if p.paid_at else "",
+        ]
+        for p in payouts
+    ]
+    header = ["payout_id", "affiliate_id", "email", "name", "amount", "currency", "state", "reference", "created_at", "paid_at"]
+    return to_csv(header, rows)
+
+
+async def payout_lines(session: AsyncSession, community_id: int, payout_id: int) -> list[tuple[LedgerEntry, Commission]]:
+    rows = await session.execute(
+        select(LedgerEntry, Commission)
+        .join(Commission, Commission.id == LedgerEntry.commission_id)
+        .where(LedgerEntry.community_id == community_id, LedgerEntry.payout_id == payout_id)
+        .order_by(LedgerEntry.id)
+    )
+    return [(entry, commission) for entry, commission in rows.tuples()]
+
+
+async def payout_csv(session: AsyncSession, community_id: int, payout_id: int) -> str:
+    """One payout, line by line: each entry with the payment behind it; the lines sum to it."""
+    payout = await get_payout(session, community_id, payout_id)
+    people = await payees(session, community_id, {payout.affiliate_id})
+    email, name = people.get(payout.affiliate_id, ("", ""))
+    rows: list[list[object]] = [
+        [
+            payout.id, payout.affiliate_id, email, name, entry.id, entry.kind.value, commission.id, commission.payment_id,
+            commission.offer_id, decimal_amount(entry.amount, entry.currency), entry.currency, entry.created_at.isoformat(),
+        ]
+        for entry, commission in await payout_lines(session, community_id, payout.id)
+    ]
+    header = ["payout_id", "affiliate_id", "email", "name", "entry_id", "kind", "commission_id", "payment_id",
+              "offer_id", "amount", "currency", "created_at"]
+    return to_csv(header, rows)

@@ -1,0 +1,206 @@
+"""What affiliates earned, summed from the ledger: the affiliate's dashboard and the owner's
+report (per affiliate and per offer, with CSV). Every amount here is a sum of entries, so it
+reconciles with the ledger: pending + approved + paid = all entries (a reversed commission's
+entries sum to zero).
+
+- pending: entries of commissions still in their hold;
+- approved: owed and not yet paid (payable, or in an open payout);
+- paid: in paid payouts (clawbacks after payout included, once paid out).
+Sales count the payments that earned and still do (not rejected, not fully reversed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.accounts.models import User
+from community.affiliates.models import (
+    Affiliate,
+    Click,
+    Commission,
+    CommissionState,
+    LedgerEntry,
+    Payout,
+    PayoutState,
+)
+from community.affiliates.payouts import PAYABLE_STATES, decimal_amount, to_csv
+from community.offers.models import Offer
+
+EARNING_STATES = (CommissionState.pending, CommissionState.approved, CommissionState.paid)
+
+
+@dataclass
+class Totals:
+    """One currency's numbers, in minor units."""
+
+    currency: str
+    pending: int = 0
+    approved: int = 0
+    paid: int = 0
+    reversed: int = 0  # taken back by refunds and disputes
+    sales: int = 0
+    revenue: int = 0  # what those sales paid, after discounts
+    rejected: int = 0  # payments that earned nothing (self-referral, suspended)
+
+
+@dataclass
+class Row:
+    key: int  # affiliate or offer id
+    totals: dict[str, Totals] = field(default_factory=dict)
+
+    def of(self, currency: str) -> Totals:
+        return self.totals.setdefault(currency, Totals(currency))
+
+
+def _bucket():
+    in_paid_payout = Payout.state == PayoutState.paid
+    return case(
+        (in_paid_payout, "paid"),
+        (Commission.state.in_(PAYABLE_STATES), "approved"),
+        (Commission.state == CommissionState.pending, "pending"),
+        else_="reversed",
+    )
+
+
+async def _totals(session: AsyncSession, community_id: int, key, where) -> dict[int, Row]:
+    """Ledger buckets and sales per `key` (a Commission column) and currency."""
+    rows: dict[int, Row] = {}
+    bucket = _bucket()
+    ledger = await session.execute(
+        select(key, LedgerEntry.currency, bucket, func.sum(LedgerEntry.amount))
+        .join(Commission, Commission.id == LedgerEntry.commission_id)
+        .outerjoin(Payout, Payout.id == LedgerEntry.payout_id)
+        .where(LedgerEntry.community_id == community_id, *where)
+        .group_by(key, LedgerEntry.currency, bucket)
+    )
+    for key_value, currency, name, total in ledger:
+        if name != "reversed":
+            totals = rows.setdefault(key_value, Row(key_value)).of(currency)
+            setattr(totals, name, getattr(totals, name) + int(total))
+    earning = Commission.state.in_(EARNING_STATES) & (Commission.reversed_amount < Commission.amount)
+    sales = await session.execute(
+        select(
+            key,
+            Commission.currency,
+            func.count().filter(earning),
+            func.coalesce(func.sum(Commission.base_amount).filter(earning), 0),
+            func.sum(Commission.reversed_amount),
+            func.count().filter(Commission.state == CommissionState.rejected),
+        )
+        .where(Commission.community_id == community_id, *where)
+        .group_by(key, Commission.currency)
+    )
+    for key_value, currency, count, revenue, reversed_, rejected in sales:
+        totals = rows.setdefault(key_value, Row(key_value)).of(currency)
+        totals.sales, totals.revenue, totals.reversed, totals.rejected = count, int(revenue), int(reversed_), rejected
+    return rows
+
+
+async def earnings(session: AsyncSession, community_id: int, affiliate_id: int) -> list[Totals]:
+    """The affiliate's dashboard numbers, one entry per currency they earned in."""
+    rows = await _totals(session, community_id, Commission.affiliate_id, [Commission.affiliate_id == affiliate_id])
+    row = rows.get(affiliate_id)
+    return sorted(row.totals.values(), key=lambda t: t.currency) if row else []
+
+
+async def _clicks(session: AsyncSession, community_id: int, key) -> dict[int, int]:
+    rows = await session.execute(
+        select(key, func.count()).where(Click.community_id == community_id).group_by(key)
+    )
+    return dict(rows.all())
+
+
+@dataclass
+class ReportLine:
+    id: int
+    label: str  # the affiliate's email, or the offer's title
+    clicks: int
+    totals: Totals
+    offer_id: int | None = None  # per affiliate: their offer
+    status: str | None = None  # per affiliate: active or suspended
+
+
+async def by_affiliate(session: AsyncSession, community_id: int) -> list[ReportLine]:
+    """Every affiliate (those with nothing yet too), one line per currency they earned in."""
+    rows = await _totals(session, community_id, Commission.affiliate_id, [])
+    clicks = await _clicks(session, community_id, Click.affiliate_id)
+    affiliates = await session.execute(
+        select(Affiliate.id, Affiliate.offer_id, Affiliate.status, User.email, Offer.currency)
+        .join(User, User.id == Affiliate.user_id)
+        .join(Offer, Offer.id == Affiliate.offer_id)
+        .where(Affiliate.community_id == community_id)
+        .order_by(Affiliate.id)
+    )
+    lines = []
+    for affiliate_id, offer_id, status, email, currency in affiliates:
+        row = rows.get(affiliate_id) or Row(affiliate_id, {currency: Totals(currency)})
+        for totals in sorted(row.totals.values(), key=lambda t: t.currency):
+            lines.append(ReportLine(affiliate_id, email, clicks.get(affiliate_id, 0), totals, offer_id, status.value))
+    return lines
+
+
+async def by_offer(session: AsyncSession, community_id: int) -> list[ReportLine]:
+    """Every offer with a program or affiliates, one line per currency."""
+    rows = await _totals(session, community_id, Commission.offer_id, [])
+    clicks = await _clicks(session, community_id, Click.offer_id)
+    with_affiliates = select(Affiliate.offer_id).where(Affiliate.community_id == community_id)
+    offers = await session.execute(
+        select(Offer.id, Offer.title, Offer.currency)
+        .where(Offer.community_id == community_id, Offer.resell_enabled | Offer.id.in_(with_affiliates))
+        .order_by(Offer.id)
+    )
+    lines = []
+    for offer_id, title, currency in offers:
+        row = rows.get(offer_id) or Row(offer_id, {currency: Totals(currency)})
+        for totals in sorted(row.totals.values(), key=lambda t: t.currency):
+            lines.append(ReportLine(offer_id, title, clicks.get(offer_id, 0), totals, offer_id))
+    return lines
+
+
+MONEY = ("revenue", "pending", "approved", "paid", "reversed")
+
+
+def totals_out(totals: Totals) -> dict[str, Any]:
+    return {
+        "currency": totals.currency, "sales": totals.sales, "rejected": totals.rejected,
+        **{name: getattr(totals, name) for name in MONEY},
+    }
+
+
+def report_csv(lines: list[ReportLine], *, per: str) -> str:
+    """Decimal amounts with their currency, for spreadsheets."""
+    first = ["affiliate_id", "email", "offer_id", "status"] if per == "affiliate" else ["offer_id", "title"]
+    header = [*first, "clicks", "sales", "rejected", *MONEY, "currency"]
+    rows = []
+    for line in lines:
+        lead = [line.id, line.label, line.offer_id, line.status] if per == "affiliate" else [line.id, line.label]
+        money = [decimal_amount(getattr(line.totals, name), line.totals.currency) for name in MONEY]
+        rows.append([*lead, line.clicks, line.totals.sales, line.totals.rejected, *money, line.totals.currency])
+    return to_csv(header, rows)
+
+
+async def list_commissions(
+    session: AsyncSession,
+    community_id: int,
+    *,
+    after: int | None,
+    limit: int,
+    affiliate_id: int | None = None,
+    offer_id: int | None = None,
+    state: CommissionState | None = None,
+) -> list[Commission]:
+    """Commissions, newest first."""
+    query = select(Commission).where(Commission.community_id == community_id).order_by(Commission.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(Commission.id < after)
+    if affiliate_id is not None:
+        query = query.where(Commission.affiliate_id == affiliate_id)
+    if offer_id is not None:
+        query = query.where(Commission.offer_id == offer_id)
+    if state is not None:
+        query = query.where(Commission.state == state)
+    return list((await session.scalars(query)).all())

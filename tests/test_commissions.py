@@ -1,0 +1,404 @@
+"""Commissions: an attributed payment earns its affiliate once (however often the webhook or job
+runs), at the program's rate on what was paid, floored; renewals earn by the program's rule;
+self-referrals and suspended affiliates earn nothing and say why; refunds and disputes take
+back exactly their proportion, ending at zero; the hold ends through the cron.
+
+Payments are recorded through billing.service.record_payment (as the webhook handlers do) and
+the commission work runs through the real outbox and an arq worker."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from community import jobs
+from community.affiliates import commissions, reports
+from community.affiliates.commissions import same_person_email
+from community.affiliates.models import (
+    Affiliate,
+    AffiliateStatus,
+    Commission,
+    CommissionState,
+    LedgerEntry,
+)
+from community.billing import service as billing
+from community.checkout.models import Checkout
+from community.jobs import OutboxJob
+from community.offers.models import (
+    Entitlement,
+    EntitlementSource,
+    EntitlementStatus,
+    Offer,
+    Pricing,
+)
+from tests.conftest import Account, sign_up
+from tests.helpers import run_jobs
+from tests.test_access import make_offer
+from workers.settings import approve_commissions
+
+PAID_AT = dt.datetime(2030, 1, 15, 12, 0, tzinfo=dt.UTC)
+
+
+@dataclass
+class Program:
+    community_id: int
+    offer_id: int
+    affiliate_id: int
+    affiliate: Account
+    buyer: Account
+
+
+async def set_program(sessions, offer_id: int, **fields: Any) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(update(Offer).where(Offer.id == offer_id).values(**fields))
+
+
+async def add_affiliate(sessions, community_id: int, offer_id: int, user_id: int, **fields: Any) -> int:
+    async with sessions() as session, session.begin():
+        affiliate = Affiliate(
+            community_id=community_id, offer_id=offer_id, user_id=user_id, code=secrets.token_hex(6), **fields
+        )
+        session.add(affiliate)
+        await session.flush()
+        return affiliate.id
+
+
+async def make_program(
+    client: httpx.AsyncClient, sessions, community_id: int, *, title: str = "Pro", affiliate_email: str = "aff@example.com",
+    buyer_email: str = "buyer@example.com", **program: Any,
+) -> Program:
+    """A monthly offer with a 30% program, an affiliate and a buyer."""
+    offer_id = await make_offer(sessions, community_id, title, pricing=Pricing.recurring, amount=1000, interval_months=1)
+    settings = {"resell_enabled": True, "resell_commission_bps": 3000, "resell_hold_days": 30, **program}
+    await set_program(sessions, offer_id, **settings)
+    affiliate = await sign_up(client, affiliate_email)
+    buyer = await sign_up(client, buyer_email)
+    affiliate_id = await add_affiliate(sessions, community_id, offer_id, affiliate.id)
+    return Program(community_id, offer_id, affiliate_id, affiliate, buyer)
+
+
+@dataclass
+class Bought:
+    payment_id: int
+    entitlement_id: int
+    checkout_id: int
+
+
+async def buy(
+    sessions, p: Program, *, amount: int = 1000, discount: int = 0, buyer: Account | None = None,
+    affiliate_id: int | None | bool = True, email: str | None = None, paid_at: dt.datetime = PAID_AT,
+    intent: str | None = None,
+) -> Bought:
+    """A purchase through the affiliate's link (the checkout carries the attribution)."""
+    buyer = buyer or p.buyer
+    async with sessions() as session, session.begin():
+        checkout = Checkout(
+            community_id=p.community_id, offer_id=p.offer_id, token=secrets.token_urlsafe(32), email=email or buyer.email,
+            user_id=buyer.id, list_amount=amount + discount, discount_amount=discount, amount_due=amount, currency="USD",
+            affiliate_id=p.affiliate_id if affiliate_id is True else affiliate_id or None,
+            affiliate_clicked_at=paid_at - dt.timedelta(hours=1),
+        )
+        entitlement = Entitlement(
+            community_id=p.community_id, offer_id=p.offer_id, user_id=buyer.id,
+            source=EntitlementSource.purchase, status=EntitlementStatus.active,
+        )
+        session.add_all([checkout, entitlement])
+        await session.flush()
+        checkout.entitlement_id = entitlement.id
+        payment = await billing.record_payment(
+            session, community_id=p.community_id, user_id=buyer.id, offer_id=p.offer_id, entitlement_id=entitlement.id,
+            checkout_id=checkout.id, kind="purchase", amount=amount, discount_amount=discount, currency="USD",
+            stripe_account_id="acct_1", stripe_payment_intent_id=intent or f"pi_{secrets.token_hex(6)}", paid_at=paid_at,
+        )
+        return Bought(payment.id, entitlement.id, checkout.id)
+
+
+async def renew(sessions, p: Program, bought: Bought, *, months: int, amount: int = 1000, buyer: Account | None = None) -> int:
+    """The entitlement's renewal `months` months after the purchase (an invoice paid)."""
+    async with sessions() as session, session.begin():
+        payment = await billing.record_payment(
+            session, community_id=p.community_id, user_id=(buyer or p.buyer).id, offer_id=p.offer_id,
+            entitlement_id=bought.entitlement_id, checkout_id=None, kind="renewal", amount=amount, discount_amount=0,
+            currency="USD", stripe_account_id="acct_1", stripe_invoice_id=f"in_{secrets.token_hex(6)}",
+            paid_at=PAID_AT + dt.timedelta(days=30 * months, minutes=40),
+        )
+        return payment.id
+
+
+async def commission_of(sessions, payment_id: int) -> Commission | None:
+    async with sessions() as session:
+        return await session.scalar(select(Commission).where(Commission.payment_id == payment_id))
+
+
+async def entries_of(sessions, commission_id: int) -> list[tuple[str, int]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(LedgerEntry.kind, LedgerEntry.amount).where(LedgerEntry.commission_id == commission_id).order_by(LedgerEntry.id)
+        )
+        return [(kind.value, amount) for kind, amount in rows]
+
+
+async def refund(sessions, community_id: int, payment_id: int, total: int) -> None:
+    """Stripe's cumulative amount_refunded for the charge, as charge.refunded reports it."""
+    async with sessions() as session, session.begin():
+        await billing.apply_refund(session, community_id=community_id, payment_id=payment_id, amount_refunded=total)
+
+
+async def dispute(sessions, community_id: int, payment_id: int, amount: int) -> None:
+    async with sessions() as session, session.begin():
+        payment = await billing.get_payment(session, community_id, payment_id, lock=True)
+        await billing.set_disputed(session, payment, amount)
+
+
+async def earnings(sessions, p: Program) -> dict[str, Any]:
+    async with sessions() as session:
+        return {t.currency: t for t in await reports.earnings(session, p.community_id, p.affiliate_id)}
+
+
+@pytest.fixture
+async def program(client: httpx.AsyncClient, sessions, community: dict[str, Any]) -> Program:
+    return await make_program(client, sessions, community["id"])
+
+
+# ---------------------------------------------------------------- earning
+
+
+async def test_a_purchase_through_a_link_earns_the_rate_on_what_was_paid_floored(sessions, settings, program: Program) -> None:
+    await set_program(sessions, program.offer_id, resell_commission_bps=3333, resell_hold_days=14)
+    bought = await buy(sessions, program, amount=799, discount=200)  # list 999, paid 799 after the discount
+    await run_jobs(settings)
+    commission = await commission_of(sessions, bought.payment_id)
+    assert commission is not None
+    assert (commission.base_amount, commission.amount, commission.currency) == (799, 266, "USD")  # 266.3067 floored
+    assert commission.state == CommissionState.pending and commission.reason == ""
+    assert commission.hold_until == PAID_AT + dt.timedelta(days=14)
+    assert commission.buyer_user_id == program.buyer.id and commission.affiliate_id == program.affiliate_id
+    assert await entries_of(sessions, commission.id) == [("earned", 266)]
+    totals = (await earnings(sessions, program))["USD"]
+    assert (totals.pending, totals.approved, totals.paid, totals.sales, totals.revenue) == (266, 0, 0, 1, 799)
+
+
+async def test_a_flat_commission_never_exceeds_the_payment(client, sessions, settings, program: Program) -> None:
+    await set_program(sessions, program.offer_id, resell_commission_bps=None, resell_commission_flat=700)
+    full = await buy(sessions, program, amount=1000)
+    cheap = await buy(sessions, program, amount=500, discount=500, buyer=await sign_up(client, "cheap@example.com"))
+    await run_jobs(settings)
+    assert (await commission_of(sessions, full.payment_id)).amount == 700
+    assert (await commission_of(sessions, cheap.payment_id)).amount == 500
+
+
+async def test_payments_without_attribution_or_program_earn_nothing(client, sessions, settings, program: Program) -> None:
+    plain = await buy(sessions, program, affiliate_id=None)
+    free = await buy(sessions, program, amount=0, discount=1000, buyer=await sign_up(client, "free@example.com"))
+    await set_program(sessions, program.offer_id, resell_enabled=False)
+    program_off = await buy(sessions, program, buyer=await sign_up(client, "late@example.com"))
+    await run_jobs(settings)
+    for bought in (plain, free, program_off):
+        assert await commission_of(sessions, bought.payment_id) is None
+
+
+async def test_a_webhook_delivered_twice_makes_one_commission(sessions, settings, program: Program) -> None:
+    """The same payment recorded twice (one job), and the job run several times at once."""
+    bought = await buy(sessions, program, intent="pi_twice")
+    async with sessions() as session, session.begin():
+        again = await billing.record_payment(
+            session, community_id=program.community_id, user_id=program.buyer.id, offer_id=program.offer_id,
+            entitlement_id=bought.entitlement_id, checkout_id=bought.checkout_id, kind="purchase", amount=1000,
+            discount_amount=0, currency="USD", stripe_account_id="acct_1", stripe_payment_intent_id="pi_twice",
+        )
+        assert again.id == bought.payment_id
+        announced = await session.scalar(select(func.count()).where(OutboxJob.name == billing.PAYMENT_RECORDED))
+        assert announced == 1  # only the insert announces the payment
+
+    async def record_at_once() -> None:
+        async with sessions() as session, session.begin():
+            await commissions.record_commission(session, community_id=program.community_id, payment_id=bought.payment_id)
+            await asyncio.sleep(0.05)  # hold the transaction: the others wait on the unique key
+
+    await asyncio.gather(*(record_at_once() for _ in range(4)))
+    await run_jobs(settings)  # and the outbox job, once more
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Commission)) == 1
+    commission = await commission_of(sessions, bought.payment_id)
+    assert await entries_of(sessions, commission.id) == [("earned", 300)]
+
+
+def test_one_mailbox_is_one_person() -> None:
+    assert same_person_email("J.O.H.N+deals@GoogleMail.com") == "john@gmail.com"
+    assert same_person_email(" John+x@Example.com ") == "john@example.com"
+    assert same_person_email("j.ohn@example.com") == "j.ohn@example.com"  # dots matter outside Gmail
+
+
+async def test_self_referrals_earn_nothing_and_say_why(client, sessions, settings, community) -> None:
+    p = await make_program(client, sessions, community["id"], affiliate_email="jane.doe@gmail.com")
+    own = await buy(sessions, p, buyer=p.affiliate)  # the affiliate buys through their own link
+    alias = await buy(sessions, p, buyer=await sign_up(client, "JaneDoe+2nd@googlemail.com"))
+    # A new account, but the checkout's email is the affiliate's mailbox.
+    checkout_email = await buy(sessions, p, buyer=await sign_up(client, "other@example.com"), email="jane.doe+x@gmail.com")
+    honest = await buy(sessions, p)
+    await run_jobs(settings)
+    for bought in (own, alias, checkout_email):
+        commission = await commission_of(sessions, bought.payment_id)
+        assert commission is not None and commission.state == CommissionState.rejected
+        assert commission.amount == 0 and commission.reason == commissions.SELF_REFERRAL
+        assert commission.base_amount == 1000  # the sale is kept, with the reason
+        assert await entries_of(sessions, commission.id) == []
+    assert (await commission_of(sessions, honest.payment_id)).amount == 300
+    totals = (await earnings(sessions, p))["USD"]
+    assert (totals.pending, totals.sales, totals.rejected) == (300, 1, 3)
+
+
+async def test_a_suspended_affiliate_earns_nothing(sessions, settings, program: Program) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Affiliate).where(Affiliate.id == program.affiliate_id).values(status=AffiliateStatus.suspended)
+        )
+    bought = await buy(sessions, program)
+    await run_jobs(settings)
+    commission = await commission_of(sessions, bought.payment_id)
+    assert commission.state == CommissionState.rejected and commission.reason == commissions.SUSPENDED
+    assert commission.amount == 0 and await entries_of(sessions, commission.id) == []
+    # Renewals of that sale are judged at their own payment time: active again, they earn.
+    async with sessions() as session, session.begin():
+        await session.execute(update(Affiliate).where(Affiliate.id == program.affiliate_id).values(status=AffiliateStatus.active))
+    await set_program(sessions, program.offer_id, resell_earns="all")
+    renewal = await renew(sessions, program, bought, months=1)
+    await run_jobs(settings)
+    assert (await commission_of(sessions, renewal)).amount == 300
+
+
+@pytest.mark.parametrize(
+    ("earns", "months", "interval", "earning"),
+    [
+        ("first", None, 1, [0]),
+        ("all", None, 1, [0, 1, 2, 3, 4]),
+        ("months", 3, 1, [0, 1, 2]),
+        ("months", 6, 3, [0, 1]),  # quarterly: the periods starting in months 0 and 3
+        ("months", 6, 12, [0]),  # yearly: only the first year starts within six months
+    ],
+)
+async def test_renewals_earn_by_the_programs_rule(
+    client, sessions, settings, community, earns: str, months: int | None, interval: int, earning: list[int]
+) -> None:
+    p = await make_program(client, sessions, community["id"], resell_earns=earns, resell_earn_months=months)
+    await set_program(sessions, p.offer_id, interval_months=interval)
+    bought = await buy(sessions, p)
+    payments = [bought.payment_id] + [await renew(sessions, p, bought, months=n * interval) for n in range(1, 5)]
+    await run_jobs(settings)
+    earned = [n for n, payment_id in enumerate(payments) if await commission_of(sessions, payment_id) is not None]
+    assert earned == earning
+    for payment_id in payments[: len(earning)]:
+        assert (await commission_of(sessions, payment_id)).amount == 300
+
+
+async def test_a_trial_counts_from_the_first_paid_period(client, sessions, settings, community) -> None:
+    """A free trial's zero payment earns nothing and does not use up "first"."""
+    p = await make_program(client, sessions, community["id"], resell_earns="first")
+    trial = await buy(sessions, p, amount=0)
+    first_paid = await renew(sessions, p, trial, months=0)
+    second = await renew(sessions, p, trial, months=1)
+    await run_jobs(settings)
+    assert await commission_of(sessions, trial.payment_id) is None
+    assert (await commission_of(sessions, first_paid)).amount == 300
+    assert await commission_of(sessions, second) is None
+
+
+# ---------------------------------------------------------------- refunds and disputes
+
+
+async def test_partial_refunds_reverse_in_exact_proportion_and_end_at_zero(sessions, settings, program: Program) -> None:
+    await set_program(sessions, program.offer_id, resell_commission_bps=3333)
+    bought = await buy(sessions, program, amount=1000)
+    await run_jobs(settings)
+    commission = await commission_of(sessions, bought.payment_id)
+    assert commission.amount == 333
+    expected_left = []
+    for total in (100, 350, 350, 999, 1000):  # cumulative, as Stripe reports; one repeated
+        await refund(sessions, program.community_id, bought.payment_id, total)
+        await run_jobs(settings)
+        expected_left.append(333 * (1000 - total) // 1000)
+        entries = await entries_of(sessions, commission.id)
+        assert sum(amount for _, amount in entries) == expected_left[-1]
+    assert await entries_of(sessions, commission.id) == [("earned", 333), ("reversal", -34), ("reversal", -83), ("reversal", -216)]
+    commission = await commission_of(sessions, bought.payment_id)
+    assert (commission.reversed_amount, commission.state) == (333, CommissionState.reversed)
+    totals = (await earnings(sessions, program))["USD"]
+    assert (totals.pending, totals.approved, totals.paid, totals.sales, totals.reversed) == (0, 0, 0, 0, 333)
+
+
+async def test_a_repeated_adjustment_job_writes_nothing(sessions, settings, program: Program) -> None:
+    bought = await buy(sessions, program)
+    await refund(sessions, program.community_id, bought.payment_id, 500)
+    await run_jobs(settings)
+    commission = await commission_of(sessions, bought.payment_id)
+    async with sessions() as session, session.begin():
+        for _ in range(3):
+            await jobs.enqueue(session, billing.PAYMENT_ADJUSTED, community_id=program.community_id, payment_id=bought.payment_id)
+    await run_jobs(settings)
+    assert await entries_of(sessions, commission.id) == [("earned", 300), ("reversal", -150)]
+
+
+async def test_a_refund_before_the_job_ran_is_taken_into_account(sessions, settings, program: Program) -> None:
+    """Jobs may run in any order: the commission is created from the payment as it is now."""
+    bought = await buy(sessions, program)
+    await refund(sessions, program.community_id, bought.payment_id, 1000)
+    await run_jobs(settings)
+    commission = await commission_of(sessions, bought.payment_id)
+    assert commission.state == CommissionState.reversed
+    assert await entries_of(sessions, commission.id) == [("earned", 300), ("reversal", -300)]
+
+
+async def test_a_dispute_reverses_and_a_won_dispute_restores(sessions, settings, program: Program) -> None:
+    bought = await buy(sessions, program)
+    await refund(sessions, program.community_id, bought.payment_id, 200)
+    await dispute(sessions, program.community_id, bought.payment_id, 800)  # the rest is charged back
+    await run_jobs(settings)
+    commission = await commission_of(sessions, bought.payment_id)
+    assert commission.state == CommissionState.reversed
+    assert await entries_of(sessions, commission.id) == [("earned", 300), ("reversal", -300)]
+    await dispute(sessions, program.community_id, bought.payment_id, 0)  # won
+    await run_jobs(settings)
+    commission = await commission_of(sessions, bought.payment_id)
+    assert commission.state == CommissionState.pending and commission.reversed_amount == 60
+    assert await entries_of(sessions, commission.id) == [("earned", 300), ("reversal", -300), ("restored", 240)]
+    assert (await earnings(sessions, program))["USD"].pending == 240
+
+
+# ---------------------------------------------------------------- the hold
+
+
+async def test_the_cron_approves_commissions_after_their_hold(client, sessions, settings, program: Program) -> None:
+    early = await buy(sessions, program, paid_at=PAID_AT)
+    late = await buy(sessions, program, paid_at=PAID_AT + dt.timedelta(days=10), buyer=await sign_up(client, "b2@example.com"))
+    await run_jobs(settings)
+    async with sessions() as session, session.begin():
+        assert await commissions.approve_due(session, now=PAID_AT + dt.timedelta(days=29)) == 0
+        assert await commissions.approve_due(session, now=PAID_AT + dt.timedelta(days=30)) == 1
+        assert await commissions.approve_due(session, now=PAID_AT + dt.timedelta(days=30)) == 0  # idempotent
+    assert (await commission_of(sessions, early.payment_id)).state == CommissionState.approved
+    assert (await commission_of(sessions, late.payment_id)).state == CommissionState.pending
+    totals = (await earnings(sessions, program))["USD"]
+    assert (totals.pending, totals.approved) == (300, 300)
+
+    # The worker's cron function (at the real time) approves the rest once their hold is over.
+    async with sessions() as session, session.begin():
+        await session.execute(update(Commission).values(hold_until=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+    assert await approve_commissions({"sessions": sessions}) == 1
+    assert (await commission_of(sessions, late.payment_id)).state == CommissionState.approved
+
+
+async def test_a_partial_refund_during_the_hold_is_netted_when_approved(sessions, settings, program: Program) -> None:
+    bought = await buy(sessions, program)
+    await refund(sessions, program.community_id, bought.payment_id, 250)
+    await run_jobs(settings)
+    async with sessions() as session, session.begin():
+        await commissions.approve_due(session, now=PAID_AT + dt.timedelta(days=31))
+    totals = (await earnings(sessions, program))["USD"]
+    assert (totals.pending, totals.approved, totals.reversed) == (0, 225, 75)
