@@ -27,6 +27,7 @@ from community.affiliates.api import AffiliatesController, MyAffiliatesControlle
 from community.affiliates.links import ClickRecorder, Keys, LinkPages, Targets
 from community.affiliates.pages import AffiliatePages
 from community.billing.api import DiscountCodesController, PaymentsController
+from community.billing.memberships_api import EndEntitlementController, MyMembershipsController
 from community.checkout.api import (
     QuoteController,
     StripeConnectController,
@@ -81,6 +82,8 @@ API_CONTROLLERS = [
     OffersController,
     DiscountCodesController,
     PaymentsController,
+    MyMembershipsController,
+    EndEntitlementController,
     StripeConnectController,
     StripeWebhooksController,
     QuoteController,

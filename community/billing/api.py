@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import JSONBody, QueryParameter
 
@@ -15,17 +16,20 @@ from community.accounts.guards import (
     provide_member,
     provide_principal,
 )
-from community.billing import discounts, service
+from community.billing import discounts, refunds, service
 from community.billing.schemas import (
     DiscountCodeCreate,
     DiscountCodeOut,
     DiscountCodeUpdate,
     PaymentOut,
     RedemptionOut,
+    RefundCreate,
+    RefundOut,
     code_out,
     given,
     payment_out,
     redemption_out,
+    refund_out,
 )
 from community.web import MAX_ID, Cursor, Db, ObjectId, Page, PageLimit, page_of
 
@@ -110,3 +114,21 @@ class PaymentsController(Controller):
     @get("/{payment_id:int}", summary="One payment")
     async def read_payment(self, payment_id: ObjectId, member: StaffMember, db: Db) -> PaymentOut:
         return payment_out(await service.get_payment(db, member.community_id, payment_id))
+
+    @get("/{payment_id:int}/refunds", summary="A payment's refunds (ours and the Stripe dashboard's), oldest first")
+    async def list_refunds(self, payment_id: ObjectId, member: StaffMember, db: Db) -> list[RefundOut]:
+        return [refund_out(r) for r in await refunds.list_refunds(db, member.community_id, payment_id)]
+
+    @post(
+        "/{payment_id:int}/refunds",
+        status_code=201,
+        summary="Refund a payment fully or partly (up to what is left); the membership stays unless revoke_access",
+    )
+    async def refund(
+        self, payment_id: ObjectId, data: JSONBody[RefundCreate], editor: StaffMember, db: Db, state: State
+    ) -> RefundOut:
+        request = refunds.RefundRequest(data.amount, data.reason, data.revoke_access, editor.user_id)
+        refund = await refunds.refund_payment(
+            db, state.settings, community_id=editor.community_id, payment_id=payment_id, request=request
+        )
+        return refund_out(refund)

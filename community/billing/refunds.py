@@ -1,7 +1,419 @@
-"""Refunds (ours and the Stripe dashboard's) and disputes."""
+"""Refunds (ours and the Stripe dashboard's) and disputes.
+
+An owner's refund goes through three steps, so that nothing is refunded twice and no total moves
+on a refund Stripe did not make:
+1. `start_refund`: under the payment's row lock, check the amount against what is left (pending
+   refunds count as taken) and write the Refund row, pending. The caller commits it.
+2. `send_refund`: ask Stripe, with an idempotency key made from the row (a retried call returns
+   the same Stripe refund) and the row's id in the refund's metadata.
+3. `settle`: the row becomes succeeded (or failed, with Stripe's error); the payment's refunded
+   total is set from the charge's cumulative `amount_refunded`, re-read from Stripe.
+
+`charge.refunded` runs the same settlement for every refund of the charge: a refund made in the
+dashboard gets its own row; one of ours that the request could not finish (a crash after the
+Stripe call) is found by the metadata and settled. Disputes are read back from Stripe on every
+event, and the payment's disputed amount is the sum of the ones that hold money (open or lost).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-EVENT_HANDLERS: dict[str, Any] = {}
+import stripe
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.accounts import service as accounts
+from community.billing import memberships
+from community.billing import service as billing
+from community.billing.models import Dispute, Payment, Refund, RefundState
+from community.db import utcnow
+from community.errors import Conflict, DomainError, Invalid, NotYetKnown, check_storable
+from community.hubs.models import Community
+from community.money import format_amount
+from community.notifications.service import queue_email
+from community.offers import entitlements
+from community.offers.models import EntitlementStatus, Offer
+from community.settings import Settings
+from community.stripe_client import stripe_client
+
+# Dispute statuses that hold the payment's money (inquiries, "warning_*", hold nothing).
+HOLDING = ("needs_response", "under_review", "lost")
+MAX_REASON = 500
+
+
+class StripeRefused(DomainError):
+    """Stripe refused or failed the refund: the row is kept as failed, nothing else changed."""
+
+    status_code = 502
+    title = "Stripe refused the refund"
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    amount: int | None  # None: everything that is left
+    reason: str
+    revoke_access: bool
+    actor_id: int | None
+
+
+def idempotency_key(refund: Refund) -> str:
+    # The row's id and creation instant: a rebuilt database reusing the id cannot replay it.
+    return f"refund-{refund.id}-{int(refund.created_at.timestamp() * 1_000_000)}"
+
+
+async def refundable(session: AsyncSession, payment: Payment) -> int:
+    """What is left to refund: not refunded, not held by a chargeback, not asked for already."""
+    asked = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment.id, Refund.state == RefundState.pending
+        )
+    )
+    return max(payment.amount - payment.refunded_amount - payment.disputed_amount - int(asked or 0), 0)
+
+
+# ---------------------------------------------------------------- an owner's refund
+
+
+async def refund_payment(
+    session: AsyncSession, settings: Settings, *, community_id: int, payment_id: int, request: RefundRequest
+) -> Refund:
+    """The owner's refund, start to end. Unlike other services this one commits: the pending
+    row before Stripe is asked (a concurrent request counts it; a crash leaves a trace that
+    charge.refunded settles), and a refusal as failed before StripeRefused is raised."""
+    refund = await start_refund(session, settings, community_id=community_id, payment_id=payment_id, request=request)
+    await session.commit()
+    try:
+        return await send_refund(session, settings, refund)
+    except StripeRefused:
+        await session.commit()
+        raise
+
+
+async def start_refund(
+    session: AsyncSession, settings: Settings, *, community_id: int, payment_id: int, request: RefundRequest
+) -> Refund:
+    """Step 1: the pending row, checked under the payment's lock (the caller commits it before
+    `send_refund`, so a concurrent request sees it and a crash leaves a trace)."""
+    check_storable(request.reason, "reason")
+    if len(request.reason) > MAX_REASON:
+        raise Invalid(f"may be at most {MAX_REASON} characters", field="reason")
+    payment = await billing.get_payment(session, community_id, payment_id, lock=True)
+    left = await refundable(session, payment)
+    if left == 0:
+        raise Invalid("nothing is left to refund on this payment", field="amount")
+    amount = left if request.amount is None else request.amount
+    if not 1 <= amount <= left:
+        raise Invalid(f"must be between 1 and what is left, {format_amount(left, payment.currency)}", field="amount")
+    await _resolve_stripe_ids(settings, payment)
+    refund = Refund(
+        community_id=community_id,
+        payment_id=payment.id,
+        amount=amount,
+        currency=payment.currency,
+        reason=request.reason,
+        revoke_access=request.revoke_access,
+        actor_id=request.actor_id,
+        state=RefundState.pending,
+    )
+    session.add(refund)
+    await session.flush()
+    await session.refresh(refund)  # created_at, for the idempotency key
+    return refund
+
+
+async def send_refund(session: AsyncSession, settings: Settings, refund: Refund) -> Refund:
+    """Steps 2 and 3: ask Stripe, then settle. A refusal leaves the row failed and raises
+    StripeRefused (the caller commits first, so the failure is kept)."""
+    payment = await billing.get_payment(session, refund.community_id, refund.payment_id)
+    params: stripe.params.RefundCreateParams = {
+        "amount": refund.amount,
+        "metadata": {"refund_id": str(refund.id), "payment_id": str(payment.id)},
+    }
+    # The same parameters on every try (a replayed idempotency key must match them).
+    if payment.stripe_payment_intent_id:
+        params["payment_intent"] = payment.stripe_payment_intent_id
+    else:
+        params["charge"] = payment.stripe_charge_id or ""
+    try:
+        created = await stripe_client(settings).v1.refunds.create_async(
+            params, {"stripe_account": payment.stripe_account_id or "", "idempotency_key": idempotency_key(refund)}
+        )
+    except stripe.APIConnectionError:
+        # Stripe may have made it: the row stays pending until charge.refunded settles it.
+        raise StripeRefused(f"Stripe did not answer; refund {refund.id} waits for Stripe's confirmation") from None
+    except stripe.StripeError as exc:
+        await _lock(session, payment)
+        await session.refresh(refund)
+        if refund.state is RefundState.pending:
+            refund.state, refund.error, refund.completed_at = RefundState.failed, _message(exc), utcnow()
+        raise StripeRefused(f"refund {refund.id} failed: {refund.error}", field="amount") from None
+    await _lock(session, payment)
+    await settle(session, settings, payment, created.to_dict())
+    await _sync_refunded(session, settings, payment, created.charge if isinstance(created.charge, str) else None)
+    await session.refresh(refund)
+    return refund
+
+
+def _message(exc: stripe.StripeError) -> str:
+    return (exc.user_message or str(exc) or type(exc).__name__)[:500]
+
+
+async def _lock(session: AsyncSession, payment: Payment) -> Payment:
+    return await billing.get_payment(session, payment.community_id, payment.id, lock=True)
+
+
+async def _resolve_stripe_ids(settings: Settings, payment: Payment) -> None:
+    """A subscription's first payment, recorded from its checkout, knows no payment intent:
+    find it through the subscription's first invoice (read-only calls), so that the refund can
+    name it and its charge.refunded finds this payment."""
+    if payment.stripe_charge_id or payment.stripe_payment_intent_id:
+        return
+    client = stripe_client(settings)
+    options: Any = {"stripe_account": payment.stripe_account_id or ""}
+    invoice = None
+    if payment.stripe_invoice_id:
+        invoice = await client.v1.invoices.retrieve_async(payment.stripe_invoice_id, options=options)
+    elif payment.stripe_subscription_id:
+        invoices = await client.v1.invoices.list_async(
+            {"subscription": payment.stripe_subscription_id, "limit": 100}, options
+        )
+        invoice = next((i for i in invoices.data if i.billing_reason == "subscription_create"), None)
+    for paid in (invoice.payments.data if invoice is not None and invoice.payments else []):
+        intent = paid.payment.payment_intent
+        if intent:
+            payment.stripe_payment_intent_id = intent if isinstance(intent, str) else intent.id
+            return
+    raise Conflict("Stripe has no charge for this payment to refund", field="payment_id")
+
+
+async def settle(session: AsyncSession, settings: Settings, payment: Payment, stripe_refund: dict[str, Any]) -> Refund | None:
+    """Our row for a Stripe refund of this payment (locked by the caller), brought to Stripe's
+    state; a refund we did not ask for (the dashboard) gets a row. Its side effects (the email,
+    revoking access) happen once, when the row leaves `pending` for `succeeded`."""
+    stripe_id = stripe_refund["id"]
+    refund = await session.scalar(
+        select(Refund)
+        .where(Refund.community_id == payment.community_id, Refund.stripe_refund_id == stripe_id)
+        .execution_options(populate_existing=True)
+    )
+    if refund is None:
+        refund = await _ours_by_metadata(session, payment, stripe_refund) or await _from_dashboard(
+            session, payment, stripe_refund
+        )
+    if refund is None or refund.state is not RefundState.pending:
+        return refund
+    refund.stripe_refund_id = stripe_id
+    refund.completed_at = utcnow()
+    if stripe_refund.get("status") in ("failed", "canceled"):
+        refund.state = RefundState.failed
+        refund.error = f"Stripe: {stripe_refund.get('failure_reason') or stripe_refund.get('status')}"
+        return refund
+    refund.state = RefundState.succeeded
+    await session.flush()
+    await _after_refund(session, settings, payment, refund)
+    return refund
+
+
+async def _ours_by_metadata(session: AsyncSession, payment: Payment, stripe_refund: dict[str, Any]) -> Refund | None:
+    refund_id = (stripe_refund.get("metadata") or {}).get("refund_id")
+    if not (isinstance(refund_id, str) and refund_id.isdigit()):
+        return None
+    return await session.scalar(
+        select(Refund)
+        .where(Refund.id == int(refund_id), Refund.payment_id == payment.id, Refund.stripe_refund_id.is_(None))
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _from_dashboard(session: AsyncSession, payment: Payment, stripe_refund: dict[str, Any]) -> Refund | None:
+    """A refund made in the Stripe dashboard: written pending here, settled by the caller."""
+    amount = int(stripe_refund.get("amount") or 0)
+    if amount <= 0:
+        return None
+    new_id = await session.scalar(
+        insert(Refund)
+        .values(
+            community_id=payment.community_id,
+            payment_id=payment.id,
+            amount=amount,
+            currency=payment.currency,
+            reason=f"made in Stripe{': ' + stripe_refund['reason'] if stripe_refund.get('reason') else ''}",
+            revoke_access=False,
+            state=RefundState.pending,
+            stripe_refund_id=stripe_refund["id"],
+        )
+        .on_conflict_do_nothing()
+        .returning(Refund.id)
+    )
+    return await session.get(Refund, new_id) if new_id is not None else None
+
+
+async def _sync_refunded(session: AsyncSession, settings: Settings, payment: Payment, charge_id: str | None) -> None:
+    """The payment's refunded total from the charge as Stripe holds it now (cumulative)."""
+    charge_id = charge_id or payment.stripe_charge_id
+    if charge_id is None:
+        return
+    charge = await stripe_client(settings).v1.charges.retrieve_async(
+        charge_id, options={"stripe_account": payment.stripe_account_id or ""}
+    )
+    payment.stripe_charge_id = payment.stripe_charge_id or charge.id
+    await billing.apply_refund(
+        session, community_id=payment.community_id, payment_id=payment.id, amount_refunded=charge.amount_refunded
+    )
+
+
+async def _after_refund(session: AsyncSession, settings: Settings, payment: Payment, refund: Refund) -> None:
+    if refund.revoke_access and payment.entitlement_id is not None:
+        await memberships.end_now(
+            session,
+            settings,
+            community_id=payment.community_id,
+            entitlement_id=payment.entitlement_id,
+            status=EntitlementStatus.refunded,
+            actor_id=refund.actor_id,
+            reason=f"refunded{': ' + refund.reason if refund.reason else ''}",
+        )
+    await _email_refund(session, settings, payment, refund)
+
+
+async def _email_refund(session: AsyncSession, settings: Settings, payment: Payment, refund: Refund) -> None:
+    user = await accounts.get_user(session, payment.user_id)
+    offer = await session.get_one(Offer, payment.offer_id)
+    community = await session.get_one(Community, payment.community_id)
+    await queue_email(
+        session,
+        to=user.email,
+        template="refund_issued",
+        community_id=payment.community_id,
+        name=user.name,
+        email=user.email,
+        community_name=community.name,
+        offer_title=offer.title,
+        amount=format_amount(refund.amount, refund.currency),
+        paid=format_amount(payment.amount, payment.currency),
+        access_revoked=refund.revoke_access,
+        billing_url=f"{settings.base_url}/communities/{payment.community_id}/billing",
+        site_url=settings.base_url,
+    )
+
+
+async def list_refunds(session: AsyncSession, community_id: int, payment_id: int) -> list[Refund]:
+    await billing.get_payment(session, community_id, payment_id)
+    return list(
+        (
+            await session.scalars(
+                select(Refund)
+                .where(Refund.community_id == community_id, Refund.payment_id == payment_id)
+                .order_by(Refund.id)
+            )
+        ).all()
+    )
+
+
+# ---------------------------------------------------------------- webhook events
+
+
+# `row` is the webhook inbox's StripeEvent (checkout's model, a floor above: not imported).
+
+
+async def _payment_for(session: AsyncSession, row: Any, charge_id: str | None, intent_id: str | None, metadata: dict[str, Any]) -> Payment:
+    """The payment (locked) this charge's event is about, found through our records on the
+    event's account. Not found: ours but not recorded yet (its checkout's metadata) -> retry;
+    otherwise not ours."""
+    matches = [column == value for column, value in ((Payment.stripe_charge_id, charge_id), (Payment.stripe_payment_intent_id, intent_id)) if value]
+    payment = None
+    if matches:
+        payment = await session.scalar(
+            select(Payment)
+            .where(Payment.stripe_account_id.is_not_distinct_from(row.account), or_(*matches))
+            .order_by(Payment.id)
+            .limit(1)
+        )
+    if payment is None:
+        if metadata.get("checkout_id"):
+            raise NotYetKnown(f"the payment of charge {charge_id} is not recorded yet")
+        raise _NotOurs
+    row.community_id = payment.community_id
+    return await _lock(session, payment)
+
+
+class _NotOurs(Exception):
+    pass
+
+
+def _id(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.get("id") if isinstance(value, dict) else getattr(value, "id", None)
+
+
+async def on_charge_refunded(session: AsyncSession, settings: Settings, row: Any) -> str:
+    obj = (row.payload.get("data") or {}).get("object") or {}
+    try:
+        payment = await _payment_for(session, row, _id(obj.get("id")), _id(obj.get("payment_intent")), obj.get("metadata") or {})
+    except _NotOurs:
+        return "not ours"
+    client = stripe_client(settings)
+    options: Any = {"stripe_account": payment.stripe_account_id or ""}
+    charge_id = _id(obj.get("id")) or ""
+    listed = await client.v1.refunds.list_async({"charge": charge_id, "limit": 100}, options)
+    for stripe_refund in listed.data:  # a charge's refunds, up to 100
+        await settle(session, settings, payment, stripe_refund.to_dict())
+    await _sync_refunded(session, settings, payment, charge_id)
+    return f"refunded {payment.refunded_amount} of {payment.amount}"
+
+
+async def on_dispute(session: AsyncSession, settings: Settings, row: Any) -> str:
+    """charge.dispute.created / updated / closed: the dispute as Stripe holds it now."""
+    obj = (row.payload.get("data") or {}).get("object") or {}
+    dispute_id = _id(obj.get("id"))
+    if not dispute_id:
+        return "not ours"
+    try:
+        payment = await _payment_for(session, row, _id(obj.get("charge")), _id(obj.get("payment_intent")), {})
+    except _NotOurs:
+        return "not ours"
+    current = await stripe_client(settings).v1.disputes.retrieve_async(
+        dispute_id, options={"stripe_account": payment.stripe_account_id or ""}
+    )
+    await session.execute(
+        insert(Dispute)
+        .values(
+            community_id=payment.community_id,
+            payment_id=payment.id,
+            stripe_dispute_id=current.id,
+            amount=current.amount,
+            currency=payment.currency,
+            reason=(current.reason or "")[:100],
+            status=current.status,
+        )
+        .on_conflict_do_nothing(index_elements=[Dispute.stripe_dispute_id])
+    )
+    dispute = await session.scalar(
+        select(Dispute).where(Dispute.stripe_dispute_id == current.id).execution_options(populate_existing=True)
+    )
+    assert dispute is not None
+    if dispute.payment_id != payment.id:
+        return "not ours"  # a dispute id already stored for another payment
+    dispute.amount, dispute.status = current.amount, current.status
+    closed = current.status in ("won", "lost", "warning_closed")
+    dispute.closed_at = (dispute.closed_at or utcnow()) if closed else None
+    await session.flush()
+    held = await session.scalar(
+        select(func.coalesce(func.sum(Dispute.amount), 0)).where(
+            Dispute.payment_id == payment.id, Dispute.status.in_(HOLDING)
+        )
+    )
+    await billing.set_disputed(session, payment, int(held or 0))
+    return f"dispute {current.status}"
+
+
+EVENT_HANDLERS: dict[str, Any] = {
+    "charge.refunded": on_charge_refunded,
+    "charge.dispute.created": on_dispute,
+    "charge.dispute.updated": on_dispute,
+    "charge.dispute.closed": on_dispute,
+}

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from community.billing.discounts import Counts
-from community.billing.models import DiscountCode, DiscountRedemption, Payment
+from community.billing.models import DiscountCode, DiscountRedemption, Payment, Refund
 
 MAX_ID = 2**63 - 1
 MAX_AMOUNT = 99_999_999
@@ -174,6 +174,9 @@ class PaymentOut(msgspec.Struct):
     currency: str
     status: str
     refunded_amount: int
+    disputed_amount: int  # held by open or lost chargebacks
+    net_amount: int  # amount - refunded - disputed: what counts toward the member's total spent
+    receipt_url: str | None
     stripe_checkout_session_id: str | None
     stripe_payment_intent_id: str | None
     stripe_invoice_id: str | None
@@ -196,6 +199,9 @@ def payment_out(p: Payment) -> PaymentOut:
         currency=p.currency,
         status=p.status.value,
         refunded_amount=p.refunded_amount,
+        disputed_amount=p.disputed_amount,
+        net_amount=p.amount - p.refunded_amount - p.disputed_amount,
+        receipt_url=p.receipt_url,
         stripe_checkout_session_id=p.stripe_checkout_session_id,
         stripe_payment_intent_id=p.stripe_payment_intent_id,
         stripe_invoice_id=p.stripe_invoice_id,
@@ -203,4 +209,45 @@ def payment_out(p: Payment) -> PaymentOut:
         stripe_subscription_id=p.stripe_subscription_id,
         paid_at=p.paid_at,
         created_at=p.created_at,
+    )
+
+
+class RefundCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """amount: minor units, up to what is left on the payment (everything left by default).
+    The membership is kept unless revoke_access is true."""
+
+    amount: Annotated[int, msgspec.Meta(ge=1, le=MAX_AMOUNT)] | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    revoke_access: bool = False
+
+
+class RefundOut(msgspec.Struct):
+    id: int
+    payment_id: int
+    amount: int
+    currency: str
+    reason: str
+    revoke_access: bool
+    state: str  # pending (Stripe not confirmed yet) | succeeded | failed
+    error: str | None
+    stripe_refund_id: str | None
+    actor_id: int | None  # null: made in the Stripe dashboard
+    created_at: dt.datetime
+    completed_at: dt.datetime | None
+
+
+def refund_out(r: Refund) -> RefundOut:
+    return RefundOut(
+        id=r.id,
+        payment_id=r.payment_id,
+        amount=r.amount,
+        currency=r.currency,
+        reason=r.reason,
+        revoke_access=r.revoke_access,
+        state=r.state.value,
+        error=r.error,
+        stripe_refund_id=r.stripe_refund_id,
+        actor_id=r.actor_id,
+        created_at=r.created_at,
+        completed_at=r.completed_at,
     )

@@ -26,7 +26,7 @@ from community.errors import NotAuthenticated, NotFound
 from community.hubs import service as hubs
 from community.offers import access, entitlements, grants, runs
 from community.offers import service as offers
-from community.offers.models import AccessRun, EntitlementSource, EntitlementStatus
+from community.offers.models import AccessRun, EntitlementSource
 from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 Ids = Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]], msgspec.Meta(max_length=200)]
@@ -55,6 +55,8 @@ class Comp(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class End(msgspec.Struct, forbid_unknown_fields=True):
+    """Served by billing (memberships_api), which also cancels a running Stripe subscription."""
+
     status: Literal["cancelled", "refunded", "expired"]
     at: dt.datetime | None = None
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
@@ -106,7 +108,7 @@ class GroupMember(msgspec.Struct):
     name: str
 
 
-def _entitlement_out(entitlement, events=()) -> EntitlementOut:
+def entitlement_out(entitlement, events=()) -> EntitlementOut:
     return EntitlementOut(
         id=entitlement.id,
         offer_id=entitlement.offer_id,
@@ -195,7 +197,7 @@ class AccessController(Controller):
     @get("/members/{user_id:int}/entitlements", summary="A member's entitlements")
     async def member_entitlements(self, user_id: ObjectId, member: StaffMember, db: Db) -> list[EntitlementOut]:
         await _require_member(db, member.community_id, user_id)
-        return [_entitlement_out(e) for e in await entitlements.of_member(db, member.community_id, user_id)]
+        return [entitlement_out(e) for e in await entitlements.of_member(db, member.community_id, user_id)]
 
     @post("/entitlements", status_code=201, summary="Give someone an offer for free (a comp), optionally until a date")
     async def comp(self, data: JSONBody[Comp], editor: StaffMember, db: Db) -> EntitlementOut:
@@ -211,25 +213,12 @@ class AccessController(Controller):
             actor_id=editor.user_id,
             note=data.note,
         )
-        return _entitlement_out(entitlement)
+        return entitlement_out(entitlement)
 
     @get("/entitlements/{entitlement_id:int}", summary="An entitlement with its history")
     async def read_entitlement(self, entitlement_id: ObjectId, member: StaffMember, db: Db) -> EntitlementOut:
         entitlement = await entitlements.get_entitlement(db, member.community_id, entitlement_id)
-        return _entitlement_out(entitlement, await entitlements.history(db, member.community_id, entitlement_id))
-
-    @post("/entitlements/{entitlement_id:int}/end", status_code=200, summary="Cancel, refund or expire an entitlement")
-    async def end(self, entitlement_id: ObjectId, data: JSONBody[End], editor: StaffMember, db: Db) -> EntitlementOut:
-        entitlement = await entitlements.end(
-            db,
-            community_id=editor.community_id,
-            entitlement_id=entitlement_id,
-            status=EntitlementStatus(data.status),
-            at=data.at,
-            actor_id=editor.user_id,
-            reason=data.reason,
-        )
-        return _entitlement_out(entitlement)
+        return entitlement_out(entitlement, await entitlements.history(db, member.community_id, entitlement_id))
 
     @post("/entitlements/{entitlement_id:int}/reopen", status_code=200, summary="Make an ended entitlement grant again")
     async def reopen(self, entitlement_id: ObjectId, data: JSONBody[Reopen], editor: StaffMember, db: Db) -> EntitlementOut:
@@ -241,7 +230,7 @@ class AccessController(Controller):
             actor_id=editor.user_id,
             reason=data.reason,
         )
-        return _entitlement_out(entitlement)
+        return entitlement_out(entitlement)
 
     @get("/offers/{offer_id:int}/groups", summary="The groups an offer grants (and to which entitlements)")
     async def offer_groups(self, offer_id: ObjectId, member: StaffMember, db: Db) -> list[GrantedGroupOut]:
@@ -280,4 +269,4 @@ class ClaimController(Controller):
     @post("/", status_code=201, summary="Claim a published free offer")
     async def claim(self, offer_id: ObjectId, principal: CurrentPrincipal, db: Db) -> EntitlementOut:
         entitlement = await entitlements.claim_free(db, offer_id=offer_id, user_id=principal.user_id)
-        return _entitlement_out(entitlement)
+        return entitlement_out(entitlement)

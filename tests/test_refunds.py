@@ -1,0 +1,290 @@
+"""Refunds and disputes through the local Stripe sandbox: an owner's full and partial refunds
+(exact sums, what is left, access kept or revoked, emails), refunds and disputes made in the
+Stripe dashboard, and duplicate, concurrent and out-of-order deliveries of their events."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from community.billing import refunds
+from community.billing import service as billing
+from community.billing.models import Dispute, Payment, Refund, RefundState
+from community.checkout.models import StripeEvent
+from community.jobs import OutboxJob
+from community.notifications.service import SEND_EMAIL
+from community.stripe_client import stripe_client
+from tests.checkout_helpers import API, deliver, deliver_and_process, submit_checkout
+from tests.conftest import sign_up
+from tests.helpers import run_jobs
+from tests.test_checkout import can_open, sell, session_id_of, shop  # noqa: F401 - the fixture
+
+
+async def buy(client, owner, shop, stripe_env, settings, *, email: str = "buyer@example.com", **fields: Any):
+    """A buyer with an account pays for an offer; returns (buyer, payment as the API shows it)."""
+    buyer = await sign_up(client, email)
+    offer, path = await sell(client, owner, shop, **fields)
+    stripe_env.sandbox.pay(session_id_of(await submit_checkout(client, path, email=email)), outcome="success")
+    await deliver_and_process(client, stripe_env, settings)
+    payments = (await client.get(f"{API}/communities/{shop['community']['id']}/payments", headers=owner.headers)).json()
+    return buyer, payments["items"][0]
+
+
+def base(shop, payment) -> str:
+    return f"{API}/communities/{shop['community']['id']}/payments/{payment['id']}"
+
+
+async def refund(client, owner, shop, payment, **body: Any):
+    return await client.post(f"{base(shop, payment)}/refunds", json=body, headers=owner.headers)
+
+
+async def read(client, owner, shop, payment) -> dict[str, Any]:
+    return (await client.get(base(shop, payment), headers=owner.headers)).json()
+
+
+async def emails(sessions, template_word: str = "") -> list[tuple[str, str]]:
+    async with sessions() as session:
+        rows = await session.scalars(select(OutboxJob).where(OutboxJob.name == SEND_EMAIL).order_by(OutboxJob.id))
+        return [(r.payload["to"], r.payload["subject"]) for r in rows if template_word.lower() in r.payload["subject"].lower()]
+
+
+async def spent(sessions, shop, user_id: int) -> dict[str, int]:
+    async with sessions() as session:
+        return await billing.total_spent(session, community_id=shop["community"]["id"], user_id=user_id)
+
+
+async def access_log(sessions) -> list[tuple[int, int, str]]:
+    async with sessions() as session:
+        return [tuple(r) for r in await session.execute(text("SELECT user_id, group_id, change FROM access_log ORDER BY id"))]
+
+
+async def count(sessions, model, *where) -> int:
+    async with sessions() as session:
+        return await session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+# ---------------------------------------------------------------- an owner's refunds
+
+
+async def test_thirty_thirty_forty_percent_leaves_it_fully_refunded_with_exact_sums(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4999)
+    assert await spent(sessions, shop, buyer.id) == {"USD": 4999}
+    parts = [4999 * 30 // 100, 4999 * 30 // 100]
+    parts.append(4999 - sum(parts))  # 1499, 1499, 2001
+    for part in parts:
+        made = await refund(client, owner, shop, payment, amount=part, reason="goodwill")
+        assert made.status_code == 201, made.text
+        assert made.json()["state"] == "succeeded" and made.json()["amount"] == part and made.json()["stripe_refund_id"]
+    shown = await read(client, owner, shop, payment)
+    assert (shown["refunded_amount"], shown["status"], shown["net_amount"]) == (4999, "refunded", 0)
+    listed = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
+    assert [r["amount"] for r in listed] == parts and {r["state"] for r in listed} == {"succeeded"}
+    assert all(r["actor_id"] == owner.id for r in listed)
+    assert await spent(sessions, shop, buyer.id) == {"USD": 0}
+
+    # Stripe's charge.refunded deliveries arrive afterwards: they change nothing.
+    await deliver_and_process(client, stripe_env, settings)
+    assert await count(sessions, Refund) == 3
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 4999
+    charge = stripe_env.sandbox.get(stripe_env.sandbox.get(shown["stripe_payment_intent_id"])["latest_charge"])
+    assert charge["amount_refunded"] == 4999 and charge["refunded"] is True
+
+    # Nothing is left: a further refund names the amount.
+    over = await refund(client, owner, shop, payment, amount=1)
+    assert over.status_code == 422 and over.json()["errors"][0]["field"] == "amount"
+    # The membership was kept (no revoke): the buyer still opens the group.
+    assert await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
+    assert len(await emails(sessions, "refund of")) == 3
+
+
+async def test_a_refund_above_what_is_left_is_refused_and_the_default_is_the_rest(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    assert (await refund(client, owner, shop, payment, amount=1000)).status_code == 201
+    over = await refund(client, owner, shop, payment, amount=3901)
+    assert over.status_code == 422 and over.json()["errors"][0]["field"] == "amount" and "39.00" in over.text
+    assert (await refund(client, owner, shop, payment, amount=0)).status_code in (400, 422)
+    rest = await refund(client, owner, shop, payment)
+    assert rest.status_code == 201 and rest.json()["amount"] == 3900
+    assert await count(sessions, Refund) == 2  # refused requests wrote nothing
+    assert (await read(client, owner, shop, payment))["status"] == "refunded"
+
+
+async def test_a_refund_that_revokes_access_ends_the_membership(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings)
+    await run_jobs(settings)
+    assert await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
+    made = await refund(client, owner, shop, payment, amount=2000, reason="asked", revoke_access=True)
+    assert made.status_code == 201 and made.json()["revoke_access"] is True
+    assert not await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
+    await run_jobs(settings)
+    assert await access_log(sessions) == [(buyer.id, shop["group_id"], "gained"), (buyer.id, shop["group_id"], "lost")]
+    entitlement = (await client.get(f"{API}/communities/{shop['community']['id']}/entitlements/{payment['entitlement_id']}", headers=owner.headers)).json()
+    assert entitlement["status"] == "refunded" and entitlement["live"] is False
+    assert (await read(client, owner, shop, payment))["status"] == "partially_refunded"
+    assert await spent(sessions, shop, buyer.id) == {"USD": 2900}
+    [(to, subject)] = await emails(sessions, "refund of")
+    assert to == buyer.email and "20.00" in subject
+    # The buyer may buy it again: ended access does not block a new purchase.
+    again = await submit_checkout(client, f"/o/{shop['community']['slug']}/pro-membership", email=buyer.email)
+    assert again.status_code == 303, again.text
+
+
+async def test_concurrent_refunds_never_exceed_the_payment(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=5000)
+    answers = await asyncio.gather(*(refund(client, owner, shop, payment, amount=3000) for _ in range(3)))
+    assert sorted(a.status_code for a in answers) == [201, 422, 422]
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 3000
+    assert await count(sessions, Refund) == 1
+
+
+async def test_a_refused_stripe_call_leaves_a_failed_row_and_no_totals(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings)
+    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
+    stripe_env.sandbox.dispute(charge_id, amount=1000)  # Stripe refuses refunds while a dispute is open
+    stripe_env.drain()
+    refused = await refund(client, owner, shop, payment, amount=500)
+    assert refused.status_code == 502 and "disputed" in refused.text
+    async with sessions() as session:
+        row = await session.scalar(select(Refund))
+        assert row.state is RefundState.failed and "disputed" in row.error and row.stripe_refund_id is None
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 0
+    assert await emails(sessions, "refund of") == []
+    assert stripe_env.sandbox.get(charge_id)["amount_refunded"] == 0
+
+
+async def test_a_retried_stripe_call_refunds_once(client, owner, shop, stripe_env, sessions, settings) -> None:
+    """The idempotency key comes from our row: asking Stripe again for the same row (a retry
+    after a lost answer) returns the same refund."""
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings)
+    made = (await refund(client, owner, shop, payment, amount=1200)).json()
+    async with sessions() as session, session.begin():
+        row = await session.get(Refund, made["id"])
+        again = await refunds.send_refund(session, settings, row)
+        assert again.stripe_refund_id == made["stripe_refund_id"]
+    listed = await stripe_client(settings).v1.refunds.list_async(
+        {"payment_intent": payment["stripe_payment_intent_id"]}, {"stripe_account": shop["account_id"]}
+    )
+    assert [r.id for r in listed.data] == [made["stripe_refund_id"]]
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 1200
+    assert len(await emails(sessions, "refund of")) == 1
+
+
+async def test_staff_and_outsiders(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings)
+    assert (await client.post(f"{base(shop, payment)}/refunds", json={}, headers=buyer.headers)).status_code == 403  # a member, not staff
+    stranger = await sign_up(client, "stranger@example.com")
+    other = (await client.post(f"{API}/communities", json={"name": "Other"}, headers=stranger.headers)).json()
+    foreign = f"{API}/communities/{other['id']}/payments/{payment['id']}/refunds"
+    assert (await client.post(foreign, json={}, headers=stranger.headers)).status_code == 404
+    assert (await client.get(foreign, headers=stranger.headers)).status_code == 404
+    assert await count(sessions, Refund) == 0
+
+
+# ---------------------------------------------------------------- the Stripe dashboard
+
+
+async def dashboard_refund(settings, shop, payment, amount: int) -> str:
+    made = await stripe_client(settings).v1.refunds.create_async(
+        {"payment_intent": payment["stripe_payment_intent_id"], "amount": amount}, {"stripe_account": shop["account_id"]}
+    )
+    return made.id
+
+
+async def test_dashboard_refunds_show_up_like_ours(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    first = await dashboard_refund(settings, shop, payment, 900)
+    await deliver_and_process(client, stripe_env, settings)
+    shown = await read(client, owner, shop, payment)
+    assert (shown["refunded_amount"], shown["status"]) == (900, "partially_refunded")
+    [row] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
+    assert (row["stripe_refund_id"], row["amount"], row["state"], row["actor_id"]) == (first, 900, "succeeded", None)
+    assert await spent(sessions, shop, buyer.id) == {"USD": 4000}
+    # What is left counts the dashboard's refund.
+    assert (await refund(client, owner, shop, payment, amount=4001)).status_code == 422
+    assert (await refund(client, owner, shop, payment, amount=4000)).status_code == 201
+    await deliver_and_process(client, stripe_env, settings)
+    assert await count(sessions, Refund) == 2 and len(await emails(sessions, "refund of")) == 2
+
+
+async def test_duplicate_concurrent_and_out_of_order_refund_deliveries_change_nothing(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=3000)
+    for amount in (1000, 500, 1500):
+        await dashboard_refund(settings, shop, payment, amount)
+    deliveries = [d for d in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint) if d.type == "charge.refunded"]
+    assert len(deliveries) == 3
+    route = f"{API}/webhooks/stripe/connect"
+    # The last first, each several times at once.
+    for delivery in reversed(deliveries):
+        answers = await asyncio.gather(*(client.post(route, content=delivery.payload, headers=delivery.headers) for _ in range(3)))
+        assert all(a.status_code == 200 for a in answers)
+    await run_jobs(settings)
+    for delivery in deliveries:  # and all of them again
+        await client.post(route, content=delivery.payload, headers=delivery.headers)
+    await run_jobs(settings)
+    assert await count(sessions, StripeEvent, StripeEvent.type == "charge.refunded") == 3
+    assert await count(sessions, Refund) == 3 and await count(sessions, Refund, Refund.state == RefundState.succeeded) == 3
+    shown = await read(client, owner, shop, payment)
+    assert (shown["refunded_amount"], shown["status"]) == (3000, "refunded")
+    assert len(await emails(sessions, "refund of")) == 3
+    assert await spent(sessions, shop, buyer.id) == {"USD": 0}
+
+
+async def test_our_refund_settled_by_the_webhook_when_the_request_died(client, owner, shop, stripe_env, sessions, settings) -> None:
+    """A pending row whose request never recorded Stripe's answer is found by the refund's metadata."""
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings)
+    request = refunds.RefundRequest(700, "crash", False, owner.id)
+    async with sessions() as session, session.begin():
+        row = await refunds.start_refund(session, settings, community_id=shop["community"]["id"], payment_id=payment["id"], request=request)
+    params = {"payment_intent": payment["stripe_payment_intent_id"], "amount": 700, "metadata": {"refund_id": str(row.id)}}
+    await stripe_client(settings).v1.refunds.create_async(params, {"stripe_account": shop["account_id"], "idempotency_key": refunds.idempotency_key(row)})
+    await deliver_and_process(client, stripe_env, settings)
+    [listed] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
+    assert (listed["id"], listed["state"], listed["actor_id"]) == (row.id, "succeeded", owner.id)
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 700
+
+
+# ---------------------------------------------------------------- disputes
+
+
+async def test_disputes_hold_money_until_won_and_keep_it_when_lost(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
+    opened = stripe_env.sandbox.dispute(charge_id)
+    await deliver_and_process(client, stripe_env, settings)
+    shown = await read(client, owner, shop, payment)
+    assert (shown["disputed_amount"], shown["net_amount"]) == (4900, 0)
+    assert await spent(sessions, shop, buyer.id) == {"USD": 0}
+    stripe_env.sandbox.close_dispute(opened["id"], won=True)
+    await deliver_and_process(client, stripe_env, settings)
+    assert (await read(client, owner, shop, payment))["disputed_amount"] == 0
+    assert await spent(sessions, shop, buyer.id) == {"USD": 4900}
+
+    second = stripe_env.sandbox.dispute(charge_id, amount=1500)
+    stripe_env.sandbox.close_dispute(second["id"], won=False)
+    await deliver_and_process(client, stripe_env, settings)
+    assert (await read(client, owner, shop, payment))["disputed_amount"] == 1500
+    assert await spent(sessions, shop, buyer.id) == {"USD": 3400}
+    async with sessions() as session:
+        rows = {d.stripe_dispute_id: (d.status, d.closed_at is not None) for d in await session.scalars(select(Dispute))}
+    assert rows == {opened["id"]: ("won", True), second["id"]: ("lost", True)}
+
+
+async def test_dispute_deliveries_duplicated_concurrent_or_closed_first_end_the_same(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=2500)
+    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
+    opened = stripe_env.sandbox.dispute(charge_id)
+    stripe_env.sandbox.close_dispute(opened["id"], won=False)
+    deliveries = [d for d in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint) if d.type.startswith("charge.dispute")]
+    assert [d.type for d in deliveries] == ["charge.dispute.created", "charge.dispute.closed"]
+    route = f"{API}/webhooks/stripe/connect"
+    for delivery in reversed(deliveries):  # closed before created
+        await asyncio.gather(*(client.post(route, content=delivery.payload, headers=delivery.headers) for _ in range(3)))
+        await run_jobs(settings)
+    assert await count(sessions, Dispute) == 1
+    async with sessions() as session:
+        dispute = await session.scalar(select(Dispute))
+        assert (dispute.status, dispute.amount) == ("lost", 2500)
+        assert (await session.get(Payment, payment["id"])).disputed_amount == 2500
+    assert await spent(sessions, shop, buyer.id) == {"USD": 0}
