@@ -28,6 +28,7 @@ from community.affiliates.links import ClickRecorder, Keys, LinkPages, Targets
 from community.affiliates.pages import AffiliatePages
 from community.billing.api import DiscountCodesController, PaymentsController
 from community.billing.memberships_api import EndEntitlementController, MyMembershipsController
+from community.billing.pages import BillingPages
 from community.checkout.api import (
     QuoteController,
     StripeConnectController,
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             AccountPages,
             HubPages,
             MemberPages,
+            BillingPages,
             OfferPages,
             CompletionPages,
             LinkPages,

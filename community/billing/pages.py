@@ -1,0 +1,107 @@
+"""The member's billing page (`/communities/{id}/billing`): memberships with their status,
+access end and next payment; cancel, resume and update the payment method (CSRF-protected
+forms); payments with refunds and receipts. A platform page: strict CSP, never any owner's
+custom code."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+from sqlalchemy import select
+
+from community.accounts import service as accounts
+from community.accounts.guards import Viewer, provide_viewer
+from community.accounts.service import Principal
+from community.billing import memberships
+from community.db import utcnow
+from community.errors import NotFound
+from community.hubs.models import Community
+from community.money import format_amount
+from community.offers.models import Offer
+from community.web import Db
+
+PAYMENTS_SHOWN = 100
+
+
+async def _participant(db: Db, community_id: int, viewer: Principal) -> None:
+    if await accounts.membership(db, community_id, viewer.user_id) is None:
+        raise NotFound("community not found")
+
+
+class BillingPages(Controller):
+    include_in_schema = False
+    path = "/communities/{community_id:int}/billing"
+    dependencies = {"viewer": Provide(provide_viewer)}
+
+    @get("/")
+    async def page(self, community_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Template | Redirect:
+        if viewer is None:
+            return Redirect("/login")
+        await _participant(db, community_id, viewer)
+        community = await db.get_one(Community, community_id)
+        held = await memberships.my_memberships(db, state.settings, community_id, viewer.user_id)
+        payments = await memberships.my_payments(db, community_id, viewer.user_id, after=None, limit=PAYMENTS_SHOWN)
+        offer_ids = {p.offer_id for p in payments}
+        titles = {o.id: o.title for o in await db.scalars(select(Offer).where(Offer.id.in_(offer_ids)))}
+        return Template(
+            "billing/portal.html",
+            context={
+                "community": community,
+                "memberships": held,
+                "payments": payments,
+                "titles": titles,
+                "money": format_amount,
+                "live": memberships.subscription_is_live,
+                "now": utcnow(),
+            },
+        )
+
+    @get("/receipts/{payment_id:int}")
+    async def receipt(self, community_id: FromPath[int], payment_id: FromPath[int], viewer: Viewer, db: Db) -> Template | Redirect:
+        if viewer is None:
+            return Redirect("/login")
+        await _participant(db, community_id, viewer)
+        payment = await memberships.my_payment(db, community_id, viewer.user_id, payment_id)
+        community = await db.get_one(Community, community_id)
+        offer = await db.get_one(Offer, payment.offer_id)
+        user = await accounts.get_user(db, viewer.user_id)
+        return Template(
+            "billing/receipt.html",
+            context={"community": community, "offer": offer, "payment": payment, "user": user, "money": format_amount},
+        )
+
+    @post("/{entitlement_id:int}/cancel")
+    async def cancel(self, community_id: FromPath[int], entitlement_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:
+        if viewer is None:
+            return Redirect("/login")
+        await _participant(db, community_id, viewer)
+        await memberships.cancel_at_period_end(
+            db, state.settings, community_id=community_id, user_id=viewer.user_id, entitlement_id=entitlement_id
+        )
+        return Redirect(f"/communities/{community_id}/billing", status_code=303)
+
+    @post("/{entitlement_id:int}/resume")
+    async def resume(self, community_id: FromPath[int], entitlement_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:
+        if viewer is None:
+            return Redirect("/login")
+        await _participant(db, community_id, viewer)
+        await memberships.resume(
+            db, state.settings, community_id=community_id, user_id=viewer.user_id, entitlement_id=entitlement_id
+        )
+        return Redirect(f"/communities/{community_id}/billing", status_code=303)
+
+    @post("/{entitlement_id:int}/payment-method")
+    async def payment_method(
+        self, community_id: FromPath[int], entitlement_id: FromPath[int], viewer: Viewer, db: Db, state: State
+    ) -> Redirect:
+        if viewer is None:
+            return Redirect("/login")
+        await _participant(db, community_id, viewer)
+        url = await memberships.payment_method_url(
+            db, state.settings, community_id=community_id, user_id=viewer.user_id, entitlement_id=entitlement_id
+        )
+        return Redirect(url, status_code=303)
+
