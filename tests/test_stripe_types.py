@@ -13,6 +13,9 @@ STRIPE_CALLERS = [
     "community/stripe_client.py",
     "community/checkout/connect.py",
     "community/checkout/service.py",
+    "community/billing/refunds.py",
+    "community/billing/memberships.py",
+    "community/billing/subscriptions.py",
 ]
 MYPY = [sys.executable, "-m", "mypy", "--ignore-missing-imports", "--follow-imports=silent", "--no-incremental"]
 

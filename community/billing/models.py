@@ -229,6 +229,8 @@ class Subscription(Base):
     canceled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # While a failed renewal is retried: access lasts until then.
     grace_ends_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The trial end the member was warned about (trial_will_end: one warning per trial).
+    trial_warned_for: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     amount: Mapped[int] = mapped_column(BigInteger, default=0)  # each period's price, minor units
     currency: Mapped[str] = mapped_column(String(3))
     synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

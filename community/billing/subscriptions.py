@@ -1,7 +1,488 @@
-"""Memberships over time: renewals, failed payments and grace, cancellations, trials."""
+"""Memberships over time: renewals, failed payments and grace, cancellations, trials.
+
+Stripe owns a subscription; `Subscription` is our copy as last read from Stripe, and the
+entitlement's `ends_at` follows it (see docs/DESIGN.md §12):
+
+- active or trialing: open-ended, or the cancel moment (the period end) once it cancels at
+  period end (status cancelled);
+- past_due: status past_due until the grace end (the first failed attempt of the open invoice
+  plus the community's grace days); when that passes unpaid, on Stripe's clock (the next event)
+  or ours (the expiry sweep), access stops; a later paid invoice reopens it;
+- unpaid or paused: ended now (expired); canceled: ended now (cancelled);
+- incomplete: nothing (the checkout has not been paid, so nothing was granted).
+
+Events only say "something changed": each handler locks our row, re-fetches the subscription
+from Stripe and applies its current state, so duplicate, concurrent and out-of-order deliveries
+end the same way. Payments are recorded once per invoice (per account).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
-EVENT_HANDLERS: dict[str, Any] = {}
+import stripe
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.accounts import service as accounts
+from community.accounts.models import Role, User
+from community.billing import service as billing
+from community.billing.models import Payment, PaymentKind, Subscription
+from community.checkout.models import Checkout, CheckoutState, StripeEvent
+from community.db import utcnow
+from community.errors import NotYetKnown
+from community.hubs.models import Community
+from community.money import format_amount
+from community.notifications.service import queue_email
+from community.offers import entitlements
+from community.offers.models import Entitlement, EntitlementStatus, Offer
+from community.settings import Settings
+from community.stripe_client import stripe_client
+
+OPEN = ("active", "trialing")
+GRACE = "past_due"
+LAPSED = ("unpaid", "paused")  # kept by Stripe, but not paid for: no access
+CANCELED = ("canceled", "incomplete_expired")
+STAFF_NOTIFIED = (Role.owner, Role.admin)
+
+
+# ---------------------------------------------------------------- reading Stripe objects
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a Stripe object or of an event's JSON (absent fields read as `default`)."""
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        return default
+
+
+def _id(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else _get(value, "id")
+
+
+def _time(stamp: int | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(stamp, dt.UTC) if stamp else None
+
+
+def period_end(current: Any) -> dt.datetime | None:
+    """Since API 2025-03-31 the period lives on the subscription's items (older versions: on
+    the subscription itself)."""
+    ends = [_get(item, "current_period_end") for item in _get(_get(current, "items"), "data") or []]
+    ends = [end for end in ends if end]
+    return _time(min(ends) if ends else _get(current, "current_period_end"))
+
+
+def _period_amount(current: Any) -> int:
+    return sum(
+        (_get(_get(item, "price"), "unit_amount") or 0) * (_get(item, "quantity") or 1)
+        for item in _get(_get(current, "items"), "data") or []
+    )
+
+
+def invoice_subscription_id(invoice: Any) -> str | None:
+    """Current API: invoice.parent.subscription_details.subscription (older: invoice.subscription)."""
+    details = _get(_get(invoice, "parent"), "subscription_details")
+    return _id(_get(details, "subscription") or _get(invoice, "subscription"))
+
+
+def _invoice_payment_intent(invoice: Any) -> str | None:
+    for payment in _get(_get(invoice, "payments"), "data") or []:
+        intent = _id(_get(_get(payment, "payment"), "payment_intent"))
+        if intent and _get(payment, "status") in ("paid", None):
+            return intent
+    return _id(_get(invoice, "payment_intent"))  # API versions before 2025-03-31
+
+
+# ---------------------------------------------------------------- Stripe calls
+
+
+async def _retrieve(settings: Settings, account: str, subscription_id: str) -> stripe.Subscription:
+    return await stripe_client(settings).v1.subscriptions.retrieve_async(
+        subscription_id, options={"stripe_account": account}
+    )
+
+
+async def fetch(settings: Settings, subscription: Subscription) -> stripe.Subscription:
+    """The subscription as Stripe holds it now, read on its connected account."""
+    return await _retrieve(settings, subscription.stripe_account_id, subscription.stripe_subscription_id)
+
+
+async def _failed_since(settings: Settings, subscription: Subscription, current: Any, fallback: dt.datetime) -> dt.datetime:
+    """When the unpaid invoice was first tried (finalized, then charged at once): the grace
+    period counts from there, whichever event tells us first."""
+    invoice_id = _id(_get(current, "latest_invoice"))
+    if invoice_id is None:
+        return fallback
+    invoice = await stripe_client(settings).v1.invoices.retrieve_async(
+        invoice_id, options={"stripe_account": subscription.stripe_account_id}
+    )
+    if invoice.status != "open":
+        return fallback
+    transitions = _get(invoice, "status_transitions")
+    return _time(_get(transitions, "finalized_at") or invoice.created) or fallback
+
+
+async def _charge_of(settings: Settings, account: str | None, payment_intent: str | None) -> str | None:
+    if payment_intent is None:
+        return None
+    intent = await stripe_client(settings).v1.payment_intents.retrieve_async(
+        payment_intent, options={"stripe_account": account} if account else None
+    )
+    return _id(intent.latest_charge)
+
+
+# ---------------------------------------------------------------- our rows
+
+
+async def subscription_for_entitlement(session: AsyncSession, community_id: int, entitlement_id: int) -> Subscription | None:
+    return await session.scalar(
+        select(Subscription).where(
+            Subscription.community_id == community_id, Subscription.entitlement_id == entitlement_id
+        )
+    )
+
+
+async def _locked(session: AsyncSession, account: str, subscription_id: str) -> Subscription | None:
+    """Our row, locked: every change to one subscription runs one at a time, each on a fresh fetch."""
+    return await session.scalar(
+        select(Subscription)
+        .where(Subscription.stripe_account_id == account, Subscription.stripe_subscription_id == subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def start(
+    session: AsyncSession, settings: Settings, checkout: Checkout, entitlement: Entitlement, current: Any = None
+) -> Subscription | None:
+    """A recurring checkout was fulfilled: keep its subscription, in step with Stripe. Once
+    (a second call, or a concurrent one, finds the row). None when the entitlement already
+    follows another subscription."""
+    assert checkout.stripe_account_id and checkout.stripe_subscription_id
+    current = current or await _retrieve(settings, checkout.stripe_account_id, checkout.stripe_subscription_id)
+    await session.execute(
+        pg_insert(Subscription)
+        .values(
+            community_id=checkout.community_id,
+            entitlement_id=entitlement.id,
+            user_id=entitlement.user_id,
+            offer_id=entitlement.offer_id,
+            stripe_account_id=checkout.stripe_account_id,
+            stripe_subscription_id=checkout.stripe_subscription_id,
+            stripe_customer_id=_id(_get(current, "customer")),
+            status=_get(current, "status") or "incomplete",
+            currency=(_get(current, "currency") or checkout.currency).upper(),
+            amount=_period_amount(current),
+        )
+        .on_conflict_do_nothing()
+    )
+    subscription = await _locked(session, checkout.stripe_account_id, checkout.stripe_subscription_id)
+    if subscription is not None:
+        await apply_stripe_state(session, settings, subscription, current, reason="subscription started")
+    return subscription
+
+
+# ---------------------------------------------------------------- Stripe's state -> the entitlement
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the entitlement should be: `status` with access until `until` (None: open-ended),
+    or, with `now`, ended at once."""
+
+    status: EntitlementStatus
+    until: dt.datetime | None = None
+    now: bool = False
+
+
+async def apply_stripe_state(
+    session: AsyncSession,
+    settings: Settings,
+    subscription: Subscription,
+    current: Any,
+    *,
+    reason: str,
+    actor_id: int | None = None,
+    at: dt.datetime | None = None,
+) -> str:
+    """Make our row and its entitlement match `current`, a Stripe subscription just fetched or
+    returned by Stripe. The caller holds the row locked. Idempotent. `at` is Stripe's time of
+    the event being handled (its clock says whether a grace period is over); now if not given."""
+    community = await session.get_one(Community, subscription.community_id)
+    stripe_now = at or utcnow()
+    grace_started = await _copy_state(settings, subscription, current, grace_days=community.grace_days, stripe_now=stripe_now)
+    outcome = await _move(session, subscription, _target(subscription, current, stripe_now), reason=reason, actor_id=actor_id)
+    if grace_started:
+        await _tell_payment_failed(session, settings, subscription, community)
+    await session.flush()
+    return f"{subscription.status}: {outcome}"
+
+
+async def _copy_state(
+    settings: Settings, subscription: Subscription, current: Any, *, grace_days: int, stripe_now: dt.datetime
+) -> bool:
+    """Copy Stripe's fields; returns whether a grace period starts with this change."""
+    subscription.status = _get(current, "status") or subscription.status
+    subscription.cancel_at_period_end = bool(_get(current, "cancel_at_period_end"))
+    subscription.current_period_end = period_end(current) or subscription.current_period_end
+    subscription.trial_end = _time(_get(current, "trial_end"))
+    subscription.canceled_at = _time(_get(current, "canceled_at"))
+    subscription.stripe_customer_id = _id(_get(current, "customer")) or subscription.stripe_customer_id
+    subscription.amount = _period_amount(current) or subscription.amount
+    subscription.synced_at = utcnow()
+    if subscription.status == GRACE:
+        if subscription.grace_ends_at is None:
+            failed = await _failed_since(settings, subscription, current, fallback=stripe_now)
+            subscription.grace_ends_at = failed + dt.timedelta(days=grace_days)
+            return True
+    elif subscription.status not in LAPSED:
+        subscription.grace_ends_at = None  # paid (or over): the next failure starts a new grace
+    return False
+
+
+def _target(subscription: Subscription, current: Any, stripe_now: dt.datetime) -> Target | None:
+    status = subscription.status
+    stop = _time(_get(current, "cancel_at")) or (
+        subscription.current_period_end if subscription.cancel_at_period_end else None
+    )
+    if status in OPEN:
+        return Target(EntitlementStatus.cancelled, stop) if stop else Target(EntitlementStatus.active)
+    if status == GRACE:
+        grace = subscription.grace_ends_at
+        assert grace is not None
+        if stripe_now >= grace:
+            return Target(EntitlementStatus.expired, now=True)
+        return Target(EntitlementStatus.past_due, min(grace, stop) if stop else grace)
+    if status in LAPSED:
+        return Target(EntitlementStatus.expired, now=True)
+    if status in CANCELED:
+        return Target(EntitlementStatus.cancelled, now=True)
+    return None  # incomplete: not paid yet, so nothing was granted
+
+
+async def _move(
+    session: AsyncSession, subscription: Subscription, target: Target | None, *, reason: str, actor_id: int | None
+) -> str:
+    """One entitlement transition (at most two for a resumed-then-cancelling one), only if needed."""
+    if target is None:
+        return "unchanged"
+    keys = {"community_id": subscription.community_id, "entitlement_id": subscription.entitlement_id}
+    entitlement = await entitlements.get_entitlement(session, subscription.community_id, subscription.entitlement_id, lock=True)
+    now = utcnow()
+    live = entitlements.is_live(entitlement, now)
+    if target.now or (target.until is not None and target.until <= now):
+        if not live:
+            return "unchanged"
+        ended = target.status if target.status in entitlements.ENDED else EntitlementStatus.expired
+        await entitlements.end(session, **keys, status=ended, at=now, actor_id=actor_id, reason=reason)
+        return "access ended"
+    if entitlement.status is target.status and entitlement.ends_at == target.until and live:
+        return "unchanged"
+    if target.status is EntitlementStatus.past_due:
+        assert target.until is not None
+        await entitlements.past_due_until(session, **keys, until=target.until, actor_id=actor_id, reason=reason)
+        return "in grace"
+    if target.status is EntitlementStatus.cancelled:
+        if not (live and entitlement.ends_at is None):  # end() keeps the earlier of two ends: start open
+            await entitlements.reopen(session, **keys, ends_at=None, actor_id=actor_id, reason=reason)
+        await entitlements.end(session, **keys, status=target.status, at=target.until, actor_id=actor_id, reason=reason)
+        return "ends at period end"
+    await entitlements.reopen(session, **keys, ends_at=None, actor_id=actor_id, reason=reason)
+    return "access open"
+
+
+# ---------------------------------------------------------------- emails
+
+
+def _day(moment: dt.datetime | None) -> str:
+    return f"{moment:%B} {moment.day}, {moment.year}" if moment else ""
+
+
+async def _context(session: AsyncSession, settings: Settings, subscription: Subscription) -> tuple[User, dict[str, Any]]:
+    user = await session.get_one(User, subscription.user_id)
+    offer = await session.get_one(Offer, subscription.offer_id)
+    community = await session.get_one(Community, subscription.community_id)
+    return user, {
+        "name": user.name,
+        "email": user.email,
+        "offer_title": offer.title,
+        "community_name": community.name,
+        "amount": format_amount(subscription.amount, subscription.currency),
+        "site_url": settings.base_url,
+        "community_url": f"{settings.base_url}/communities/{subscription.community_id}",
+    }
+
+
+async def _tell_payment_failed(session: AsyncSession, settings: Settings, subscription: Subscription, community: Community) -> None:
+    """Once per grace period: the member (to update their card) and the owners and admins."""
+    user, context = await _context(session, settings, subscription)
+    context["grace_ends"] = _day(subscription.grace_ends_at)
+    context["grace_days"] = community.grace_days
+    await queue_email(session, to=user.email, template="payment_failed", community_id=community.id, **context)
+    for member, staff in await accounts.list_staff(session, community.id):
+        if member.role in STAFF_NOTIFIED:
+            await queue_email(
+                session, to=staff.email, template="payment_failed_staff", community_id=community.id,
+                staff_name=staff.name, **context,
+            )
+
+
+# ---------------------------------------------------------------- webhook handlers
+
+
+def _event_time(row: StripeEvent) -> dt.datetime | None:
+    created = row.payload.get("created")
+    return _time(created) if isinstance(created, int) else None
+
+
+async def _subscription_of(
+    session: AsyncSession, settings: Settings, row: StripeEvent, subscription_id: str | None, metadata: Any
+) -> Subscription | None:
+    """Our row for the subscription an event names, locked; found through our records and the
+    account the event came from. A subscription of a checkout not yet fulfilled (or committed)
+    raises NotYetKnown: the job is retried."""
+    if row.account is None or not subscription_id:
+        return None
+    subscription = await _locked(session, row.account, subscription_id)
+    if subscription is not None:
+        return subscription
+    checkout_id = str(_get(metadata, "checkout_id") or "")
+    if not checkout_id.isdigit():
+        return None
+    checkout = await session.scalar(select(Checkout).where(Checkout.id == int(checkout_id)).with_for_update())
+    if checkout is None:
+        raise NotYetKnown(f"checkout {checkout_id} of subscription {subscription_id} is not stored yet")
+    if checkout.stripe_account_id != row.account:
+        return None  # another account naming our checkout: not believed
+    if checkout.state in (CheckoutState.open, CheckoutState.processing):
+        raise NotYetKnown(f"checkout {checkout_id} of subscription {subscription_id} is not fulfilled yet")
+    if checkout.state is not CheckoutState.fulfilled or checkout.stripe_subscription_id != subscription_id:
+        return None
+    entitlement = await session.get(Entitlement, checkout.entitlement_id) if checkout.entitlement_id else None
+    if entitlement is None:
+        return None
+    return await start(session, settings, checkout, entitlement)  # fulfilled before subscriptions were kept
+
+
+async def _sync(session: AsyncSession, settings: Settings, row: StripeEvent) -> tuple[Subscription | None, Any, str]:
+    """Apply the subscription an event is about as it is now: (our row, Stripe's, outcome)."""
+    obj = (row.payload.get("data") or {}).get("object") or {}
+    subscription = await _subscription_of(session, settings, row, obj.get("id"), obj.get("metadata"))
+    if subscription is None:
+        return None, None, "not ours"
+    row.community_id = subscription.community_id
+    current = await fetch(settings, subscription)
+    outcome = await apply_stripe_state(session, settings, subscription, current, reason=f"Stripe: {row.type}", at=_event_time(row))
+    return subscription, current, outcome
+
+
+async def _sync_event(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
+    """customer.subscription.created / updated / deleted."""
+    return (await _sync(session, settings, row))[2]
+
+
+async def _invoice_event(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
+    """invoice.paid / invoice.payment_failed: record a paid renewal once, then apply the
+    subscription's current state (a payment extends or restores; a failure starts the grace)."""
+    invoice = (row.payload.get("data") or {}).get("object") or {}
+    details = _get(_get(invoice, "parent"), "subscription_details")
+    subscription = await _subscription_of(session, settings, row, invoice_subscription_id(invoice), _get(details, "metadata"))
+    if subscription is None:
+        return "not ours"
+    row.community_id = subscription.community_id
+    recorded = ""
+    if row.type == "invoice.paid":
+        recorded = await _record_invoice(session, settings, subscription, invoice)
+    current = await fetch(settings, subscription)
+    state = await apply_stripe_state(session, settings, subscription, current, reason=f"Stripe: {row.type}", at=_event_time(row))
+    return f"{recorded}; {state}" if recorded else state
+
+
+async def _record_invoice(session: AsyncSession, settings: Settings, subscription: Subscription, invoice: dict[str, Any]) -> str:
+    """A paid invoice: the first one is the purchase the checkout recorded (we add its invoice,
+    payment and receipt); a later one with money in it is a renewal, recorded once and told to
+    the member."""
+    invoice_id, amount = invoice.get("id"), invoice.get("amount_paid") or 0
+    account = subscription.stripe_account_id
+    existing = await billing.find_payment(session, community_id=subscription.community_id, stripe_account_id=account, stripe_invoice_id=invoice_id)
+    if existing is not None:
+        return "payment already recorded"
+    intent = _invoice_payment_intent(invoice)
+    receipt = invoice.get("hosted_invoice_url")
+    if invoice.get("billing_reason") == "subscription_create":
+        return await _attach_to_purchase(session, settings, subscription, invoice_id, intent, receipt) if amount else "nothing paid"
+    if amount <= 0:
+        return "nothing paid"
+    discount = sum(d.get("amount") or 0 for d in invoice.get("total_discount_amounts") or [])
+    paid_at = _time((invoice.get("status_transitions") or {}).get("paid_at"))
+    payment = await billing.record_payment(
+        session, community_id=subscription.community_id, user_id=subscription.user_id, offer_id=subscription.offer_id,
+        entitlement_id=subscription.entitlement_id, checkout_id=None, kind=PaymentKind.renewal.value,
+        amount=amount, discount_amount=discount, currency=invoice.get("currency") or subscription.currency,
+        stripe_account_id=account, stripe_invoice_id=invoice_id, stripe_payment_intent_id=intent,
+        stripe_charge_id=await _charge_of(settings, account, intent),
+        stripe_subscription_id=subscription.stripe_subscription_id, paid_at=paid_at,
+    )
+    payment.receipt_url = receipt
+    user, context = await _context(session, settings, subscription)
+    context.update(amount=format_amount(amount, payment.currency), receipt_url=receipt or "")
+    await queue_email(session, to=user.email, template="payment_succeeded", community_id=subscription.community_id, **context)
+    return "renewal recorded"
+
+
+async def _attach_to_purchase(
+    session: AsyncSession, settings: Settings, subscription: Subscription, invoice_id: str | None, intent: str | None, receipt: str | None
+) -> str:
+    purchase = await session.scalar(
+        select(Payment)
+        .where(
+            Payment.community_id == subscription.community_id,
+            Payment.kind == PaymentKind.purchase,
+            Payment.stripe_account_id == subscription.stripe_account_id,
+            Payment.stripe_subscription_id == subscription.stripe_subscription_id,
+        )
+        .with_for_update()
+    )
+    if purchase is None:
+        return "first invoice: no purchase recorded"
+    purchase.stripe_invoice_id = purchase.stripe_invoice_id or invoice_id
+    if purchase.stripe_payment_intent_id is None and intent is not None:
+        purchase.stripe_payment_intent_id = intent
+        purchase.stripe_charge_id = purchase.stripe_charge_id or await _charge_of(settings, subscription.stripe_account_id, intent)
+    purchase.receipt_url = purchase.receipt_url or receipt
+    return "first invoice: the purchase"
+
+
+async def _trial_will_end(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
+    """Three days before a trial ends: tell the member (with no card on file, it then ends)."""
+    subscription, current, outcome = await _sync(session, settings, row)
+    if subscription is None:
+        return outcome
+    if subscription.status != "trialing":
+        return f"{outcome}; trial already over"
+    if subscription.trial_warned_for == subscription.trial_end:
+        return f"{outcome}; trial ending already told"
+    subscription.trial_warned_for = subscription.trial_end
+    user, context = await _context(session, settings, subscription)
+    has_card = bool(_get(current, "default_payment_method") or _get(current, "default_source"))
+    context.update(trial_ends=_day(subscription.trial_end), has_card=has_card)
+    await queue_email(session, to=user.email, template="trial_ending", community_id=subscription.community_id, **context)
+    return f"{outcome}; trial ending told"
+
+
+EVENT_HANDLERS: dict[str, Any] = {
+    "invoice.paid": _invoice_event,
+    "invoice.payment_failed": _invoice_event,
+    "customer.subscription.created": _sync_event,
+    "customer.subscription.updated": _sync_event,
+    "customer.subscription.deleted": _sync_event,
+    "customer.subscription.trial_will_end": _trial_will_end,
+}

@@ -17,6 +17,7 @@ from community.accounts.models import Member
 from community.affiliates import service as affiliates
 from community.affiliates.links import Attribution
 from community.billing import service as billing
+from community.billing import subscriptions
 from community.billing.models import PaymentKind
 from community.checkout import connect
 from community.checkout.models import Checkout, CheckoutState
@@ -320,6 +321,8 @@ async def fulfil(
             stripe_payment_intent_id=checkout.stripe_payment_intent_id,
             stripe_subscription_id=checkout.stripe_subscription_id,
         )
+    if offer.pricing is Pricing.recurring and checkout.stripe_subscription_id:
+        await subscriptions.start(session, settings, checkout, held)  # renewals and failures follow it
     if checkout.discount_code_id is not None:
         await billing.redeem(session, community_id=checkout.community_id, checkout_id=checkout.id)
     await _apply_tags(session, checkout.community_id, user.id, offer.auto_tags)

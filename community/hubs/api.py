@@ -83,6 +83,7 @@ class CommunityController(Controller):
             default_currency=data.default_currency,
             support_email=data.support_email,
             clear_support_email=data.clear_support_email,
+            grace_days=data.grace_days,
         )
         return community_out(community, editor.role)
 

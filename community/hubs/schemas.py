@@ -29,6 +29,7 @@ class CommunityUpdate(msgspec.Struct, forbid_unknown_fields=True):
     default_currency: Currency | None = None
     support_email: Email | None = None
     clear_support_email: bool = False
+    grace_days: Annotated[int, msgspec.Meta(description="Days a member keeps access after a failed renewal, 0 to 60.")] | None = None
 
 
 class CommunityOut(msgspec.Struct):
@@ -38,6 +39,7 @@ class CommunityOut(msgspec.Struct):
     default_currency: str
     support_email: str | None
     created_at: dt.datetime
+    grace_days: int
     my_role: str | None = None
 
 
@@ -105,6 +107,7 @@ def community_out(community, role=None) -> CommunityOut:
         default_currency=community.default_currency,
         support_email=community.support_email,
         created_at=community.created_at,
+        grace_days=community.grace_days,
         my_role=role.value if role else None,
     )
 

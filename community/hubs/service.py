@@ -18,6 +18,7 @@ from community.money import validate_currency
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SLUG_MAX = 60
+MIN_GRACE_DAYS, MAX_GRACE_DAYS = 0, 60  # days a member keeps access after a failed renewal
 
 
 def slugify(text: str) -> str:
@@ -95,6 +96,7 @@ async def update_community(
     default_currency: str | None = None,
     support_email: str | None = None,
     clear_support_email: bool = False,
+    grace_days: int | None = None,
 ) -> Community:
     if name is not None:
         community.name = clean_name(name)
@@ -106,6 +108,10 @@ async def update_community(
         community.support_email = accounts.normalize_email(support_email, "support_email")
     elif clear_support_email:
         community.support_email = None
+    if grace_days is not None:
+        if not MIN_GRACE_DAYS <= grace_days <= MAX_GRACE_DAYS:
+            raise Invalid(f"must be between {MIN_GRACE_DAYS} and {MAX_GRACE_DAYS} days", field="grace_days")
+        community.grace_days = grace_days
     await flush_or_conflict(session, field="slug", message="this slug is taken")
     return community
 

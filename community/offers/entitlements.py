@@ -186,6 +186,28 @@ async def reopen(
     return entitlement
 
 
+async def past_due_until(
+    session: AsyncSession,
+    *,
+    community_id: int,
+    entitlement_id: int,
+    until: dt.datetime,
+    actor_id: int | None = None,
+    reason: str = "payment failed",
+) -> Entitlement:
+    """A renewal failed: access goes on until the grace period ends (`until`), when the expiry
+    sweep ends it unless a payment reopens it first."""
+    check_storable(reason, "reason")
+    entitlement = await get_entitlement(session, community_id, entitlement_id, lock=True)
+    if until <= utcnow():
+        raise Invalid("must be in the future", field="ends_at")
+    entitlement.status = EntitlementStatus.past_due
+    entitlement.ends_at = until
+    entitlement.expiry_processed_at = None
+    await _record(session, entitlement, reason=reason, actor_id=actor_id, change="payment past due")
+    return entitlement
+
+
 async def history(session: AsyncSession, community_id: int, entitlement_id: int) -> list[EntitlementEvent]:
     await get_entitlement(session, community_id, entitlement_id)
     return list(

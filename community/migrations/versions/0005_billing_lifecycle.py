@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('trial_end', sa.DateTime(timezone=True), nullable=True),
     sa.Column('canceled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('grace_ends_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('trial_warned_for', sa.DateTime(timezone=True), nullable=True),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('synced_at', sa.DateTime(timezone=True), nullable=True),
