@@ -130,7 +130,7 @@ def _demo_stripe(settings: Settings):
     """Without a Stripe key, the demo sells through the local Stripe sandbox: its webhooks come
     back to this server over HTTP, signed like Stripe's."""
     if settings.stripe_secret_key:
-        yield settings, None
+        yield settings, None, None
         return
     import secrets
 
@@ -145,7 +145,7 @@ def _demo_stripe(settings: Settings):
         yield replace(
             settings, stripe_secret_key="sk_test_demo", stripe_api_base=sandbox.url,
             stripe_webhook_secret=platform_secret, stripe_connect_webhook_secret=connect_secret,
-        ), sandbox.complete_onboarding
+        ), sandbox.complete_onboarding, sandbox
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -154,9 +154,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     settings = _settings(args)
     print("Starting the community demo...", flush=True)
-    with _services(settings) as ready, _demo_stripe(ready) as (shop, onboard):
+    with _services(settings) as ready, _demo_stripe(ready) as (shop, onboard, sandbox):
         asyncio.run(upgrade(shop.database_url))
-        logins = asyncio.run(demo.seed(shop, onboard))
+        logins = asyncio.run(demo.seed(shop, onboard, sandbox))
         banner = demo.banner(shop, logins)
         _run(_serve(shop, with_worker=True, banner=banner))
     print("Stopped; data kept in", ready.data_dir)

@@ -6,21 +6,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
 from community.accounts.models import Role, TokenKind, User
 from community.billing import discounts
+from community.billing.models import Subscription
 from community.checkout import connect
+from community.checkout import service as checkout_service
 from community.checkout.models import StripeAccount
 from community.content import service as content
 from community.db import create_engine, session_factory
 from community.hubs import service as hubs
 from community.hubs.models import Community
-from community.offers import grants
+from community.offers import entitlements, grants
 from community.offers import service as offers
-from community.offers.models import OfferStatus
+from community.offers.models import EntitlementStatus, OfferStatus
 from community.settings import Settings
 from community.stripe_client import stripe_client
 
@@ -62,6 +64,8 @@ DEMO_OFFERS = {
     }),
 }
 DEMO_CODE = "DEMO20"
+DEMO_SUBSCRIBER = ("member@demo.community", "Maya Member")  # pays monthly for Pro, with a card
+MONTH_SECONDS = 31 * 86400  # advancing this much always crosses one monthly renewal
 
 
 @dataclass
@@ -70,6 +74,17 @@ class DemoLogins:
     api_token: str
     community_id: int
     offer_paths: list[str] = field(default_factory=list)
+    renewal: DemoRenewal | None = None
+
+
+@dataclass
+class DemoRenewal:
+    """The demo subscriber's subscription in the sandbox, and how to move its clock."""
+
+    email: str
+    sandbox_url: str
+    customer_id: str
+    seconds_to_next_charge: int
 
 
 async def _user(session: AsyncSession, email: str, password: str, name: str) -> User:
@@ -98,9 +113,10 @@ async def _seed_community(session: AsyncSession, owner: User) -> Community:
     return community
 
 
-async def seed(settings: Settings, onboard: Callable[[str], Any] | None = None) -> DemoLogins:
+async def seed(settings: Settings, onboard: Callable[[str], Any] | None = None, sandbox: Any = None) -> DemoLogins:
     """Idempotent: a second demo start finds the data and only issues a fresh API token.
-    With `onboard` (the Stripe sandbox's onboarding), it also sets up the shop."""
+    With `onboard` (the Stripe sandbox's onboarding), it also sets up the shop; with the
+    sandbox itself, a member subscribed monthly to Pro whose renewal the sandbox clock moves."""
     engine = create_engine(settings.database_url)
     try:
         async with session_factory(engine)() as session, session.begin():
@@ -112,9 +128,12 @@ async def seed(settings: Settings, onboard: Callable[[str], Any] | None = None) 
                 await accounts.join(session, community_id=community.id, user_id=users[email].id, role=role)
             _, secret = await accounts.create_token(session, user_id=owner.id, kind=TokenKind.api, name="demo")
             offer_paths = await _seed_shop(session, settings, community, onboard) if onboard else []
+            renewal = await _seed_subscriber(session, settings, community, sandbox) if onboard and sandbox else None
+            people = {email: DEMO_PASSWORD for email in DEMO_PEOPLE}
+            if renewal:
+                people[renewal.email] = DEMO_PASSWORD
             return DemoLogins(
-                people={email: DEMO_PASSWORD for email in DEMO_PEOPLE}, api_token=secret, community_id=community.id,
-                offer_paths=offer_paths,
+                people=people, api_token=secret, community_id=community.id, offer_paths=offer_paths, renewal=renewal,
             )
     finally:
         await engine.dispose()
@@ -150,6 +169,32 @@ async def _seed_shop(
     return paths
 
 
+async def _seed_subscriber(session: AsyncSession, settings: Settings, community: Community, sandbox: Any) -> DemoRenewal:
+    """A member who bought Pro through the sandbox's checkout with a card: trialing, then billed
+    monthly as the sandbox clock moves. The sandbox forgets its subscriptions when it stops, so
+    each start ends the previous one and subscribes afresh."""
+    email, name = DEMO_SUBSCRIBER
+    user = await _user(session, email, DEMO_PASSWORD, name)
+    offer = next(o for o in await offers.list_offers(session, community.id, after=0, limit=100) if o.slug == "pro-membership")
+    held = await entitlements.live_entitlement(session, community_id=community.id, offer_id=offer.id, user_id=user.id)
+    if held is not None:
+        await entitlements.end(
+            session, community_id=community.id, entitlement_id=held.id, status=EntitlementStatus.cancelled,
+            reason="demo restarted: the sandbox that billed it is gone",
+        )
+    started = await checkout_service.start(
+        session, settings, community=community, offer=offer, email=email, name=name, viewer_id=None, code=None
+    )
+    checkout = started.checkout
+    assert checkout.stripe_session_id is not None
+    sandbox.pay(checkout.stripe_session_id, "success")  # the buyer pays on the hosted page
+    await checkout_service.settle(session, settings, checkout, await checkout_service.fetch_session(settings, checkout))
+    subscription = await session.scalar(select(Subscription).where(Subscription.entitlement_id == checkout.entitlement_id))
+    assert subscription is not None and subscription.current_period_end is not None
+    seconds = int(subscription.current_period_end.timestamp()) - sandbox.now() + 60
+    return DemoRenewal(email, sandbox.url, subscription.stripe_customer_id or "", max(seconds, 60))
+
+
 def banner(settings: Settings, logins: DemoLogins) -> str:
     base = settings.base_url
     lines = [
@@ -165,11 +210,22 @@ def banner(settings: Settings, logins: DemoLogins) -> str:
         f"    curl -H 'Authorization: Bearer {logins.api_token}' {base}/api/v1/communities",
         *([f"  Offers for sale (Stripe is the local sandbox: pay with its test cards; code {DEMO_CODE} takes 20% off):"]
           + [f"    {path}" for path in logins.offer_paths] if logins.offer_paths else []),
+        *(_renewal_lines(logins.renewal) if logins.renewal else []),
         f"  Emails are written to {settings.data_dir / 'mail'} (set COMMUNITY_SMTP_URL to send them)",
         "Press Ctrl-C to stop.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _renewal_lines(renewal: DemoRenewal) -> list[str]:
+    advance = f"curl -X POST {renewal.sandbox_url}/_sandbox/clock/advance -d seconds="
+    return [
+        f"  Subscriber: {renewal.email} pays monthly for Pro (in its trial now). Move the sandbox clock:",
+        f"    first charge (trial ends):   {advance}{renewal.seconds_to_next_charge}",
+        f"    each further renewal:        {advance}{MONTH_SECONDS}",
+        f"    make the next renewal fail:  curl -X POST {renewal.sandbox_url}/_sandbox/customers/{renewal.customer_id}/card_declines -d declines=true",
+    ]
 
 
 async def bootstrap(
