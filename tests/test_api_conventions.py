@@ -32,6 +32,7 @@ OTHER_BODIES: dict[tuple[str, str], Any] = {
     ("post", "/api/v1/me/tokens"): {"name": "script", "expires_in_days": 30},
     ("post", "/api/v1/communities"): {"name": "Another Guild"},
     ("post", "/api/v1/offers/{offer_id}/quote"): {"code": "", "email": "buyer@example.com"},
+    ("post", "/api/v1/me/affiliates"): {"offer_id": 1},
 }
 
 # Values that are wrong for most fields, or right but awkward (unicode, NUL, extremes).
