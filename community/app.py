@@ -25,6 +25,7 @@ from community.accounts.api import AuthController, MeController
 from community.accounts.pages import AccountPages
 from community.affiliates.api import AffiliatesController, MyAffiliatesController
 from community.affiliates.links import ClickRecorder, Keys, LinkPages, Targets
+from community.affiliates.owner_api import AffiliateReportController
 from community.affiliates.pages import AffiliatePages
 from community.billing.api import DiscountCodesController, PaymentsController
 from community.billing.memberships_api import EndEntitlementController, MyMembershipsController
@@ -85,6 +86,7 @@ API_CONTROLLERS = [
     PaymentsController,
     MyMembershipsController,
     EndEntitlementController,
+    AffiliateReportController,
     StripeConnectController,
     StripeWebhooksController,
     QuoteController,

@@ -25,7 +25,7 @@ from community.affiliates.models import (
     PayoutState,
 )
 from community.db import get_in_community, utcnow
-from community.errors import Conflict, Invalid
+from community.errors import Conflict, Invalid, check_storable
 from community.money import exponent
 from community.offers.models import Offer
 
@@ -122,7 +122,7 @@ async def get_payout(session: AsyncSession, community_id: int, payout_id: int, *
 async def mark_paid(session: AsyncSession, community_id: int, payout_id: int, reference: str) -> Payout:
     """The owner sent the money: the payout is paid with their reference (a transfer id), and
     the commissions it carried are paid. Once only: a second call is a conflict."""
-    reference = reference.strip()
+    reference = check_storable(reference, "reference").strip()
     if not reference:
         raise Invalid("say how it was paid (a transfer reference)", field="reference")
     payout = await get_payout(session, community_id, payout_id, lock=True)
@@ -201,7 +201,7 @@ async def payout_lines(session: AsyncSession, community_id: int, payout_id: int)
         .where(LedgerEntry.community_id == community_id, LedgerEntry.payout_id == payout_id)
         .order_by(LedgerEntry.id)
     )
-    return [(entry, commission) for entry, commission in rows.tuples()]
+    return [(entry, commission) for entry, commission in rows]
 
 
 async def payout_csv(session: AsyncSession, community_id: int, payout_id: int) -> str:
