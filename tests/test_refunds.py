@@ -145,7 +145,7 @@ async def test_a_refused_stripe_call_leaves_a_failed_row_and_no_totals(client, o
     stripe_env.sandbox.dispute(charge_id, amount=1000)  # Stripe refuses refunds while a dispute is open
     stripe_env.drain()
     refused = await refund(client, owner, shop, payment, amount=500)
-    assert refused.status_code == 502 and "disputed" in refused.text
+    assert refused.status_code == 409 and "disputed" in refused.text
     async with sessions() as session:
         row = await session.scalar(select(Refund))
         assert row.state is RefundState.failed and "disputed" in row.error and row.stripe_refund_id is None

@@ -44,11 +44,15 @@ HOLDING = ("needs_response", "under_review", "lost")
 MAX_REASON = 500
 
 
-class StripeRefused(DomainError):
-    """Stripe refused or failed the refund: the row is kept as failed, nothing else changed."""
+class StripeRefused(Conflict):
+    """409: Stripe refused the refund (the row is kept as failed, nothing else changed)."""
+
+
+class StripeUnavailable(DomainError):
+    """502: Stripe did not answer; the pending row waits for charge.refunded."""
 
     status_code = 502
-    title = "Stripe refused the refund"
+    title = "Stripe did not answer"
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ async def refund_payment(
     await session.commit()
     try:
         return await send_refund(session, settings, refund)
-    except StripeRefused:
+    except (StripeRefused, StripeUnavailable):
         await session.commit()
         raise
 
@@ -101,6 +105,8 @@ async def start_refund(
     if len(request.reason) > MAX_REASON:
         raise Invalid(f"may be at most {MAX_REASON} characters", field="reason")
     payment = await billing.get_payment(session, community_id, payment_id, lock=True)
+    if payment.stripe_account_id is None:
+        raise Conflict("this payment was not taken through Stripe: there is nothing to refund there", field="payment_id")
     left = await refundable(session, payment)
     if left == 0:
         raise Invalid("nothing is left to refund on this payment", field="amount")
@@ -143,7 +149,7 @@ async def send_refund(session: AsyncSession, settings: Settings, refund: Refund)
         )
     except stripe.APIConnectionError:
         # Stripe may have made it: the row stays pending until charge.refunded settles it.
-        raise StripeRefused(f"Stripe did not answer; refund {refund.id} waits for Stripe's confirmation") from None
+        raise StripeUnavailable(f"Stripe did not answer; refund {refund.id} waits for Stripe's confirmation") from None
     except stripe.StripeError as exc:
         await _lock(session, payment)
         await session.refresh(refund)
