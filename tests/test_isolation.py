@@ -21,6 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community import jobs
+from community.affiliates.models import Affiliate, Payout
 from community.billing import service as billing
 from community.models import metadata
 from community.offers.models import Offer, Pricing
@@ -31,12 +32,15 @@ API = "/api/v1"
 METHODS = ("get", "post", "put", "patch", "delete")
 OBJECT_PARAMS = ("hub_id", "group_id", "post_id", "member_id", "job_id", "offer_id", "user_id", "entitlement_id", "run_id")
 OBJECT_PARAMS += ("code_id", "payment_id")  # billing: a discount code, a payment
+OBJECT_PARAMS += ("affiliate_id",)  # resell programs: the buyer's enrolment
+OBJECT_PARAMS += ("payout_id",)  # resell programs: an open payout to the affiliate
 KNOWN_PATH_PARAMS = {"community_id", *OBJECT_PARAMS}
 # Routes outside a community that take an object id in the path, and how they are checked.
 KNOWN_OTHER_PARAM_ROUTES = {
     "/api/v1/me/tokens/{token_id}",  # checked below: another user's token is 404
     "/api/v1/offers/{offer_id}/claim",  # public by design, like a landing page (tests/test_access.py)
     "/api/v1/offers/{offer_id}/quote",  # public price preview of a published offer (tests/test_checkout.py)
+    "/api/v1/me/affiliates/{affiliate_id}",  # the caller's own enrolment; another's is 404 (tests/test_affiliate_links.py)
 }
 # Columns a request by B's owner may legitimately touch: its own token's usage stamp.
 IGNORED_COLUMNS = {("auth_tokens", "last_used_at")}
@@ -63,6 +67,8 @@ class World:
     group_ids: list[int]  # every group of hub_id, for a reorder body
     code_id: int  # a discount code nobody used (one that can be deleted)
     payment_id: int  # the buyer's payment
+    affiliate_id: int  # the buyer, enrolled in the offer's resell program
+    payout_id: int  # an open payout to that affiliate
 
     def path_values(self) -> dict[str, int]:
         return {
@@ -78,6 +84,8 @@ class World:
             "run_id": self.run_id,
             "code_id": self.code_id,
             "payment_id": self.payment_id,
+            "affiliate_id": self.affiliate_id,
+            "payout_id": self.payout_id,
         }
 
     def values_for(self, op: Operation) -> dict[str, int]:
@@ -124,6 +132,7 @@ BODIES: dict[tuple[str, str], Body] = {
         "offer_ids": [w.spare_offer_id],
     },
     ("patch", "/api/v1/communities/{community_id}/discount-codes/{code_id}"): lambda w: {"code": "TAKEN10", "active": False},
+    ("post", "/api/v1/communities/{community_id}/affiliates/payouts/{payout_id}/paid"): lambda w: {"reference": "wire 7"},
     ("post", "/api/v1/communities/{community_id}/payments/{payment_id}/refunds"): lambda w: {"amount": 100, "reason": "x"},
 }
 
@@ -227,10 +236,18 @@ async def build_world(
             checkout_id=None, kind="purchase", amount=900, discount_amount=0, currency="USD",
             stripe_account_id=None, stripe_payment_intent_id=f"pi_{tag}",
         )
+        affiliate = Affiliate(community_id=cid, offer_id=offer_id, user_id=held["user_id"], code=f"{tag[:8]}{cid}"[:16])
+        session.add(affiliate)
         job = await jobs.enqueue(session, "isolation.probe", community_id=cid, note=tag)
         job.state = jobs.JobState.failed
         job.last_error = f"{tag} failure"
         job_id = job.id
+        await session.flush()
+        affiliate_id = affiliate.id
+        payout = Payout(community_id=cid, affiliate_id=affiliate_id, currency="USD", amount=100)
+        session.add(payout)
+        await session.flush()
+        payout_id = payout.id
     return World(
         owner=owner,
         community_id=cid,
@@ -248,6 +265,8 @@ async def build_world(
         group_ids=[group["id"], group2["id"]],
         code_id=code["id"],
         payment_id=payment.id,
+        affiliate_id=affiliate_id,
+        payout_id=payout_id,
     )
 
 
