@@ -343,41 +343,46 @@ def _event_time(row: StripeEvent) -> dt.datetime | None:
     return _time(created) if isinstance(created, int) else None
 
 
+BEFORE_FULFILMENT = "before fulfilment (which reads the subscription itself)"
+
+
 async def _subscription_of(
-    session: AsyncSession, settings: Settings, row: StripeEvent, subscription_id: str | None, metadata: Any
-) -> Subscription | None:
-    """Our row for the subscription an event names, locked; found through our records and the
-    account the event came from. A subscription of a checkout not yet fulfilled (or committed)
-    raises NotYetKnown: the job is retried."""
+    session: AsyncSession, settings: Settings, row: StripeEvent, subscription_id: str | None, metadata: Any, *, wait: bool
+) -> tuple[Subscription | None, str]:
+    """Our row for the subscription an event names, locked, found through our records and the
+    account the event came from; else why not. Before its checkout is fulfilled there is
+    nothing to change: fulfilment fetches the subscription after this event's change. Only
+    an event carrying a payment (`wait`) raises NotYetKnown then, so the job is retried."""
     if row.account is None or not subscription_id:
-        return None
+        return None, "not ours"
     subscription = await _locked(session, row.account, subscription_id)
     if subscription is not None:
-        return subscription
+        return subscription, ""
     checkout_id = str(_get(metadata, "checkout_id") or "")
     if not checkout_id.isdigit():
-        return None
+        return None, "not ours"
     checkout = await session.scalar(select(Checkout).where(Checkout.id == int(checkout_id)).with_for_update())
-    if checkout is None:
-        raise NotYetKnown(f"checkout {checkout_id} of subscription {subscription_id} is not stored yet")
-    if checkout.stripe_account_id != row.account:
-        return None  # another account naming our checkout: not believed
-    if checkout.state in (CheckoutState.open, CheckoutState.processing):
-        raise NotYetKnown(f"checkout {checkout_id} of subscription {subscription_id} is not fulfilled yet")
+    if checkout is not None and checkout.stripe_account_id != row.account:
+        return None, "not ours"  # another account naming our checkout: not believed
+    if checkout is None or checkout.state in (CheckoutState.open, CheckoutState.processing):
+        if wait:
+            raise NotYetKnown(f"checkout {checkout_id} of subscription {subscription_id} is not fulfilled yet")
+        return None, BEFORE_FULFILMENT
     if checkout.state is not CheckoutState.fulfilled or checkout.stripe_subscription_id != subscription_id:
-        return None
+        return None, "not ours"
     entitlement = await session.get(Entitlement, checkout.entitlement_id) if checkout.entitlement_id else None
     if entitlement is None:
-        return None
-    return await start(session, settings, checkout, entitlement)  # fulfilled before subscriptions were kept
+        return None, "not ours"
+    # Fulfilled before subscriptions were kept: keep it now.
+    return await start(session, settings, checkout, entitlement), ""
 
 
 async def _sync(session: AsyncSession, settings: Settings, row: StripeEvent) -> tuple[Subscription | None, Any, str]:
     """Apply the subscription an event is about as it is now: (our row, Stripe's, outcome)."""
     obj = (row.payload.get("data") or {}).get("object") or {}
-    subscription = await _subscription_of(session, settings, row, obj.get("id"), obj.get("metadata"))
+    subscription, why = await _subscription_of(session, settings, row, obj.get("id"), obj.get("metadata"), wait=False)
     if subscription is None:
-        return None, None, "not ours"
+        return None, None, why
     row.community_id = subscription.community_id
     current = await fetch(settings, subscription)
     outcome = await apply_stripe_state(session, settings, subscription, current, reason=f"Stripe: {row.type}", at=_event_time(row))
@@ -394,9 +399,11 @@ async def _invoice_event(session: AsyncSession, settings: Settings, row: StripeE
     subscription's current state (a payment extends or restores; a failure starts the grace)."""
     invoice = (row.payload.get("data") or {}).get("object") or {}
     details = _get(_get(invoice, "parent"), "subscription_details")
-    subscription = await _subscription_of(session, settings, row, invoice_subscription_id(invoice), _get(details, "metadata"))
+    subscription, why = await _subscription_of(
+        session, settings, row, invoice_subscription_id(invoice), _get(details, "metadata"), wait=row.type == "invoice.paid"
+    )
     if subscription is None:
-        return "not ours"
+        return why
     row.community_id = subscription.community_id
     recorded = ""
     if row.type == "invoice.paid":
