@@ -124,14 +124,28 @@ async def earns(session: AsyncSession, offer: Offer, payment: Payment) -> bool:
     return position == 0
 
 
-async def _attributed_affiliate(session: AsyncSession, payment: Payment) -> Affiliate | None:
+async def _checkout_of(session: AsyncSession, payment: Payment) -> int | None:
+    """The checkout that bought what this payment pays for: the purchase payment's, or (a trial
+    has no purchase payment: its first money is a renewal) the entitlement's first checkout."""
     purchase = await _purchase_of(session, payment)
-    if purchase is None or purchase.checkout_id is None:
+    if purchase is not None and purchase.checkout_id is not None:
+        return purchase.checkout_id
+    if payment.entitlement_id is None:
+        return None
+    return await session.scalar(
+        select(Checkout.id)
+        .where(Checkout.community_id == payment.community_id, Checkout.entitlement_id == payment.entitlement_id)
+        .order_by(Checkout.id)
+        .limit(1)
+    )
+
+
+async def _attributed_affiliate(session: AsyncSession, payment: Payment) -> Affiliate | None:
+    checkout_id = await _checkout_of(session, payment)
+    if checkout_id is None:
         return None
     affiliate_id = await session.scalar(
-        select(Checkout.affiliate_id).where(
-            Checkout.community_id == payment.community_id, Checkout.id == purchase.checkout_id
-        )
+        select(Checkout.affiliate_id).where(Checkout.community_id == payment.community_id, Checkout.id == checkout_id)
     )
     if affiliate_id is None:
         return None
@@ -147,7 +161,11 @@ async def _is_self_referral(session: AsyncSession, affiliate: Affiliate, payment
     emails = dict((await session.execute(select(User.id, User.email).where(User.id.in_([payment.user_id, affiliate.user_id])))).all())
     buyer = {emails.get(payment.user_id)}
     if payment.checkout_id is not None:
-        buyer.add(await session.scalar(select(Checkout.email).where(Checkout.id == payment.checkout_id)))
+        buyer.add(
+            await session.scalar(
+                select(Checkout.email).where(Checkout.community_id == payment.community_id, Checkout.id == payment.checkout_id)
+            )
+        )
     mine = same_person_email(emails[affiliate.user_id])
     return any(email and same_person_email(email) == mine for email in buyer)
 
