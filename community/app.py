@@ -28,7 +28,11 @@ from community.affiliates.links import ClickRecorder, Keys, LinkPages, Targets
 from community.affiliates.owner_api import AffiliateReportController
 from community.affiliates.pages import AffiliatePages
 from community.billing.api import DiscountCodesController, PaymentsController
-from community.billing.memberships_api import EndEntitlementController, MyMembershipsController
+from community.billing.memberships_api import (
+    EndEntitlementController,
+    MemberTotalController,
+    MyMembershipsController,
+)
 from community.billing.pages import BillingPages
 from community.checkout.api import (
     QuoteController,
@@ -86,6 +90,7 @@ API_CONTROLLERS = [
     PaymentsController,
     MyMembershipsController,
     EndEntitlementController,
+    MemberTotalController,
     AffiliateReportController,
     StripeConnectController,
     StripeWebhooksController,

@@ -14,12 +14,15 @@ from community.billing.models import Subscription
 from community.jobs import OutboxJob
 from community.notifications.service import SEND_EMAIL
 from community.offers.models import EntitlementEvent
+from tests import test_checkout
 from tests.checkout_helpers import API, CSRF, deliver_and_process, submit_checkout
 from tests.conftest import Account, sign_up
 from tests.helpers import run_jobs
-from tests.test_checkout import BODY_CODE, HEAD_CODE, can_open, sell, session_id_of, shop  # noqa: F401 - the fixture
+from tests.test_checkout import BODY_CODE, HEAD_CODE, can_open, sell, session_id_of
 
 DAY = 86400
+
+shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
 
 
 async def subscribe(client, owner, shop, stripe_env, settings, *, email: str = "member@example.com", **fields: Any):
@@ -132,7 +135,7 @@ async def test_cancel_at_period_end_keeps_access_until_then_and_tells_member_and
 
 
 async def test_resume_before_the_period_ends(client, owner, shop, stripe_env, sessions, settings) -> None:
-    member, offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
+    member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
     await act(client, shop, member, entitlement_id, "cancel")
     resumed = await act(client, shop, member, entitlement_id, "resume")
     assert resumed.status_code == 200, resumed.text
@@ -151,7 +154,7 @@ async def test_resume_before_the_period_ends(client, owner, shop, stripe_env, se
 
 
 async def test_payment_method_through_the_billing_portal(client, owner, shop, stripe_env, sessions, settings) -> None:
-    member, offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
+    member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
     portal = await act(client, shop, member, entitlement_id, "payment-method")
     assert portal.status_code == 201, portal.text
     url = portal.json()["url"]
@@ -164,7 +167,7 @@ async def test_payment_method_through_the_billing_portal(client, owner, shop, st
 
 async def test_a_membership_without_a_subscription_cannot_be_cancelled_by_its_member(client, owner, shop, stripe_env, sessions, settings) -> None:
     member = await sign_up(client, "once@example.com")
-    offer, path = await sell(client, owner, shop)
+    _offer, path = await sell(client, owner, shop)
     stripe_env.sandbox.pay(session_id_of(await submit_checkout(client, path, email=member.email)), outcome="success")
     await deliver_and_process(client, stripe_env, settings)
     [mine] = await my_memberships(client, shop, member)
@@ -177,7 +180,7 @@ async def test_a_membership_without_a_subscription_cannot_be_cancelled_by_its_me
 
 
 async def test_staff_cancel_now_stops_stripe_and_access_at_once(client, owner, shop, stripe_env, sessions, settings) -> None:
-    member, offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
+    member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
     await run_jobs(settings)
     before = len(await emails(sessions))
     url = f"{API}/communities/{shop['community']['id']}/entitlements/{entitlement_id}/cancel-now"
@@ -200,7 +203,7 @@ async def test_staff_cancel_now_stops_stripe_and_access_at_once(client, owner, s
 
 
 async def test_ending_a_subscribed_entitlement_cancels_it_at_stripe(client, owner, shop, stripe_env, sessions, settings) -> None:
-    member, offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
+    _member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
     base = f"{API}/communities/{shop['community']['id']}/entitlements/{entitlement_id}/end"
     later = await client.post(base, json={"status": "cancelled", "at": "2099-01-01T00:00:00Z"}, headers=owner.headers)
     assert later.status_code == 422 and later.json()["errors"][0]["field"] == "at"
@@ -231,6 +234,7 @@ async def test_the_billing_page(client, owner, shop, stripe_env, sessions, setti
     page = await client.get(page_url)
     assert page.status_code == 200, page.text
     assert offer["title"] in page.text and "Next payment: 15.00" in page.text and "Receipt" in page.text
+    assert "Total spent (net of refunds): 15.00" in page.text
     assert HEAD_CODE not in page.text and BODY_CODE not in page.text and "owner-pixel" not in page.text
     assert "script-src" in page.headers.get("content-security-policy", "") or "default-src" in page.headers.get("content-security-policy", "")
     # A form post without the CSRF token is refused; with it, cancel works.

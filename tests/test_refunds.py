@@ -11,21 +11,24 @@ from sqlalchemy import func, select, text
 
 from community.billing import refunds
 from community.billing import service as billing
-from community.billing.models import Dispute, Payment, Refund, RefundState
+from community.billing.models import Dispute, Payment, Refund, RefundState, Subscription
 from community.checkout.models import StripeEvent
 from community.jobs import OutboxJob
 from community.notifications.service import SEND_EMAIL
 from community.stripe_client import stripe_client
-from tests.checkout_helpers import API, deliver, deliver_and_process, submit_checkout
+from tests import test_checkout
+from tests.checkout_helpers import API, deliver_and_process, submit_checkout
 from tests.conftest import sign_up
 from tests.helpers import run_jobs
-from tests.test_checkout import can_open, sell, session_id_of, shop  # noqa: F401 - the fixture
+from tests.test_checkout import can_open, sell, session_id_of
+
+shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
 
 
 async def buy(client, owner, shop, stripe_env, settings, *, email: str = "buyer@example.com", **fields: Any):
     """A buyer with an account pays for an offer; returns (buyer, payment as the API shows it)."""
     buyer = await sign_up(client, email)
-    offer, path = await sell(client, owner, shop, **fields)
+    _offer, path = await sell(client, owner, shop, **fields)
     stripe_env.sandbox.pay(session_id_of(await submit_checkout(client, path, email=email)), outcome="success")
     await deliver_and_process(client, stripe_env, settings)
     payments = (await client.get(f"{API}/communities/{shop['community']['id']}/payments", headers=owner.headers)).json()
@@ -83,6 +86,10 @@ async def test_thirty_thirty_forty_percent_leaves_it_fully_refunded_with_exact_s
     assert [r["amount"] for r in listed] == parts and {r["state"] for r in listed} == {"succeeded"}
     assert all(r["actor_id"] == owner.id for r in listed)
     assert await spent(sessions, shop, buyer.id) == {"USD": 0}
+    cid = shop["community"]["id"]
+    staff_view = await client.get(f"{API}/communities/{cid}/members/{buyer.id}/total-spent", headers=owner.headers)
+    own_view = await client.get(f"{API}/communities/{cid}/me/total-spent", headers=buyer.headers)
+    assert staff_view.json() == own_view.json() == {"totals": {"USD": 0}}
 
     # Stripe's charge.refunded deliveries arrive afterwards: they change nothing.
     await deliver_and_process(client, stripe_env, settings)
@@ -100,7 +107,7 @@ async def test_thirty_thirty_forty_percent_leaves_it_fully_refunded_with_exact_s
 
 
 async def test_a_refund_above_what_is_left_is_refused_and_the_default_is_the_rest(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
     assert (await refund(client, owner, shop, payment, amount=1000)).status_code == 201
     over = await refund(client, owner, shop, payment, amount=3901)
     assert over.status_code == 422 and over.json()["errors"][0]["field"] == "amount" and "39.00" in over.text
@@ -132,7 +139,7 @@ async def test_a_refund_that_revokes_access_ends_the_membership(client, owner, s
 
 
 async def test_concurrent_refunds_never_exceed_the_payment(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=5000)
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=5000)
     answers = await asyncio.gather(*(refund(client, owner, shop, payment, amount=3000) for _ in range(3)))
     assert sorted(a.status_code for a in answers) == [201, 422, 422]
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 3000
@@ -140,7 +147,7 @@ async def test_concurrent_refunds_never_exceed_the_payment(client, owner, shop, 
 
 
 async def test_a_refused_stripe_call_leaves_a_failed_row_and_no_totals(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings)
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings)
     charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
     stripe_env.sandbox.dispute(charge_id, amount=1000)  # Stripe refuses refunds while a dispute is open
     stripe_env.drain()
@@ -157,7 +164,7 @@ async def test_a_refused_stripe_call_leaves_a_failed_row_and_no_totals(client, o
 async def test_a_retried_stripe_call_refunds_once(client, owner, shop, stripe_env, sessions, settings) -> None:
     """The idempotency key comes from our row: asking Stripe again for the same row (a retry
     after a lost answer) returns the same refund."""
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings)
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings)
     made = (await refund(client, owner, shop, payment, amount=1200)).json()
     async with sessions() as session, session.begin():
         row = await session.get(Refund, made["id"])
@@ -233,7 +240,7 @@ async def test_duplicate_concurrent_and_out_of_order_refund_deliveries_change_no
 
 async def test_our_refund_settled_by_the_webhook_when_the_request_died(client, owner, shop, stripe_env, sessions, settings) -> None:
     """A pending row whose request never recorded Stripe's answer is found by the refund's metadata."""
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings)
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings)
     request = refunds.RefundRequest(700, "crash", False, owner.id)
     async with sessions() as session, session.begin():
         row = await refunds.start_refund(session, settings, community_id=shop["community"]["id"], payment_id=payment["id"], request=request)
@@ -288,3 +295,21 @@ async def test_dispute_deliveries_duplicated_concurrent_or_closed_first_end_the_
         assert (dispute.status, dispute.amount) == ("lost", 2500)
         assert (await session.get(Payment, payment["id"])).disputed_amount == 2500
     assert await spent(sessions, shop, buyer.id) == {"USD": 0}
+
+
+async def test_refunding_a_subscription_payment_with_revoke_cancels_it_at_stripe(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, pricing="recurring", amount=2000, interval_months=1)
+    assert payment["stripe_subscription_id"] and payment["kind"] == "purchase"
+    made = await refund(client, owner, shop, payment, amount=500, revoke_access=True, reason="unhappy")
+    assert made.status_code == 201, made.text
+    async with sessions() as session:
+        sub = await session.scalar(select(Subscription))
+        assert sub.status == "canceled"
+    assert stripe_env.sandbox.get(payment["stripe_subscription_id"])["status"] == "canceled"  # no more charges
+    assert not await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
+    await deliver_and_process(client, stripe_env, settings)  # subscription deleted, charge refunded: nothing more
+    shown = await read(client, owner, shop, payment)
+    assert (shown["refunded_amount"], shown["status"]) == (500, "partially_refunded")
+    entitlement = (await client.get(f"{API}/communities/{shop['community']['id']}/entitlements/{payment['entitlement_id']}", headers=owner.headers)).json()
+    assert entitlement["status"] == "refunded" and entitlement["live"] is False
+    assert await spent(sessions, shop, buyer.id) == {"USD": 1500}

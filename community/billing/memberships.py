@@ -83,6 +83,13 @@ async def my_payments(session: AsyncSession, community_id: int, user_id: int, *,
     return await billing.list_payments(session, community_id, after=after, limit=limit, user_id=user_id)
 
 
+async def total_spent(session: AsyncSession, community_id: int, user_id: int) -> dict[str, int]:
+    """Net of refunds and chargebacks; someone who is no member here is not found."""
+    if await accounts.membership(session, community_id, user_id) is None:
+        raise NotFound("member not found")
+    return await billing.total_spent(session, community_id=community_id, user_id=user_id)
+
+
 async def my_payment(session: AsyncSession, community_id: int, user_id: int, payment_id: int) -> Payment:
     payment = await billing.get_payment(session, community_id, payment_id)
     if payment.user_id != user_id:

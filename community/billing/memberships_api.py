@@ -11,7 +11,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import JSONBody
 
-from community.accounts.guards import StaffMember, provide_editor, provide_participant, provide_principal
+from community.accounts.guards import (
+    StaffMember,
+    provide_editor,
+    provide_member,
+    provide_participant,
+    provide_principal,
+)
 from community.billing import memberships
 from community.billing.schemas import PaymentOut, payment_out
 from community.offers import entitlements
@@ -46,6 +52,10 @@ class MembershipOut(msgspec.Struct):
 
 class PortalOut(msgspec.Struct):
     url: str
+
+
+class TotalSpentOut(msgspec.Struct):
+    totals: dict[str, int]  # per currency, minor units, net of refunds and chargebacks
 
 
 def _subscription_out(m: memberships.Membership) -> SubscriptionOut | None:
@@ -106,6 +116,10 @@ class MyMembershipsController(Controller):
         rows = await memberships.my_payments(db, participant.community_id, participant.user_id, after=after, limit=limit)
         return page_of([payment_out(p) for p in rows], limit, lambda item: item.id)
 
+    @get("/total-spent", summary="What I paid here, per currency, net of refunds and chargebacks")
+    async def total_spent(self, participant: StaffMember, db: Db) -> TotalSpentOut:
+        return TotalSpentOut(await memberships.total_spent(db, participant.community_id, participant.user_id))
+
     @post("/memberships/{entitlement_id:int}/cancel", status_code=200, summary="Cancel at the period's end (access stays until then)")
     async def cancel(self, entitlement_id: ObjectId, participant: StaffMember, db: Db, state: State) -> MembershipOut:
         await memberships.cancel_at_period_end(
@@ -156,3 +170,13 @@ class EndEntitlementController(Controller):
             status=EntitlementStatus.cancelled, actor_id=editor.user_id, reason="cancelled now by staff", notify=True,
         )
         return entitlement_out(entitlement)
+
+
+class MemberTotalController(Controller):
+    path = "/communities/{community_id:int}/members/{user_id:int}/total-spent"
+    tags = ["payments"]
+    dependencies = {"principal": Provide(provide_principal), "member": Provide(provide_member)}
+
+    @get("/", summary="What a member paid here, per currency, net of refunds and chargebacks")
+    async def total_spent(self, user_id: ObjectId, member: StaffMember, db: Db) -> TotalSpentOut:
+        return TotalSpentOut(await memberships.total_spent(db, member.community_id, user_id))

@@ -56,6 +56,7 @@ class BillingPages(Controller):
                 "money": format_amount,
                 "live": memberships.subscription_is_live,
                 "now": utcnow(),
+                "spent": await memberships.total_spent(db, community_id, viewer.user_id),
             },
         )
 

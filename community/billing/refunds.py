@@ -34,7 +34,6 @@ from community.errors import Conflict, DomainError, Invalid, NotYetKnown, check_
 from community.hubs.models import Community
 from community.money import format_amount
 from community.notifications.service import queue_email
-from community.offers import entitlements
 from community.offers.models import EntitlementStatus, Offer
 from community.settings import Settings
 from community.stripe_client import stripe_client
