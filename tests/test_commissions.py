@@ -29,6 +29,7 @@ from community.affiliates.models import (
     LedgerEntry,
 )
 from community.billing import service as billing
+from community.billing.models import Payment
 from community.checkout.models import Checkout
 from community.jobs import OutboxJob
 from community.offers.models import (
@@ -38,9 +39,13 @@ from community.offers.models import (
     Offer,
     Pricing,
 )
+from tests.checkout_helpers import API, submit_checkout
 from tests.conftest import Account, sign_up
 from tests.helpers import run_jobs
-from tests.test_access import make_offer
+from tests.test_access import comp, make_offer
+from tests.test_affiliate_links import visitor_client
+from tests.test_checkout import sell, session_id_of, shop  # noqa: F401 - the fixture
+from tests.test_subscriptions import drain, post, resent, take
 from workers.settings import approve_commissions
 
 PAID_AT = dt.datetime(2030, 1, 15, 12, 0, tzinfo=dt.UTC)
@@ -404,3 +409,66 @@ async def test_a_partial_refund_during_the_hold_is_netted_when_approved(sessions
         await commissions.approve_due(session, now=PAID_AT + dt.timedelta(days=31))
     totals = (await earnings(sessions, program))["USD"]
     assert (totals.pending, totals.approved, totals.reversed) == (0, 225, 75)
+
+
+# ---------------------------------------------------------------- end to end through the Stripe sandbox
+
+
+async def test_through_stripe_a_link_earns_on_purchase_and_renewal_and_gives_back_on_refund_and_dispute(
+    app, client, owner, shop, stripe_env, settings, sessions  # noqa: F811 - the checkout shop fixture
+) -> None:
+    """A visitor clicks an affiliate's link and subscribes; Stripe renews; the owner refunds part
+    of the purchase and the renewal is charged back. Every step arrives as webhooks (delivered
+    twice too) and ends in the ledger."""
+    cid = shop["community"]["id"]
+    offer, path = await sell(
+        client, owner, shop, pricing="recurring", amount=2000, interval_months=1, resell_enabled=True,
+        resell_commission_bps=2000, resell_earns="months", resell_earn_months=2,
+    )
+    affiliate = await sign_up(client, "ann@example.com")
+    await comp(client, owner, cid, offer["id"], affiliate.email)
+    enrolled = await client.post(f"{API}/me/affiliates", json={"offer_id": offer["id"]}, headers=affiliate.headers)
+    assert enrolled.status_code == 201, enrolled.text
+    code, affiliate_id = enrolled.json()["code"], enrolled.json()["id"]
+
+    async with visitor_client(app) as browser:
+        assert (await browser.get(f"/r/{code}")).status_code == 302
+        redirect = await submit_checkout(browser, path, email="buyer@example.com", name="Buyer")
+    stripe_env.sandbox.pay(session_id_of(redirect), outcome="success")
+    deliveries = take(stripe_env)
+    await post(client, deliveries)
+    await post(client, resent(deliveries))  # every event twice
+    await drain(settings, sessions)
+    async with sessions() as session:
+        payments = (await session.scalars(select(Payment).where(Payment.community_id == cid).order_by(Payment.id))).all()
+    (purchase,) = payments
+    commission = await commission_of(sessions, purchase.id)
+    assert (commission.affiliate_id, commission.amount, commission.state) == (affiliate_id, 400, CommissionState.pending)
+
+    for _ in range(2):  # two renewals: the first month's renewal earns, the third month's does not
+        stripe_env.sandbox.advance_clock(
+            stripe_env.sandbox.get(purchase.stripe_subscription_id)["items"]["data"][0]["current_period_end"]
+            - stripe_env.sandbox.now() + 60
+        )
+        await post(client, take(stripe_env))
+        await drain(settings, sessions)
+    async with sessions() as session:
+        renewals = (await session.scalars(select(Payment).where(Payment.kind == "renewal").order_by(Payment.paid_at))).all()
+    assert [r.amount for r in renewals] == [2000, 2000]
+    assert (await commission_of(sessions, renewals[0].id)).amount == 400
+    assert await commission_of(sessions, renewals[1].id) is None
+
+    refunded = await client.post(
+        f"{API}/communities/{cid}/payments/{purchase.id}/refunds", json={"amount": 500, "reason": "goodwill"}, headers=owner.headers
+    )
+    assert refunded.status_code == 201, refunded.text
+    assert renewals[0].stripe_charge_id
+    stripe_env.sandbox.dispute(renewals[0].stripe_charge_id)  # the renewal is charged back in full
+    await post(client, take(stripe_env))
+    await drain(settings, sessions)
+    assert await entries_of(sessions, commission.id) == [("earned", 400), ("reversal", -100)]
+    charged_back = await commission_of(sessions, renewals[0].id)
+    assert charged_back.state == CommissionState.reversed
+    assert await entries_of(sessions, charged_back.id) == [("earned", 400), ("reversal", -400)]
+    totals = (await earnings(sessions, Program(cid, offer["id"], affiliate_id, affiliate, affiliate)))["USD"]
+    assert (totals.pending, totals.sales, totals.reversed) == (300, 1, 500)
