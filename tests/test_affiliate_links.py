@@ -171,7 +171,9 @@ async def test_a_link_counts_a_click_and_sets_a_signed_cookie(app: Litestar, ses
         assert response.headers["location"] == shop["path"]  # the landing page (it has one)
         cookie = browser.cookies.get(f"ref_{shop['offer']['id']}")
         assert cookie and cookie.startswith(f"{ann['id']}.{shop['offer']['id']}.")
-        assert "community_session" not in response.headers.get("set-cookie", "")
+        set_cookies = response.headers.get_list("set-cookie")
+        assert [c.split("=")[0] for c in set_cookies] == ["community_vid", f"ref_{shop['offer']['id']}"]
+        assert all("HttpOnly" in c and "SameSite=Lax" in c for c in set_cookies)  # no session, no CSRF cookie
         assert (await browser.get("/r/nosuchcode")).status_code == 404
     assert await click_count(sessions, ann["id"]) == 0  # buffered, not written by the request
     await app.state.clicks.flush()

@@ -27,7 +27,7 @@ from typing import Any
 from litestar import Controller, Request, get
 from litestar.datastructures import Cookie, State
 from litestar.params import FromPath
-from litestar.response import Redirect
+from litestar.types import ASGIApp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,7 +36,7 @@ from community.affiliates.models import Affiliate
 from community.errors import NotFound
 from community.hubs.models import Community
 from community.offers.models import Offer, OfferStatus
-from community.web import derived_key
+from community.web import SECURITY_HEADERS, derived_key
 
 log = logging.getLogger("community.affiliates")
 
@@ -275,22 +275,54 @@ def visitor(request: Request, keys: Keys) -> tuple[str, str, str]:
     return vid, keys.hash(f"v:{vid}"), keys.hash(f"a:{address}")
 
 
-def click(request: Request, state: Any, target: Target) -> list[Cookie]:
-    """Count the click and return the cookies to set (visitor id, attribution)."""
+def click(request: Request, state: Any, target: Target) -> list[tuple[str, str, int]]:
+    """Count the click; the cookies to set as (name, value, max-age): visitor id, attribution."""
     now = time.time()
     vid, visitor_hash, ip_hash = visitor(request, state.affiliate_keys)
     headers = request.headers
     state.clicks.record(target, visitor_hash, ip_hash, headers.get("user-agent", ""), headers.get("referer", ""), now)
-    secure = state.settings.public_pages_url.startswith("https://")
-    window = target.window_days * 86400
-    return [
-        Cookie(key=VISITOR_COOKIE, value=vid, max_age=365 * 86400, httponly=True, samesite="lax", secure=secure),
-        Cookie(
-            key=f"{COOKIE_PREFIX}{target.offer_id}",
-            value=state.affiliate_keys.attribution_value(target.affiliate_id, target.offer_id, now),
-            max_age=window, httponly=True, samesite="lax", secure=secure,
-        ),
-    ]
+    attribution = state.affiliate_keys.attribution_value(target.affiliate_id, target.offer_id, now)
+    return [(VISITOR_COOKIE, vid, 365 * 86400), (f"{COOKIE_PREFIX}{target.offer_id}", attribution, target.window_days * 86400)]
+
+
+def _secure(state: Any) -> bool:
+    return state.settings.public_pages_url.startswith("https://")
+
+
+def as_cookies(state: Any, cookies: list[tuple[str, str, int]]) -> list[Cookie]:
+    return [Cookie(key=k, value=v, max_age=age, httponly=True, samesite="lax", secure=_secure(state)) for k, v, age in cookies]
+
+
+def _set_cookie_headers(state: Any, cookies: list[tuple[str, str, int]]) -> list[tuple[bytes, bytes]]:
+    """Set-Cookie lines written directly: our values need no quoting, and Litestar's Cookie
+    rendering (through http.cookies and dataclasses.asdict) costs more than the rest of the
+    request together."""
+    flags = "; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if _secure(state) else "")
+    return [(b"set-cookie", f"{k}={v}; Max-Age={age}{flags}".encode()) for k, v, age in cookies]
+
+
+_REDIRECT_HEADERS = [
+    (b"content-length", b"0"),
+    (b"cache-control", b"no-store"),
+    *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
+]
+
+
+class _Redirect:
+    """A bare 302 sent as is (Litestar's Response objects rebuild their headers item by item)."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, location: str, headers: list[tuple[bytes, bytes]]) -> None:
+        self.headers = [(b"location", location.encode()), *_REDIRECT_HEADERS, *headers]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 302, "headers": self.headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _as_sent(response: Any) -> Any:
+    return response
 
 
 class LinkPages(Controller):
@@ -300,9 +332,9 @@ class LinkPages(Controller):
 
     include_in_schema = False
 
-    @get("/r/{code:str}")
-    async def follow(self, code: FromPath[str], request: Request, state: State) -> Redirect:
+    @get("/r/{code:str}", after_request=_as_sent)  # the headers are in the redirect already
+    async def follow(self, code: FromPath[str], request: Request, state: State) -> ASGIApp:
         target = await state.affiliate_targets.get(state.engine, code)
         if target is None:
             raise NotFound("this link leads nowhere")
-        return Redirect(target.path, status_code=302, cookies=click(request, state, target), headers={"Cache-Control": "no-store"})
+        return _Redirect(target.path, _set_cookie_headers(state, click(request, state, target)))

@@ -126,7 +126,7 @@ class OfferPages(Controller):
         target = await state.affiliate_targets.get(state.engine, ref)
         if target is None or target.offer_id != offer.id:
             return []
-        return links.click(request, state, target)
+        return links.as_cookies(state, links.click(request, state, target))
 
     @get("/o/{community_slug:str}/{offer_slug:str}/checkout")
     async def checkout_form(

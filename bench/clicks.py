@@ -1,0 +1,228 @@
+"""Affiliate links under load: /r/{code} against a bare Litestar redirect, then every click stored.
+
+    python bench/clicks.py [--affiliates 50] [--rounds 5] [--round-seconds 1] [--concurrency 16]
+
+COMMUNITY_DATABASE_URL / COMMUNITY_REDIS_URL when set, else embedded services in a temp dir;
+works in a fresh database bench_<random>, dropped at the end. One uvicorn server in its own
+process (as `community serve` runs it: one worker, no access log) serves the app and, beside it,
+a bare Litestar app with one redirect endpoint; a light keep-alive HTTP/1.1 client in this process
+loads both in alternating timed rounds. Every /r/{code} request carries a visitor cookie of its
+own, so every one is a click to count (no repeat within the hour). Progress on stderr; on stdout:
+bare_rps (the bare redirect), link_rps (/r/{code}: code lookup, click buffered, two cookies,
+redirect), link_ratio (link_rps / bare_rps; the goal is at least 0.5), clicks_sent,
+clicks_stored_before_shutdown (written by the flusher while the server ran), clicks_stored (after
+the server's graceful shutdown, SIGTERM), clicks_lost (sent minus stored; must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import secrets
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from litestar import Litestar, get
+from litestar.response import Redirect
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from community.affiliates.models import Affiliate
+from community.app import create_app
+from community.db import create_engine, session_factory, to_async_url
+from community.migrate import upgrade
+from community.offers.models import Offer, OfferStatus, Pricing
+from community.runtime import services
+from community.settings import Settings
+
+T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def out(key: str, value: object) -> None:
+    print(f"{key}={value}", flush=True)
+
+
+@get("/bare/r/{code:str}", sync_to_thread=False)
+def bare(code: str) -> Redirect:
+    return Redirect("/o/bench/offer", status_code=302)
+
+
+def serve(settings: Settings, port: int) -> None:
+    """In its own process: uvicorn serving the app and, beside it, the bare redirect."""
+    app, bare_app = create_app(settings), Litestar([bare])
+
+    async def server(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/bare/"):
+            await bare_app(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    uvicorn.run(server, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+async def load(port: int, server_pid: int, prefix: str, codes: list[str], seconds: float, concurrency: int, run: str) -> tuple[int, float, float]:
+    """Keep-alive connections sending GET {prefix}{code} with a fresh visitor cookie each time:
+    (redirects received, elapsed, the server process's CPU share)."""
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+    until, count = [0.0], [0]
+
+    async def client(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sent = 0
+        while time.perf_counter() < until[0]:
+            sent += 1
+            code = codes[(n + sent) % len(codes)]
+            visitor = f"{run}-{n:03d}-{sent:012d}"  # unique per request: every click counts
+            writer.write(f"GET {prefix}{code} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nCookie: community_vid={visitor}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head[9:12] != b"302":
+                raise RuntimeError(f"GET {prefix}{code}: {head[:300]!r}")
+            at = head.lower().index(b"content-length:") + 15
+            await reader.readexactly(int(head[at : head.index(b"\r\n", at)]))
+            count[0] += 1
+
+    start, server_cpu = time.perf_counter(), cpu_seconds(server_pid)
+    until[0] = start + seconds
+    await asyncio.gather(*(client(n, *c) for n, c in enumerate(connections)))
+    elapsed = time.perf_counter() - start
+    for _, writer in connections:
+        writer.close()
+    return count[0], elapsed, (cpu_seconds(server_pid) - server_cpu) / elapsed
+
+
+async def setup(settings: Settings, affiliates: int) -> list[str]:
+    """A community, a published paid offer with a resell program and N affiliates (rows written
+    directly: the bench measures links, not enrolment)."""
+    app = create_app(settings)
+    async with app.lifespan(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as api:
+        owner = (await api.post("/api/v1/auth/signup", json={"email": "owner@bench.example", "password": "bench password"})).json()
+        community = (await api.post("/api/v1/communities", json={"name": "Bench"}, headers={"Authorization": f"Bearer {owner['secret']}"})).json()
+    engine = create_engine(settings.database_url, pool_size=2)
+    async with session_factory(engine)() as session, session.begin():
+        offer = Offer(
+            community_id=community["id"], title="Bench offer", slug="offer", pricing=Pricing.one_time, amount=4900,
+            currency="USD", status=OfferStatus.published, resell_enabled=True, resell_commission_bps=2000,
+            landing_page={"headline": "Bench"},
+        )
+        session.add(offer)
+        await session.flush()
+        await session.execute(
+            text("INSERT INTO users (email, name) SELECT 'aff' || i || '@bench.example', '' FROM generate_series(1, :n) AS i"), {"n": affiliates}
+        )
+        users = (await session.execute(text("SELECT id FROM users WHERE email LIKE 'aff%'"))).scalars().all()
+        codes = [f"b{n:07d}" for n in range(len(users))]
+        session.add_all(Affiliate(community_id=community["id"], offer_id=offer.id, user_id=u, code=c) for u, c in zip(users, codes, strict=True))
+    await engine.dispose()
+    return codes
+
+
+async def stored_clicks(settings: Settings) -> int:
+    engine = create_engine(settings.database_url, pool_size=1)
+    async with engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM affiliate_clicks"))).scalar_one()
+    await engine.dispose()
+    return count
+
+
+async def bench(settings: Settings, options: argparse.Namespace) -> None:
+    await upgrade(settings.database_url)
+    codes = await setup(settings, options.affiliates)
+    log(f"{len(codes)} affiliates of one offer; starting uvicorn in its own process")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = multiprocessing.get_context("spawn").Process(target=serve, args=(settings, port), daemon=True)
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/bare/r/x")).status_code == 302:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        run = secrets.token_hex(3)
+        warm_up, _, _ = await load(port, server.pid, "/r/", codes, options.warm_up, options.concurrency, f"{run}w")  # clicks too
+        await load(port, server.pid, "/bare/r/", codes, options.warm_up, options.concurrency, f"{run}w")
+        done: dict[str, list[tuple[int, float]]] = {"bare": [], "link": []}
+        log(f"{options.rounds} alternating rounds of {options.round_seconds:g} s per endpoint, {options.concurrency} keep-alive connections")
+        for round_ in range(options.rounds):
+            for name, prefix in (("bare", "/bare/r/"), ("link", "/r/")):
+                count, elapsed, server_cpu = await load(port, server.pid, prefix, codes, options.round_seconds, options.concurrency, f"{run}r{round_}")
+                done[name].append((count, elapsed))
+                log(f"  {name:4s} {count / elapsed:6.0f}/s  server process CPU {server_cpu:4.0%} of a core")
+        clicks = warm_up + sum(c for c, _ in done["link"])
+        await asyncio.sleep(0.3)  # less than a flush interval can be left in memory now
+        before = await stored_clicks(settings)
+    finally:
+        server.terminate()  # SIGTERM: uvicorn's graceful shutdown runs the lifespan's final flush
+        server.join(timeout=60)
+    stored = await stored_clicks(settings)
+    bare_rps, link_rps = (sum(c for c, _ in done[k]) / sum(t for _, t in done[k]) for k in ("bare", "link"))
+    out("bare_rps", f"{bare_rps:.0f}")
+    out("link_rps", f"{link_rps:.0f}")
+    out("link_ratio", f"{link_rps / bare_rps:.3f}")
+    out("clicks_sent", clicks)
+    out("clicks_stored_before_shutdown", before)
+    out("clicks_stored", stored)
+    out("clicks_lost", clicks - stored)
+
+
+async def admin(server_url, statement: str) -> None:
+    engine = create_engine(server_url.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(statement))
+    await engine.dispose()
+
+
+async def main(options: argparse.Namespace) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="community-bench-"))
+    data_dir.chmod(0o755)  # embedded PostgreSQL runs as its own system user when we are root
+    (data_dir / "data").mkdir()
+    with services(data_dir / "services", os.environ.get("COMMUNITY_DATABASE_URL"), os.environ.get("COMMUNITY_REDIS_URL")) as found:
+        server_url = make_url(to_async_url(found.database_url))
+        name = f"bench_{secrets.token_hex(4)}"
+        await admin(server_url, f'CREATE DATABASE "{name}"')
+        log(f"database {name}")
+        try:
+            settings = Settings(
+                env="test", data_dir=data_dir / "data", database_url=server_url.set(database=name).render_as_string(hide_password=False),
+                redis_url=found.redis_url, secret_key="bench-" + "k" * 40, base_url="http://bench",
+            )
+            async with asyncio.timeout(options.timeout):
+                await bench(settings, options)
+        finally:
+            await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            log(f"dropped {name}")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--affiliates", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per endpoint")
+    parser.add_argument("--round-seconds", type=float, default=1.0, help="seconds per endpoint and round")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warm-up", type=float, default=1.0, help="seconds per endpoint before the rounds")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds before giving up")
+    asyncio.run(main(parser.parse_args()))
