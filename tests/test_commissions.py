@@ -99,7 +99,7 @@ class Bought:
 async def buy(
     sessions, p: Program, *, amount: int = 1000, discount: int = 0, buyer: Account | None = None,
     affiliate_id: int | None | bool = True, email: str | None = None, paid_at: dt.datetime = PAID_AT,
-    intent: str | None = None, record: bool = True,
+    intent: str | None = None, record: bool = True, viewer: Account | None = None,
 ) -> Bought:
     """A purchase through the affiliate's link (the checkout carries the attribution)."""
     buyer = buyer or p.buyer
@@ -108,7 +108,7 @@ async def buy(
             community_id=p.community_id, offer_id=p.offer_id, token=secrets.token_urlsafe(32), email=email or buyer.email,
             user_id=buyer.id, list_amount=amount + discount, discount_amount=discount, amount_due=amount, currency="USD",
             affiliate_id=p.affiliate_id if affiliate_id is True else affiliate_id or None,
-            affiliate_clicked_at=paid_at - dt.timedelta(hours=1),
+            affiliate_clicked_at=paid_at - dt.timedelta(hours=1), viewer_id=viewer.id if viewer else None,
         )
         entitlement = Entitlement(
             community_id=p.community_id, offer_id=p.offer_id, user_id=buyer.id,
@@ -249,9 +249,11 @@ async def test_self_referrals_earn_nothing_and_say_why(client, sessions, setting
     alias = await buy(sessions, p, buyer=await sign_up(client, "JaneDoe+2nd@googlemail.com"))
     # A new account, but the checkout's email is the affiliate's mailbox.
     checkout_email = await buy(sessions, p, buyer=await sign_up(client, "other@example.com"), email="jane.doe+x@gmail.com")
+    # The affiliate, logged in, buys for another address.
+    logged_in = await buy(sessions, p, buyer=await sign_up(client, "gift@example.com"), viewer=p.affiliate)
     honest = await buy(sessions, p)
     await run_jobs(settings)
-    for bought in (own, alias, checkout_email):
+    for bought in (own, alias, checkout_email, logged_in):
         commission = await commission_of(sessions, bought.payment_id)
         assert commission is not None and commission.state == CommissionState.rejected
         assert commission.amount == 0 and commission.reason == commissions.SELF_REFERRAL
@@ -259,26 +261,33 @@ async def test_self_referrals_earn_nothing_and_say_why(client, sessions, setting
         assert await entries_of(sessions, commission.id) == []
     assert (await commission_of(sessions, honest.payment_id)).amount == 300
     totals = (await earnings(sessions, p))["USD"]
-    assert (totals.pending, totals.sales, totals.rejected) == (300, 1, 3)
+    assert (totals.pending, totals.sales, totals.rejected) == (300, 1, 4)
 
 
-async def test_a_suspended_affiliate_earns_nothing(sessions, settings, program: Program) -> None:
+async def suspend(sessions, affiliate_id: int, at: dt.datetime | None) -> None:
+    status = AffiliateStatus.active if at is None else AffiliateStatus.suspended
     async with sessions() as session, session.begin():
-        await session.execute(
-            update(Affiliate).where(Affiliate.id == program.affiliate_id).values(status=AffiliateStatus.suspended)
-        )
+        await session.execute(update(Affiliate).where(Affiliate.id == affiliate_id).values(status=status, suspended_at=at))
+
+
+async def test_a_suspended_affiliate_earns_nothing(client, sessions, settings, program: Program) -> None:
+    await suspend(sessions, program.affiliate_id, PAID_AT - dt.timedelta(days=1))
     bought = await buy(sessions, program)
     await run_jobs(settings)
     commission = await commission_of(sessions, bought.payment_id)
     assert commission.state == CommissionState.rejected and commission.reason == commissions.SUSPENDED
     assert commission.amount == 0 and await entries_of(sessions, commission.id) == []
     # Renewals of that sale are judged at their own payment time: active again, they earn.
-    async with sessions() as session, session.begin():
-        await session.execute(update(Affiliate).where(Affiliate.id == program.affiliate_id).values(status=AffiliateStatus.active))
+    await suspend(sessions, program.affiliate_id, None)
     await set_program(sessions, program.offer_id, resell_earns="all")
     renewal = await renew(sessions, program, bought, months=1)
     await run_jobs(settings)
     assert (await commission_of(sessions, renewal)).amount == 300
+    # Suspended after a payment was made (before its job ran): that payment still earns.
+    before = await buy(sessions, program, buyer=await sign_up(client, "early@example.com"))
+    await suspend(sessions, program.affiliate_id, PAID_AT + dt.timedelta(minutes=5))
+    await run_jobs(settings)
+    assert (await commission_of(sessions, before.payment_id)).amount == 300
 
 
 @pytest.mark.parametrize(

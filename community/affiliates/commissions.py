@@ -124,50 +124,44 @@ async def earns(session: AsyncSession, offer: Offer, payment: Payment) -> bool:
     return position == 0
 
 
-async def _checkout_of(session: AsyncSession, payment: Payment) -> int | None:
+async def _checkout_of(session: AsyncSession, payment: Payment) -> Checkout | None:
     """The checkout that bought what this payment pays for: the purchase payment's, or (a trial
     has no purchase payment: its first money is a renewal) the entitlement's first checkout."""
     purchase = await _purchase_of(session, payment)
+    query = select(Checkout).where(Checkout.community_id == payment.community_id)
     if purchase is not None and purchase.checkout_id is not None:
-        return purchase.checkout_id
+        return await session.scalar(query.where(Checkout.id == purchase.checkout_id))
     if payment.entitlement_id is None:
         return None
-    return await session.scalar(
-        select(Checkout.id)
-        .where(Checkout.community_id == payment.community_id, Checkout.entitlement_id == payment.entitlement_id)
-        .order_by(Checkout.id)
-        .limit(1)
-    )
+    return await session.scalar(query.where(Checkout.entitlement_id == payment.entitlement_id).order_by(Checkout.id).limit(1))
 
 
-async def _attributed_affiliate(session: AsyncSession, payment: Payment) -> Affiliate | None:
-    checkout_id = await _checkout_of(session, payment)
-    if checkout_id is None:
+async def _attribution(session: AsyncSession, payment: Payment) -> tuple[Affiliate, Checkout] | None:
+    """The affiliate whose link sold this (for this offer, in this community), and that checkout."""
+    checkout = await _checkout_of(session, payment)
+    if checkout is None or checkout.affiliate_id is None:
         return None
-    affiliate_id = await session.scalar(
-        select(Checkout.affiliate_id).where(Checkout.community_id == payment.community_id, Checkout.id == checkout_id)
-    )
-    if affiliate_id is None:
-        return None
-    affiliate = await session.get(Affiliate, affiliate_id)
+    affiliate = await session.get(Affiliate, checkout.affiliate_id)
     if affiliate is None or affiliate.community_id != payment.community_id or affiliate.offer_id != payment.offer_id:
         return None
-    return affiliate
+    return affiliate, checkout
 
 
-async def _is_self_referral(session: AsyncSession, affiliate: Affiliate, payment: Payment) -> bool:
-    if payment.user_id == affiliate.user_id:
+def _suspended_when_paid(affiliate: Affiliate, payment: Payment) -> bool:
+    """Suspended now, and already when the payment was made (a suspension after it does not
+    take back what the payment earned)."""
+    if affiliate.status != AffiliateStatus.suspended:
+        return False
+    return affiliate.suspended_at is None or affiliate.suspended_at <= payment.paid_at
+
+
+async def _is_self_referral(session: AsyncSession, affiliate: Affiliate, checkout: Checkout, payment: Payment) -> bool:
+    """The affiliate bought (paid, or was logged in at checkout), or the buyer's mailbox is theirs."""
+    if affiliate.user_id in (payment.user_id, checkout.user_id, checkout.viewer_id):
         return True
     emails = dict((await session.execute(select(User.id, User.email).where(User.id.in_([payment.user_id, affiliate.user_id])))).all())
-    buyer = {emails.get(payment.user_id)}
-    if payment.checkout_id is not None:
-        buyer.add(
-            await session.scalar(
-                select(Checkout.email).where(Checkout.community_id == payment.community_id, Checkout.id == payment.checkout_id)
-            )
-        )
     mine = same_person_email(emails[affiliate.user_id])
-    return any(email and same_person_email(email) == mine for email in buyer)
+    return any(email and same_person_email(email) == mine for email in (emails.get(payment.user_id), checkout.email))
 
 
 # ---------------------------------------------------------------- recording
@@ -182,17 +176,18 @@ async def record_commission(session: AsyncSession, *, community_id: int, payment
     )
     if payment is None or payment.amount <= 0:
         return None
-    affiliate = await _attributed_affiliate(session, payment)
-    if affiliate is None:
+    attribution = await _attribution(session, payment)
+    if attribution is None:
         return None
+    affiliate, checkout = attribution
     offer = await session.get(Offer, payment.offer_id)
     assert offer is not None
     if not offer.resell_enabled or not await earns(session, offer, payment):
         return None
     amount, reason = commission_for(offer, payment.amount, payment.currency), ""
-    if affiliate.status == AffiliateStatus.suspended:
+    if _suspended_when_paid(affiliate, payment):
         amount, reason = 0, SUSPENDED
-    elif await _is_self_referral(session, affiliate, payment):
+    elif await _is_self_referral(session, affiliate, checkout, payment):
         amount, reason = 0, SELF_REFERRAL
     elif amount == 0:
         reason = NOTHING_EARNED

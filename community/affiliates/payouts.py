@@ -79,7 +79,10 @@ async def create_payouts(session: AsyncSession, community_id: int) -> list[Payou
             .join(Commission, Commission.id == LedgerEntry.commission_id)
             .where(LedgerEntry.community_id == community_id, payable())
             .order_by(LedgerEntry.id)
-            .with_for_update(of=LedgerEntry)
+            # The commissions too: a refund being applied (which locks its commission) either
+            # lands first (a fully reversed commission is no longer payable) or sees the entry
+            # taken (and stays a payable reversal for the next payout).
+            .with_for_update(of=(LedgerEntry, Commission))
         )
     ).all()
     groups: dict[tuple[int, str], list[tuple[int, int]]] = {}
