@@ -84,6 +84,7 @@ class Commission(Base):
     __table_args__ = (
         UniqueConstraint("payment_id"),
         Index("ix_commissions_affiliate", "affiliate_id", "id"),
+        Index("ix_commissions_community", "community_id", "id"),
         Index("ix_commissions_hold", "hold_until", postgresql_where="state = 'pending'"),
         CheckConstraint("amount >= 0 AND reversed_amount >= 0 AND reversed_amount <= amount", name="amounts"),
     )
@@ -117,7 +118,13 @@ class LedgerEntry(Base):
     line on the next payout) and belongs to at most one payout."""
 
     __tablename__ = "commission_entries"
-    __table_args__ = (Index("ix_commission_entries_affiliate", "affiliate_id", "payout_id", "id"),)
+    __table_args__ = (
+        Index("ix_commission_entries_affiliate", "affiliate_id", "payout_id", "id"),
+        Index("ix_commission_entries_commission", "commission_id"),
+        Index("ix_commission_entries_payout", "payout_id", postgresql_where="payout_id IS NOT NULL"),
+        # What is payable in a community: the entries in no payout yet.
+        Index("ix_commission_entries_unpaid", "community_id", "id", postgresql_where="payout_id IS NULL"),
+    )
 
     id: Mapped[BigId]
     community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
