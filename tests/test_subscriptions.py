@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import email
+import email.policy
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -167,6 +169,15 @@ async def snapshot(sessions, member: Member) -> dict[str, Any]:
         }
 
 
+async def sent(settings, sessions, to: str, subject: str) -> str:
+    """The delivered message (the mail folder of a demo or test run)."""
+    async with sessions() as session:
+        jobs_sent = (await session.scalars(select(OutboxJob).where(OutboxJob.name == SEND_EMAIL).order_by(OutboxJob.id))).all()
+    [job] = [j for j in jobs_sent if j.payload["to"] == to and j.payload["subject"] == subject]
+    message = email.message_from_bytes((settings.data_dir / "mail" / f"outbox-{job.id}.eml").read_bytes(), policy=email.policy.default)
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
 def new_emails(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str]]:
     return after["emails"][len(before["emails"]):]
 
@@ -219,6 +230,8 @@ async def test_failed_renewal_keeps_access_through_the_grace_and_recovery_restor
         (member.email, "Your payment for Pro Membership did not go through"),
         ("owner@example.com", f"Failed payment: {member.email} for Pro Membership"),
     ]
+    told = await sent(settings, sessions, member.email, "Your payment for Pro Membership did not go through")
+    assert "20.00 USD" in told and f"until {grace_end:%B} {grace_end.day}, {grace_end.year}" in told
     await replay_changes_nothing(client, settings, sessions, member, deliveries)
 
     # The member fixes their card; Stripe's retry three days later succeeds, inside the grace.
@@ -390,10 +403,7 @@ async def test_card_less_trial_ends_the_entitlement(client, owner, shop, stripe_
     warned = await snapshot(sessions, member)
     [(_, subject)] = new_emails(start, warned)
     assert subject.startswith("Your free trial of Pro Membership ends on")
-    async with sessions() as session:
-        job = (await session.scalars(select(OutboxJob).where(OutboxJob.name == SEND_EMAIL).order_by(OutboxJob.id.desc()))).first()
-    sent = (settings.data_dir / "mail" / f"outbox-{job.id}.eml").read_text()
-    assert "no payment method on file" in sent
+    assert "no payment method on file" in await sent(settings, sessions, member.email, subject)
 
     stripe_env.sandbox.advance_clock(3 * DAY)
     deliveries = await deliver(client, stripe_env, settings, sessions)

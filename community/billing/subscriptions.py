@@ -115,19 +115,18 @@ async def fetch(settings: Settings, subscription: Subscription) -> stripe.Subscr
     return await _retrieve(settings, subscription.stripe_account_id, subscription.stripe_subscription_id)
 
 
-async def _failed_since(settings: Settings, subscription: Subscription, current: Any, fallback: dt.datetime) -> dt.datetime:
-    """When the unpaid invoice was first tried (finalized, then charged at once): the grace
-    period counts from there, whichever event tells us first."""
+async def _unpaid_invoice(settings: Settings, subscription: Subscription, current: Any) -> tuple[dt.datetime | None, int | None]:
+    """When the unpaid invoice was first tried (finalized, then charged at once), and what it
+    asks for: the grace period counts from there, whichever event tells us first."""
     invoice_id = _id(_get(current, "latest_invoice"))
     if invoice_id is None:
-        return fallback
+        return None, None
     invoice = await stripe_client(settings).v1.invoices.retrieve_async(
         invoice_id, options={"stripe_account": subscription.stripe_account_id}
     )
     if invoice.status != "open":
-        return fallback
-    transitions = _get(invoice, "status_transitions")
-    return _time(_get(transitions, "finalized_at") or invoice.created) or fallback
+        return None, None
+    return _time(_get(_get(invoice, "status_transitions"), "finalized_at") or invoice.created), invoice.amount_due
 
 
 async def _charge_of(settings: Settings, account: str | None, payment_intent: str | None) -> str | None:
@@ -218,18 +217,18 @@ async def apply_stripe_state(
     the event being handled (its clock says whether a grace period is over); now if not given."""
     community = await session.get_one(Community, subscription.community_id)
     stripe_now = at or utcnow()
-    grace_started = await _copy_state(settings, subscription, current, grace_days=community.grace_days, stripe_now=stripe_now)
+    unpaid = await _copy_state(settings, subscription, current, grace_days=community.grace_days, stripe_now=stripe_now)
     outcome = await _move(session, subscription, _target(subscription, current, stripe_now), reason=reason, actor_id=actor_id)
-    if grace_started:
-        await _tell_payment_failed(session, settings, subscription, community)
+    if unpaid is not None:
+        await _tell_payment_failed(session, settings, subscription, community, unpaid)
     await session.flush()
     return f"{subscription.status}: {outcome}"
 
 
 async def _copy_state(
     settings: Settings, subscription: Subscription, current: Any, *, grace_days: int, stripe_now: dt.datetime
-) -> bool:
-    """Copy Stripe's fields; returns whether a grace period starts with this change."""
+) -> int | None:
+    """Copy Stripe's fields. When a grace period starts with this change: the amount unpaid."""
     subscription.status = _get(current, "status") or subscription.status
     subscription.cancel_at_period_end = bool(_get(current, "cancel_at_period_end"))
     subscription.current_period_end = period_end(current) or subscription.current_period_end
@@ -240,12 +239,12 @@ async def _copy_state(
     subscription.synced_at = utcnow()
     if subscription.status == GRACE:
         if subscription.grace_ends_at is None:
-            failed = await _failed_since(settings, subscription, current, fallback=stripe_now)
-            subscription.grace_ends_at = failed + dt.timedelta(days=grace_days)
-            return True
+            failed_at, amount_due = await _unpaid_invoice(settings, subscription, current)
+            subscription.grace_ends_at = (failed_at or stripe_now) + dt.timedelta(days=grace_days)
+            return subscription.amount if amount_due is None else amount_due
     elif subscription.status not in LAPSED:
         subscription.grace_ends_at = None  # paid (or over): the next failure starts a new grace
-    return False
+    return None
 
 
 def _target(subscription: Subscription, current: Any, stripe_now: dt.datetime) -> Target | None:
@@ -321,9 +320,12 @@ async def _context(session: AsyncSession, settings: Settings, subscription: Subs
     }
 
 
-async def _tell_payment_failed(session: AsyncSession, settings: Settings, subscription: Subscription, community: Community) -> None:
+async def _tell_payment_failed(
+    session: AsyncSession, settings: Settings, subscription: Subscription, community: Community, amount: int
+) -> None:
     """Once per grace period: the member (to update their card) and the owners and admins."""
     user, context = await _context(session, settings, subscription)
+    context["amount"] = format_amount(amount, subscription.currency)
     context["grace_ends"] = _day(subscription.grace_ends_at)
     context["grace_days"] = community.grace_days
     await queue_email(session, to=user.email, template="payment_failed", community_id=community.id, **context)
