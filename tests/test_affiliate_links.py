@@ -352,3 +352,20 @@ async def test_the_affiliate_sees_clicks_per_day_and_a_chart(app: Litestar, clie
         assert ann["link"] in page.text and "<svg" in page.text and 'id="clicks">3<' in page.text
         programs = await browser.get("/affiliates")
         assert f'href="/affiliates/{ann["id"]}"' in programs.text
+
+
+async def test_links_live_on_the_offer_pages_origin(settings, sessions, shop: dict[str, Any]) -> None:
+    """With COMMUNITY_PAGES_URL set, a link asked for on the platform moves to the pages origin,
+    where its cookie is set and where checkout reads it."""
+    import dataclasses
+
+    _, ann = shop["affiliates"][0]
+    pages = "http://pages.testserver"
+    async with running(create_app(dataclasses.replace(settings, pages_url=pages))) as app, visitor_client(app) as browser:
+        moved = await browser.get(f"/r/{ann['code']}")
+        assert (moved.status_code, moved.headers["location"]) == (308, f"{pages}/r/{ann['code']}")
+        followed = await browser.get(moved.headers["location"])
+        assert (followed.status_code, followed.headers["location"]) == (302, shop["path"])
+        assert (await submit_checkout(browser, f"{pages}{shop['path']}", email="far@example.com")).status_code == 303
+    assert (await checkout_of(sessions, "far@example.com")).affiliate_id == ann["id"]
+    assert await click_count(sessions, ann["id"]) == 1  # written by that app's shutdown
