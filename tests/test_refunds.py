@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, text
 
+from community.billing import events as billing_events
 from community.billing import refunds
 from community.billing import service as billing
 from community.billing.models import Dispute, Payment, Refund, RefundState, Subscription
 from community.checkout.models import StripeEvent
-from community.jobs import OutboxJob
+from community.errors import NotYetKnown
+from community.jobs import JobState, OutboxJob
 from community.notifications.service import SEND_EMAIL
 from community.stripe_client import stripe_client
 from tests import test_checkout
@@ -313,3 +316,33 @@ async def test_refunding_a_subscription_payment_with_revoke_cancels_it_at_stripe
     entitlement = (await client.get(f"{API}/communities/{shop['community']['id']}/entitlements/{payment['entitlement_id']}", headers=owner.headers)).json()
     assert entitlement["status"] == "refunded" and entitlement["live"] is False
     assert await spent(sessions, shop, buyer.id) == {"USD": 1500}
+
+
+async def test_a_refund_delivered_before_the_purchase_waits_for_it(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer = await sign_up(client, "early@example.com")
+    _offer, path = await sell(client, owner, shop, amount=3000)
+    session_id = session_id_of(await submit_checkout(client, path, email=buyer.email))
+    stripe_env.sandbox.pay(session_id, outcome="success")
+    purchase = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
+    pi_id = stripe_env.sandbox.get(session_id)["payment_intent"]
+    await stripe_client(settings).v1.refunds.create_async({"payment_intent": pi_id, "amount": 1000}, {"stripe_account": shop["account_id"]})
+    route = f"{API}/webhooks/stripe/connect"
+    for delivery in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint):  # the refund first
+        assert (await client.post(route, content=delivery.payload, headers=delivery.headers)).status_code == 200
+    async with sessions() as session:  # its job, now: the payment is not recorded yet, so it is retried
+        row = await session.scalar(select(StripeEvent).where(StripeEvent.type == "charge.refunded"))
+        with pytest.raises(NotYetKnown):
+            await billing_events.HANDLERS[row.type](session, settings, row)
+        await session.rollback()
+    for delivery in purchase:
+        assert (await client.post(route, content=delivery.payload, headers=delivery.headers)).status_code == 200
+    # Retried with a backoff (as in production), the refund's job runs after the purchase's.
+    while await run_jobs(settings, retry_base_seconds=0.2):
+        pass
+    async with sessions() as session:
+        payment = await session.scalar(select(Payment))
+        assert (payment.amount, payment.refunded_amount) == (3000, 1000)
+        event = await session.scalar(select(StripeEvent).where(StripeEvent.type == "charge.refunded"))
+        assert event.outcome == "refunded 1000 of 3000"
+        assert await session.scalar(select(func.count()).select_from(OutboxJob).where(OutboxJob.state == JobState.failed)) == 0
+    assert await count(sessions, Refund) == 1
