@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from community.accounts import service as accounts
-from community.accounts.models import Member
+from community.accounts.models import Member, User
 from community.affiliates import commissions, payouts, reports
 from community.affiliates.models import (
     CommissionState,
@@ -230,8 +230,12 @@ async def test_the_owner_pays_through_the_api(client: httpx.AsyncClient, session
     assert [p["id"] for p in listed["items"]] == [payout["id"]]
     assert (await client.get(f"{base}/payouts", params={"state": "paid"}, headers=owner.headers)).json()["items"] == []
 
+    async with sessions() as session, session.begin():  # a name a spreadsheet would run
+        await session.execute(update(User).where(User.id == program.affiliate.id).values(name="=HYPERLINK(\"x\")"))
     to_pay = rows_of(await client.get(f"{base}/payouts.csv", params={"state": "open"}, headers=owner.headers))
-    assert [(r["email"], r["amount"], r["currency"]) for r in to_pay] == [("aff@example.com", "6.66", "USD")]
+    assert [(r["email"], r["name"], r["amount"], r["currency"]) for r in to_pay] == [
+        ("aff@example.com", "'=HYPERLINK(\"x\")", "6.66", "USD")
+    ]
     lines = rows_of(await client.get(f"{base}/payouts/{payout['id']}/lines.csv", headers=owner.headers))
     assert [(r["kind"], r["amount"], r["currency"]) for r in lines] == [("earned", "3.33", "USD")] * 2
 

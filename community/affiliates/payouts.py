@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, select, update
@@ -175,11 +176,23 @@ async def payees(session: AsyncSession, community_id: int, affiliate_ids: set[in
     return {affiliate_id: (email, name) for affiliate_id, email, name in rows}
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+AMOUNT = re.compile(r"-?\d+(\.\d+)?")
+
+
+def safe_cell(value: object) -> object:
+    """Text a spreadsheet would run as a formula (a name like "=HYPERLINK(...)") is quoted
+    with a leading apostrophe; numbers, negative amounts included, stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not AMOUNT.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def to_csv(header: list[str], rows: list[list[object]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([safe_cell(value) for value in row] for row in rows)
     return out.getvalue()
 
 
