@@ -122,6 +122,7 @@ async def test_cancel_at_period_end_keeps_access_until_then_and_tells_member_and
     assert mine["live"] is False and mine["can_cancel"] is False
     assert mine["join_again_url"].endswith(f"/o/{shop['community']['slug']}/{offer['slug']}/checkout")
     assert not await can_open(client, shop["community"]["id"], shop["group_id"], member.headers)
+    assert (await act(client, shop, member, entitlement_id, "resume")).status_code == 409  # too late: join again
     await run_jobs(settings)  # the access run the end started
     assert await access_log(sessions) == [(member.id, shop["group_id"], "gained"), (member.id, shop["group_id"], "lost")]
     await login(client, member)
