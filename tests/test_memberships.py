@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 
 from community.billing.models import Subscription
 from community.jobs import OutboxJob
 from community.notifications.service import SEND_EMAIL
 from community.offers.models import EntitlementEvent
+from community.stripe_client import stripe_client
 from tests import test_checkout
 from tests.checkout_helpers import API, CSRF, deliver_and_process, submit_checkout
 from tests.conftest import Account, sign_up
@@ -21,6 +23,19 @@ from tests.helpers import run_jobs
 from tests.test_checkout import BODY_CODE, HEAD_CODE, can_open, sell, session_id_of
 
 DAY = 86400
+
+
+@pytest.fixture(autouse=True)
+async def no_subscription_left(stripe_env, settings):
+    """The sandbox outlives each test: a subscription left running would renew when a later test
+    moves the clock and send events about rows that test never had. Cancel them at the end."""
+    yield
+    state = stripe_env.sandbox.state
+    for sub_id in list(state.index.get("subscription", [])):
+        sub = state.objects[sub_id]
+        if sub["status"] not in ("canceled", "incomplete_expired"):
+            await stripe_client(settings).v1.subscriptions.cancel_async(sub_id, options={"stripe_account": sub["_account"]})
+    stripe_env.drain()
 
 shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
 
