@@ -247,6 +247,8 @@ async def test_the_billing_page(client, owner, shop, stripe_env, sessions, setti
     page_url = f"/communities/{shop['community']['id']}/billing"
     assert (await client.get(page_url)).headers.get("location", "").endswith("/login")
     await login(client, member)
+    home = await client.get(f"/communities/{shop['community']['id']}")
+    assert f'href="{page_url}"' in home.text  # the community page links to billing
     page = await client.get(page_url)
     assert page.status_code == 200, page.text
     assert offer["title"] in page.text and "Next payment: 15.00" in page.text and "Receipt" in page.text
