@@ -33,6 +33,7 @@ from community.migrate import upgrade
 from community.models import metadata
 from community.runtime import services
 from community.settings import Settings
+from community.stripe_client import stripe_client
 
 
 @dataclass
@@ -115,9 +116,17 @@ def stripe_sandbox() -> Iterator[StripeFixture]:
 
 
 @pytest.fixture
-def stripe_env(stripe_sandbox: StripeFixture) -> StripeFixture:
+async def stripe_env(stripe_sandbox: StripeFixture, settings: Settings) -> AsyncIterator[StripeFixture]:
     stripe_sandbox.drain()  # no deliveries left over from an earlier test
-    return stripe_sandbox
+    yield stripe_sandbox
+    # The sandbox outlives each test: a subscription left running would renew when a later
+    # test moves the clock, and send events about rows that test never had.
+    state = stripe_sandbox.sandbox.state
+    for sub_id in list(state.index.get("subscription", [])):
+        sub = state.objects[sub_id]
+        if sub["status"] not in ("canceled", "incomplete_expired"):
+            await stripe_client(settings).v1.subscriptions.cancel_async(sub_id, options={"stripe_account": sub["_account"]})
+    stripe_sandbox.drain()
 
 
 @pytest.fixture(scope="session")

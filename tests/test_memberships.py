@@ -8,14 +8,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
+import httpx
 from sqlalchemy import select, text
 
 from community.billing.models import Subscription
 from community.jobs import OutboxJob
 from community.notifications.service import SEND_EMAIL
 from community.offers.models import EntitlementEvent
-from community.stripe_client import stripe_client
 from tests import test_checkout
 from tests.checkout_helpers import API, CSRF, deliver_and_process, submit_checkout
 from tests.conftest import Account, sign_up
@@ -24,18 +23,6 @@ from tests.test_checkout import BODY_CODE, HEAD_CODE, can_open, sell, session_id
 
 DAY = 86400
 
-
-@pytest.fixture(autouse=True)
-async def no_subscription_left(stripe_env, settings):
-    """The sandbox outlives each test: a subscription left running would renew when a later test
-    moves the clock and send events about rows that test never had. Cancel them at the end."""
-    yield
-    state = stripe_env.sandbox.state
-    for sub_id in list(state.index.get("subscription", [])):
-        sub = state.objects[sub_id]
-        if sub["status"] not in ("canceled", "incomplete_expired"):
-            await stripe_client(settings).v1.subscriptions.cancel_async(sub_id, options={"stripe_account": sub["_account"]})
-    stripe_env.drain()
 
 shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
 
@@ -272,3 +259,21 @@ async def test_the_billing_page(client, owner, shop, stripe_env, sessions, setti
     client.cookies.clear()
     await login(client, owner)
     assert (await client.get(f"{page_url}/receipts/{payment_id}")).status_code == 404
+
+
+async def test_cancelling_in_stripes_billing_portal_tells_member_and_staff_once(client, owner, shop, stripe_env, sessions, settings) -> None:
+    member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
+    await run_jobs(settings)
+    before = len(await emails(sessions))
+    portal = await act(client, shop, member, entitlement_id, "payment-method")
+    portal_id = portal.json()["url"].rstrip("/").split("/")[-1]
+    sub = await subscription(sessions)
+    async with httpx.AsyncClient(base_url=stripe_env.sandbox.url) as stripe_page:  # the member presses "Cancel" there
+        pressed = await stripe_page.post(f"/p/session/{portal_id}", data={"action": f"cancel:{sub.stripe_subscription_id}"})
+        assert pressed.status_code in (302, 303), pressed.text
+    await deliver_and_process(client, stripe_env, settings)
+    await deliver_and_process(client, stripe_env, settings)  # nothing new: told once
+    [mine] = await my_memberships(client, shop, member)
+    assert (mine["status"], mine["live"], mine["can_resume"]) == ("cancelled", True, True)
+    sent = (await emails(sessions))[before:]
+    assert [to for to, _ in sent] == [member.email, owner.email]

@@ -19,14 +19,13 @@ from community.errors import NotYetKnown
 from community.jobs import JobState, OutboxJob
 from community.notifications.service import SEND_EMAIL
 from community.stripe_client import stripe_client
-from tests import test_checkout, test_memberships
+from tests import test_checkout
 from tests.checkout_helpers import API, deliver_and_process, submit_checkout
 from tests.conftest import sign_up
 from tests.helpers import run_jobs
 from tests.test_checkout import can_open, sell, session_id_of
 
 shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
-no_subscription_left = test_memberships.no_subscription_left  # autouse: no running sandbox subscription outlives a test
 
 
 async def buy(client, owner, shop, stripe_env, settings, *, email: str = "buyer@example.com", **fields: Any):

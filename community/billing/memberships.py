@@ -17,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
+from community.billing import notices, subscriptions
 from community.billing import service as billing
-from community.billing import subscriptions
 from community.billing.models import Payment, Subscription
+from community.billing.notices import billing_page_url
 from community.db import utcnow
 from community.errors import Conflict, Invalid, NotFound
 from community.hubs.models import Community
-from community.notifications.service import queue_email
 from community.offers import entitlements
 from community.offers.models import Entitlement, EntitlementStatus, Offer, OfferStatus
 from community.settings import Settings
@@ -38,10 +38,6 @@ class Membership:
     offer: Offer
     subscription: Subscription | None
     join_again_url: str | None  # ended, and the offer is still for sale
-
-
-def billing_page_url(settings: Settings, community_id: int) -> str:
-    return f"{settings.base_url}/communities/{community_id}/billing"
 
 
 def _offer_page_url(settings: Settings, community: Community, offer: Offer) -> str:
@@ -139,13 +135,11 @@ async def cancel_at_period_end(
         {"cancel_at_period_end": True, "cancellation_details": {"comment": "cancelled by the member"}},
         _options(subscription),
     )
+    # The state change sends the member's confirmation and the staff notice.
     await subscriptions.apply_stripe_state(
         session, settings, subscription, current, reason="cancelled by the member", actor_id=user_id
     )
-    entitlement = await entitlements.get_entitlement(session, community_id, entitlement_id)
     await session.refresh(entitlement)
-    await _email_cancellation(session, settings, entitlement, by_staff=False)
-    await _email_staff(session, settings, entitlement)
     return entitlement
 
 
@@ -197,13 +191,14 @@ async def end_now(
     """The one way staff (or a refund that revokes) end an entitlement. One with a live Stripe
     subscription is cancelled at Stripe in the same step: nobody is charged for access they
     lost. If Stripe refuses, the transaction fails and the entitlement keeps running."""
-    entitlement = await entitlements.get_entitlement(session, community_id, entitlement_id, lock=True)
+    # The subscription row before the entitlement: the order webhook handlers lock them in.
     subscription = await session.scalar(
         select(Subscription)
         .where(Subscription.community_id == community_id, Subscription.entitlement_id == entitlement_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+    entitlement = await entitlements.get_entitlement(session, community_id, entitlement_id, lock=True)
     if subscription_is_live(subscription) and at is not None and at > utcnow():
         raise Invalid("a subscribed membership ends now (a member's own cancel ends it at the period's end)", field="at")
     if entitlements.is_live(entitlement):
@@ -219,7 +214,7 @@ async def end_now(
             session, settings, subscription, current, reason=reason or f"{status.value} by staff", actor_id=actor_id
         )
     if notify:
-        await _email_cancellation(session, settings, entitlement, by_staff=True)
+        await notices.cancellation(session, settings, entitlement, by_staff=True)
     return entitlement
 
 
@@ -238,43 +233,3 @@ async def _cancel_at_stripe(settings: Settings, subscription: Subscription) -> A
         if current.status not in ENDED_AT_STRIPE:
             raise
         return current  # already cancelled at Stripe (a repeated request)
-
-
-# ---------------------------------------------------------------- emails
-
-
-def _when(value: dt.datetime | None) -> str:
-    return value.strftime("%d %B %Y, %H:%M UTC") if value else ""
-
-
-async def _context(session: AsyncSession, settings: Settings, entitlement: Entitlement) -> dict[str, Any]:
-    offer = await session.get_one(Offer, entitlement.offer_id)
-    community = await session.get_one(Community, entitlement.community_id)
-    ends_at = entitlement.ends_at if entitlement.ends_at and entitlement.ends_at > utcnow() else None
-    return {
-        "community_name": community.name,
-        "offer_title": offer.title,
-        "ends_at": _when(ends_at),
-        "billing_url": billing_page_url(settings, entitlement.community_id),
-        "site_url": settings.base_url,
-    }
-
-
-async def _email_cancellation(session: AsyncSession, settings: Settings, entitlement: Entitlement, *, by_staff: bool) -> None:
-    user = await accounts.get_user(session, entitlement.user_id)
-    await queue_email(
-        session, to=user.email, template="cancellation_confirmed", community_id=entitlement.community_id,
-        name=user.name, email=user.email, by_staff=by_staff, **await _context(session, settings, entitlement),
-    )
-
-
-async def _email_staff(session: AsyncSession, settings: Settings, entitlement: Entitlement) -> None:
-    """Owners and admins hear that a member cancelled."""
-    member = await accounts.get_user(session, entitlement.user_id)
-    context = await _context(session, settings, entitlement)
-    for staff, user in await accounts.list_staff(session, entitlement.community_id):
-        if staff.role in accounts.EDITORS:
-            await queue_email(
-                session, to=user.email, template="member_cancelled", community_id=entitlement.community_id,
-                name=user.name, email=user.email, member_name=member.name, member_email=member.email, **context,
-            )

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
 from community.accounts.models import Role, User
+from community.billing import notices
 from community.billing import service as billing
 from community.billing.models import Payment, PaymentKind, Subscription
 from community.checkout.models import Checkout, CheckoutState, StripeEvent
@@ -47,6 +48,7 @@ GRACE = "past_due"
 LAPSED = ("unpaid", "paused")  # kept by Stripe, but not paid for: no access
 CANCELED = ("canceled", "incomplete_expired")
 STAFF_NOTIFIED = (Role.owner, Role.admin)
+ENDS_AT_PERIOD_END = "ends at period end"
 
 
 # ---------------------------------------------------------------- reading Stripe objects
@@ -219,6 +221,9 @@ async def apply_stripe_state(
     stripe_now = at or utcnow()
     unpaid = await _copy_state(settings, subscription, current, grace_days=community.grace_days, stripe_now=stripe_now)
     outcome = await _move(session, subscription, _target(subscription, current, stripe_now), reason=reason, actor_id=actor_id)
+    if outcome == ENDS_AT_PERIOD_END:  # once per cancel, wherever the member cancelled
+        entitlement = await session.get_one(Entitlement, subscription.entitlement_id)
+        await notices.cancellation(session, settings, entitlement, by_staff=False)
     if unpaid is not None:
         await _tell_payment_failed(session, settings, subscription, community, unpaid)
     await session.flush()
@@ -293,7 +298,7 @@ async def _move(
         if not (live and entitlement.ends_at is None):  # end() keeps the earlier of two ends: start open
             await entitlements.reopen(session, **keys, ends_at=None, actor_id=actor_id, reason=reason)
         await entitlements.end(session, **keys, status=target.status, at=target.until, actor_id=actor_id, reason=reason)
-        return "ends at period end"
+        return ENDS_AT_PERIOD_END
     await entitlements.reopen(session, **keys, ends_at=None, actor_id=actor_id, reason=reason)
     return "access open"
 

@@ -1,0 +1,56 @@
+"""Cancellation emails, sent from the one place a cancellation takes effect (the subscription
+state change, or staff ending a membership), whoever asked for it: the member here, the member
+in Stripe's billing portal, the owner in the Stripe dashboard."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.accounts import service as accounts
+from community.db import utcnow
+from community.hubs.models import Community
+from community.notifications.service import queue_email
+from community.offers.models import Entitlement, Offer
+from community.settings import Settings
+
+
+def billing_page_url(settings: Settings, community_id: int) -> str:
+    return f"{settings.base_url}/communities/{community_id}/billing"
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%d %B %Y, %H:%M UTC") if value else ""
+
+
+async def _context(session: AsyncSession, settings: Settings, entitlement: Entitlement) -> dict[str, Any]:
+    offer = await session.get_one(Offer, entitlement.offer_id)
+    community = await session.get_one(Community, entitlement.community_id)
+    ends_at = entitlement.ends_at if entitlement.ends_at and entitlement.ends_at > utcnow() else None
+    return {
+        "community_name": community.name,
+        "offer_title": offer.title,
+        "ends_at": _when(ends_at),
+        "billing_url": billing_page_url(settings, entitlement.community_id),
+        "site_url": settings.base_url,
+    }
+
+
+async def cancellation(session: AsyncSession, settings: Settings, entitlement: Entitlement, *, by_staff: bool) -> None:
+    """The member's confirmation; when the member cancelled, a notice to owners and admins."""
+    member = await accounts.get_user(session, entitlement.user_id)
+    context = await _context(session, settings, entitlement)
+    await queue_email(
+        session, to=member.email, template="cancellation_confirmed", community_id=entitlement.community_id,
+        name=member.name, email=member.email, by_staff=by_staff, **context,
+    )
+    if by_staff:
+        return
+    for staff, user in await accounts.list_staff(session, entitlement.community_id):
+        if staff.role in accounts.EDITORS:
+            await queue_email(
+                session, to=user.email, template="member_cancelled", community_id=entitlement.community_id,
+                name=user.name, email=user.email, member_name=member.name, member_email=member.email, **context,
+            )
