@@ -19,14 +19,20 @@ from community.accounts import service as accounts
 from community.accounts.models import Member, User
 from community.affiliates import commissions, payouts, reports
 from community.affiliates.models import (
+    Click,
+    Commission,
     CommissionState,
     LedgerEntry,
     Payout,
     PayoutState,
 )
+from community.billing.models import Payment
+from community.db import utcnow
 from community.errors import Conflict, Invalid
+from tests.checkout_helpers import CSRF
 from tests.conftest import Account, sign_up
 from tests.helpers import run_jobs
+from tests.test_affiliate_links import visitor_client
 from tests.test_commissions import (
     PAID_AT,
     Program,
@@ -39,6 +45,7 @@ from tests.test_commissions import (
     refund,
     set_program,
 )
+from workers.settings import approve_commissions
 
 API = "/api/v1"
 AFTER_HOLD = PAID_AT + dt.timedelta(days=31)
@@ -313,3 +320,124 @@ async def test_the_owners_report_per_affiliate_and_per_offer(client: httpx.Async
 
     async with sessions() as session:
         assert [t.pending for t in await reports.earnings(session, program.community_id, idle)] == []
+
+
+# ---------------------------------------------------------------- the affiliate's dashboard
+
+
+async def ledger_by_state(sessions, affiliate_id: int) -> dict[str, int]:
+    """The affiliate's ledger entries summed by where their money stands: in a paid payout;
+    owed (commission approved or paid, entry not paid out yet, a clawback too); in the hold."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(LedgerEntry.amount, Commission.state, Payout.state)
+            .join(Commission, Commission.id == LedgerEntry.commission_id)
+            .outerjoin(Payout, Payout.id == LedgerEntry.payout_id)
+            .where(LedgerEntry.affiliate_id == affiliate_id)
+        )
+        sums = dict.fromkeys(("pending", "approved", "paid", "reversed"), 0)
+        for amount, commission_state, payout_state in rows:
+            if payout_state == PayoutState.paid:
+                sums["paid"] += amount
+            elif commission_state in (CommissionState.approved, CommissionState.paid):
+                sums["approved"] += amount
+            else:
+                sums[commission_state.value] += amount
+        return sums
+
+
+async def add_clicks(sessions, p: Program, *times: dt.datetime) -> None:
+    async with sessions() as session, session.begin():
+        session.add_all(
+            Click(community_id=p.community_id, affiliate_id=p.affiliate_id, offer_id=p.offer_id,
+                  visitor_hash=f"v{n}", ip_hash=f"i{n}", at=at)
+            for n, at in enumerate(times)
+        )
+
+
+async def log_in(browser: httpx.AsyncClient, email: str) -> None:
+    token = CSRF.search((await browser.get("/login")).text).group(1)
+    done = await browser.post("/login", data={"_csrf_token": token, "email": email, "password": "correct horse battery"})
+    assert done.status_code in (302, 303), done.text
+
+
+async def test_the_affiliates_dashboard_is_the_ledger_from_sale_to_clawback(
+    app, client: httpx.AsyncClient, sessions, settings, owner: Account, program: Program
+) -> None:
+    """Sales, a partial and a full refund in the hold, the approval cron, a payout marked paid
+    and a clawback after it: the dashboard's numbers (API and page) are the ledger's sums by
+    state and the owner's report line, and the chart's sales add up to the sales count."""
+    await set_program(sessions, program.offer_id, resell_hold_days=5, resell_min_payout=0)
+    earlier, recent = utcnow() - dt.timedelta(days=10), utcnow() - dt.timedelta(hours=1)
+    partly, fully, clawed = await sales(client, sessions, program, 3, paid_at=earlier)
+    (held,) = await sales(client, sessions, program, 1, prefix="recent", paid_at=recent)
+    await buy(sessions, program, buyer=program.affiliate, paid_at=recent)  # a self-referral: rejected
+    await add_clicks(sessions, program, earlier, earlier, recent, recent)
+    await run_jobs(settings)
+    await refund(sessions, program.community_id, partly, 400)  # 30% of the 600 left: 180
+    await refund(sessions, program.community_id, fully, 1000)  # reversed in its hold: no longer a sale
+    await run_jobs(settings)
+    assert await approve_commissions({"sessions": sessions}) == 2  # partly and clawed
+    assert (await commission_of(sessions, held)).state == CommissionState.pending  # still in its hold
+    (payout,) = await create(sessions, program.community_id)
+    assert payout.amount == 180 + 300
+    await pay(sessions, program.community_id, payout.id, "wire 7")
+    await refund(sessions, program.community_id, clawed, 1000)  # after payout: owed back, no longer a sale
+    await run_jobs(settings)
+
+    mine = await client.get(f"{API}/me/affiliates/{program.affiliate_id}", headers=program.affiliate.headers)
+    assert mine.status_code == 200, mine.text
+    dashboard = mine.json()
+    (totals,) = dashboard["earnings"]
+    assert totals == {
+        "currency": "USD", "sales": 2, "rejected": 1, "revenue": 2000,
+        "pending": 300, "approved": -300, "paid": 480, "reversed": 120 + 300 + 300,
+    }
+    ledger = await ledger_by_state(sessions, program.affiliate_id)
+    assert {name: totals[name] for name in ("pending", "approved", "paid")} == {
+        name: ledger[name] for name in ("pending", "approved", "paid")
+    }
+    assert ledger["reversed"] == 0  # a commission reversed in its hold nets to nothing
+    async with sessions() as session:
+        paid_out = await session.scalar(select(func.sum(Payout.amount)).where(Payout.state == PayoutState.paid))
+    assert totals["paid"] == paid_out
+
+    report = (await client.get(f"{API}/communities/{program.community_id}/affiliates/report", headers=owner.headers)).json()
+    (line,) = [line for line in report["per_affiliate"] if line["id"] == program.affiliate_id]
+    assert (line["totals"], line["clicks"]) == (totals, dashboard["clicks"])
+    await _join(sessions, program.community_id, program.affiliate.id)
+    own = (await client.get(f"{API}/communities/{program.community_id}/affiliates/earnings", headers=program.affiliate.headers)).json()
+    assert own == [{"affiliate_id": program.affiliate_id, "offer_id": program.offer_id, "totals": [totals]}]
+
+    assert (dashboard["clicks"], dashboard["sales"], dashboard["conversion_rate"]) == (4, 2, 0.5)
+    assert sum(day["sales"] for day in dashboard["days"]) == dashboard["sales"]
+    charted = {day["date"]: (day["clicks"], day["sales"]) for day in dashboard["days"] if day["clicks"] or day["sales"]}
+    assert charted == {earlier.date().isoformat(): (2, 1), recent.date().isoformat(): (2, 1)}
+
+    async with visitor_client(app) as browser:  # the page shows the same numbers
+        await log_in(browser, program.affiliate.email)
+        page = await browser.get(f"/affiliates/{program.affiliate_id}")
+        assert page.status_code == 200, page.text
+        assert 'id="sales">2<' in page.text and 'id="conversion">50.0%<' in page.text
+        assert ('<td class="pending">3.00 USD</td><td class="approved">-3.00 USD</td>'
+                '<td class="paid">4.80 USD</td>') in page.text
+        assert 'href="/affiliates"' in (await browser.get(f"/communities/{program.community_id}")).text  # has a link
+
+
+async def test_the_community_page_links_to_resell_programs_for_those_who_can_join(
+    app, client: httpx.AsyncClient, sessions, owner: Account, program: Program
+) -> None:
+    (sale,) = await sales(client, sessions, program, 1)  # buyer0 holds the offer: may join its program
+    async with sessions() as session:
+        buyer_id = await session.scalar(select(Payment.user_id).where(Payment.id == sale))
+    await _join(sessions, program.community_id, buyer_id)
+    for email, linked in (("buyer0@example.com", True), (owner.email, False)):
+        async with visitor_client(app) as browser:
+            await log_in(browser, email)
+            page = await browser.get(f"/communities/{program.community_id}")
+            assert page.status_code == 200, page.text
+            assert ('href="/affiliates"' in page.text) is linked, email
+    await set_program(sessions, program.offer_id, resell_enabled=False)  # no program to join any more
+    async with visitor_client(app) as browser:
+        await log_in(browser, "buyer0@example.com")
+        assert 'href="/affiliates"' not in (await browser.get(f"/communities/{program.community_id}")).text

@@ -23,6 +23,7 @@ from community.affiliates.models import (
     Payout,
     PayoutState,
 )
+from community.affiliates.schemas import TotalsOut, totals_out
 from community.billing.api import GUARDS
 from community.db import get_in_community
 from community.errors import NotFound
@@ -35,17 +36,6 @@ CommissionStateFilter = Annotated[
 ]
 PayoutStateFilter = Annotated[PayoutState | None, QueryParameter(name="state", description="Only payouts in this state.")]
 Per = Annotated[Literal["affiliate", "offer"], QueryParameter(description="One line per affiliate or per offer.")]
-
-
-class TotalsOut(msgspec.Struct):
-    currency: str
-    sales: int
-    rejected: int
-    revenue: int
-    pending: int
-    approved: int
-    paid: int
-    reversed: int
 
 
 class ReportLineOut(msgspec.Struct):
@@ -107,12 +97,8 @@ class PayoutPaid(msgspec.Struct, forbid_unknown_fields=True):
     reference: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="How it was paid (a transfer id).")]
 
 
-def _totals(t: reports.Totals) -> TotalsOut:
-    return TotalsOut(**reports.totals_out(t))
-
-
 def _line(line: reports.ReportLine) -> ReportLineOut:
-    return ReportLineOut(line.id, line.label, line.offer_id, line.status, line.clicks, _totals(line.totals))
+    return ReportLineOut(line.id, line.label, line.offer_id, line.status, line.clicks, totals_out(line.totals))
 
 
 def _commission(c: Commission) -> CommissionOut:
@@ -170,7 +156,7 @@ class AffiliateReportController(Controller):
                 raise NotFound("affiliate not found")
             chosen = [affiliate]
         return [
-            AffiliateEarningsOut(a.id, a.offer_id, [_totals(t) for t in await reports.earnings(db, community_id, a.id)])
+            AffiliateEarningsOut(a.id, a.offer_id, [totals_out(t) for t in await reports.earnings(db, community_id, a.id)])
             for a in chosen
         ]
 

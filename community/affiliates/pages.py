@@ -13,7 +13,7 @@ from litestar.params import Body, FromPath
 from litestar.response import Redirect, Template
 
 from community.accounts.guards import Viewer, provide_viewer
-from community.affiliates import service
+from community.affiliates import reports, service
 from community.affiliates.service import Figures
 from community.errors import Invalid
 from community.money import format_amount
@@ -44,6 +44,12 @@ def chart(figures: Figures) -> dict[str, Any]:
         dots.append({"x": round(x + step * 0.35, 1), "y": y(day.sales)})
     return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "pad": CHART_PAD, "top": top, "bars": bars,
             "line": " ".join(f"{d['x']},{d['y']}" for d in dots), "first": days[0].date, "last": days[-1].date}
+
+
+def earnings_row(totals: reports.Totals) -> dict[str, str]:
+    """One currency's ledger buckets, formatted (the same numbers as the API's `earnings`)."""
+    return {"currency": totals.currency, **{name: format_amount(getattr(totals, name), totals.currency)
+                                            for name in ("pending", "approved", "paid")}}
 
 
 class AffiliatePages(Controller):
@@ -80,7 +86,7 @@ class AffiliatePages(Controller):
             "offer": offer,
             "link": service.link_url(state.settings.public_pages_url, affiliate),
             "figures": figures,
-            "earned": format_amount(figures.earned, figures.currency),
+            "earnings": [earnings_row(t) for t in figures.earnings],
             "conversion": f"{figures.conversion_bps / 100:.1f}%",
             "chart": chart(figures),
         })

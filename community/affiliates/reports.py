@@ -6,15 +6,16 @@ entries sum to zero).
 - pending: entries of commissions still in their hold;
 - approved: owed and not yet paid (payable, or in an open payout);
 - paid: in paid payouts (clawbacks after payout included, once paid out).
-Sales count the payments that earned and still do (not rejected, not fully reversed).
+Sales count the payments that earned and still do (`is_sale`: not rejected, not fully reversed).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Date, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts.models import User
@@ -28,9 +29,18 @@ from community.affiliates.models import (
     PayoutState,
 )
 from community.affiliates.payouts import PAYABLE_STATES, decimal_amount, to_csv
+from community.billing.models import Payment
 from community.offers.models import Offer
 
 EARNING_STATES = (CommissionState.pending, CommissionState.approved, CommissionState.paid)
+
+
+def is_sale():
+    """A sale, the one definition for the affiliate's dashboard, its chart and the owner's
+    report: a payment whose commission earned and still does. Not rejected (self-referral,
+    suspended: kept, earning nothing) and not fully taken back by refunds or disputes (before
+    or after payout); a partly refunded payment is still a sale."""
+    return Commission.state.in_(EARNING_STATES) & (Commission.reversed_amount < Commission.amount)
 
 
 @dataclass
@@ -81,7 +91,7 @@ async def _totals(session: AsyncSession, community_id: int, key, where) -> dict[
         if name != "reversed":
             totals = rows.setdefault(key_value, Row(key_value)).of(currency)
             setattr(totals, name, getattr(totals, name) + int(total))
-    earning = Commission.state.in_(EARNING_STATES) & (Commission.reversed_amount < Commission.amount)
+    earning = is_sale()
     sales = await session.execute(
         select(
             key,
@@ -105,6 +115,24 @@ async def earnings(session: AsyncSession, community_id: int, affiliate_id: int) 
     rows = await _totals(session, community_id, Commission.affiliate_id, [Commission.affiliate_id == affiliate_id])
     row = rows.get(affiliate_id)
     return sorted(row.totals.values(), key=lambda t: t.currency) if row else []
+
+
+async def sales_per_day(session: AsyncSession, community_id: int, affiliate_id: int, since: dt.date) -> dict[dt.date, int]:
+    """The affiliate's sales (`is_sale`) by the UTC day their payment was made, from `since`:
+    the chart's counts, which add up to `earnings(...)` sales over the days shown."""
+    day = cast(func.timezone("UTC", Payment.paid_at), Date)
+    start = dt.datetime.combine(since, dt.time(), dt.UTC)
+    rows = await session.execute(
+        select(day, func.count())
+        .select_from(Commission)
+        .join(Payment, Payment.id == Commission.payment_id)
+        .where(
+            Commission.community_id == community_id, Commission.affiliate_id == affiliate_id, is_sale(),
+            Payment.paid_at >= start,
+        )
+        .group_by(day)
+    )
+    return {d: n for d, n in rows.all()}
 
 
 async def _clicks(session: AsyncSession, community_id: int, key) -> dict[int, int]:

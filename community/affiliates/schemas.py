@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 
 from community.accounts.models import User
+from community.affiliates import reports
 from community.affiliates.models import Affiliate
 from community.affiliates.service import Figures
 from community.offers.models import Offer
@@ -35,6 +36,23 @@ class AffiliateOut(msgspec.Struct):
     suspended_at: dt.datetime | None
 
 
+class TotalsOut(msgspec.Struct):
+    """One currency's sales and money from the ledger (reports.Totals), in minor units."""
+
+    currency: str
+    sales: int
+    rejected: int
+    revenue: int
+    pending: int
+    approved: int
+    paid: int
+    reversed: int
+
+
+def totals_out(totals: reports.Totals) -> TotalsOut:
+    return TotalsOut(**reports.totals_out(totals))
+
+
 class DayOut(msgspec.Struct):
     date: dt.date
     clicks: int
@@ -54,12 +72,12 @@ class ProgramOut(msgspec.Struct):
     program_description: str
     commission_bps: int | None
     commission_flat: int | None
-    currency: str
+    currency: str  # the offer's
     clicks: int
-    sales: int
-    earned: int  # minor units, net of refunds and disputes
+    sales: int  # payments that earned and still do (all currencies), as in the owner's report
     conversion_rate: float  # sales per click
-    days: list[DayOut]  # the last 30 days, oldest first
+    earnings: list[TotalsOut]  # per currency: pending / approved / paid, as the owner's report has them
+    days: list[DayOut]  # the last 30 days, oldest first; sales by the day they were paid
 
 
 def affiliate_out(affiliate: Affiliate, user: User) -> AffiliateOut:
@@ -74,6 +92,6 @@ def program_out(affiliate: Affiliate, offer: Offer, link: str, figures: Figures)
         id=affiliate.id, community_id=affiliate.community_id, offer_id=offer.id, offer_title=offer.title,
         code=affiliate.code, link=link, status=affiliate.status.value, program_description=offer.resell_description,
         commission_bps=offer.resell_commission_bps, commission_flat=offer.resell_commission_flat, currency=offer.currency,
-        clicks=figures.clicks, sales=figures.sales, earned=figures.earned, conversion_rate=figures.conversion_bps / 10_000,
-        days=[DayOut(d.date, d.clicks, d.sales) for d in figures.days],
+        clicks=figures.clicks, sales=figures.sales, conversion_rate=figures.conversion_bps / 10_000,
+        earnings=[totals_out(t) for t in figures.earnings], days=[DayOut(d.date, d.clicks, d.sales) for d in figures.days],
     )

@@ -12,14 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts.models import User
+from community.affiliates import reports
 from community.affiliates.links import Attribution
-from community.affiliates.models import (
-    Affiliate,
-    AffiliateStatus,
-    Click,
-    Commission,
-    CommissionState,
-)
+from community.affiliates.models import Affiliate, AffiliateStatus, Click
 from community.db import get_in_community, utcnow
 from community.errors import Conflict, NotFound
 from community.hubs.models import Community
@@ -93,15 +88,18 @@ async def my_programs(session: AsyncSession, user_id: int) -> list[tuple[Affilia
     return [(a, o, c) for a, o, c in rows.all()]
 
 
-async def open_programs(session: AsyncSession, user_id: int) -> list[tuple[Offer, Community]]:
-    """Published offers with a program that the user holds and has not joined yet."""
+async def open_programs(
+    session: AsyncSession, user_id: int, *, community_id: int | None = None
+) -> list[tuple[Offer, Community]]:
+    """Published offers with a program that the user holds and has not joined yet (in one
+    community, if given)."""
     now = utcnow()
     held = select(Entitlement.offer_id).where(
         Entitlement.user_id == user_id,
         Entitlement.ends_at.is_(None) | (Entitlement.ends_at > now),
     )
     joined = select(Affiliate.offer_id).where(Affiliate.user_id == user_id)
-    rows = await session.execute(
+    query = (
         select(Offer, Community)
         .join(Community, Community.id == Offer.community_id)
         .where(
@@ -110,7 +108,18 @@ async def open_programs(session: AsyncSession, user_id: int) -> list[tuple[Offer
         )
         .order_by(Offer.id)
     )
-    return [(o, c) for o, c in rows.all()]
+    if community_id is not None:
+        query = query.where(Offer.community_id == community_id)
+    return [(o, c) for o, c in (await session.execute(query)).all()]
+
+
+async def has_program_in(session: AsyncSession, user_id: int, community_id: int) -> bool:
+    """Whether the user has a link in this community or can get one (the community page
+    links to /affiliates then)."""
+    joined = await session.scalar(
+        select(Affiliate.id).where(Affiliate.user_id == user_id, Affiliate.community_id == community_id).limit(1)
+    )
+    return joined is not None or bool(await open_programs(session, user_id, community_id=community_id))
 
 
 # ---------------------------------------------------------------- owners
@@ -183,47 +192,39 @@ class Day:
 
 @dataclass(frozen=True)
 class Figures:
+    """The affiliate's dashboard. Sales and money come from the ledger through `reports` (the
+    owner's report sums the same way), never counted here a second time."""
+
     clicks: int
-    sales: int  # payments that earned (or will earn, once held) a commission
-    earned: int  # minor units, net of refunds and disputes
-    currency: str
+    sales: int  # reports.is_sale, all currencies
     conversion_bps: int  # sales per click, in basis points
+    earnings: list[reports.Totals]  # per currency: pending / approved / paid, sales, revenue
     days: list[Day]  # the last CHART_DAYS days, oldest first
 
 
-_EARNING = (CommissionState.pending, CommissionState.approved, CommissionState.paid)
-
-
 async def figures(session: AsyncSession, affiliate: Affiliate, offer: Offer, *, today: dt.date | None = None) -> Figures:
-    """Clicks from the click log; sales and earnings from the commissions ledger (rejected and
-    fully reversed ones do not count)."""
+    """Clicks from the click log; sales and earnings from `reports` (a link with nothing yet
+    shows zeros in the offer's currency)."""
     today = today or utcnow().date()
     first_day = today - dt.timedelta(days=CHART_DAYS - 1)
     clicks = await session.scalar(select(func.count()).where(Click.affiliate_id == affiliate.id)) or 0
-    sales_row = (
-        await session.execute(
-            select(func.count(), func.coalesce(func.sum(Commission.amount - Commission.reversed_amount), 0)).where(
-                Commission.affiliate_id == affiliate.id, Commission.state.in_(_EARNING)
-            )
-        )
-    ).one()
-    click_days = await _per_day(session, Click.at, Click.affiliate_id == affiliate.id, first_day)
-    sale_days = await _per_day(
-        session, Commission.created_at, (Commission.affiliate_id == affiliate.id) & Commission.state.in_(_EARNING), first_day
-    )
+    earnings = await reports.earnings(session, affiliate.community_id, affiliate.id) or [reports.Totals(offer.currency)]
+    sales = sum(totals.sales for totals in earnings)
+    click_days = await _clicks_per_day(session, affiliate.id, first_day)
+    sale_days = await reports.sales_per_day(session, affiliate.community_id, affiliate.id, first_day)
     days = [
         Day(day, click_days.get(day, 0), sale_days.get(day, 0))
         for day in (first_day + dt.timedelta(days=n) for n in range(CHART_DAYS))
     ]
-    sales = int(sales_row[0])
     return Figures(
-        clicks=clicks, sales=sales, earned=int(sales_row[1]), currency=offer.currency,
-        conversion_bps=sales * 10_000 // clicks if clicks else 0, days=days,
+        clicks=clicks, sales=sales, conversion_bps=sales * 10_000 // clicks if clicks else 0, earnings=earnings, days=days
     )
 
 
-async def _per_day(session: AsyncSession, column, condition, first_day: dt.date) -> dict[dt.date, int]:
-    day = cast(func.timezone("UTC", column), Date)
+async def _clicks_per_day(session: AsyncSession, affiliate_id: int, first_day: dt.date) -> dict[dt.date, int]:
+    day = cast(func.timezone("UTC", Click.at), Date)
     start = dt.datetime.combine(first_day, dt.time(), dt.UTC)
-    rows = await session.execute(select(day, func.count()).where(condition, column >= start).group_by(day))
+    rows = await session.execute(
+        select(day, func.count()).where(Click.affiliate_id == affiliate_id, Click.at >= start).group_by(day)
+    )
     return {d: n for d, n in rows.all()}

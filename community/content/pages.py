@@ -10,6 +10,7 @@ from litestar.response import Redirect, Template
 
 from community.accounts import service as accounts
 from community.accounts.guards import Viewer, provide_viewer
+from community.affiliates import service as affiliates
 from community.errors import NotFound
 from community.hubs import service as hubs
 from community.offers import access
@@ -35,4 +36,5 @@ class MemberPages(Controller):
             mine = [g for g in groups if everything or g.id in open_ids]
             if mine:
                 listed.append((hub, mine))
-        return Template("content/community.html", context={"community": community, "hubs": listed})
+        resells = await affiliates.has_program_in(db, viewer.user_id, community_id)
+        return Template("content/community.html", context={"community": community, "hubs": listed, "resells": resells})
