@@ -30,36 +30,28 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
-import os
 import queue
 import random
-import secrets
-import shutil
-import socket
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
 import httpx
 import uvicorn
+from harness import cpu_seconds, log, out, scratch_settings, server_process
 from litestar import Litestar, get
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from community.accounts import service as accounts
 from community.app import create_app
-from community.db import create_engine, session_factory, to_async_url
+from community.db import create_engine, session_factory
 from community.migrate import upgrade
 from community.offers import access, grants
 from community.offers.runs import process_run
-from community.runtime import services
 from community.settings import Settings
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
-T0 = time.perf_counter()
 SEED = (  # N buyers, set-based: users (one signed up already), members, one live entitlement each
     "INSERT INTO users (email, name) SELECT 'b' || i || '@example.com', '' FROM generate_series(1, :n) AS i",
     "INSERT INTO members (community_id, user_id) SELECT :c, id FROM users WHERE id <> :owner",
@@ -70,14 +62,6 @@ FLOOR = (
     "INSERT INTO access_log (community_id, user_id, group_id, group_name, change, cause) "
     "SELECT community_id, user_id, :g, 'G2', 'gained', 'floor' FROM entitlements WHERE offer_id = :o"
 )
-
-
-def log(message: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def out(key: str, value: object) -> None:
-    print(f"{key}={value}", flush=True)
 
 
 def positional(sql: str, *names: str) -> str:
@@ -304,15 +288,6 @@ def serve(settings: Settings, port: int) -> None:
     uvicorn.run(server, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 async def load(
     port: int, server_pid: int, path: str, headers: dict[str, str], seconds: float, concurrency: int
 ) -> tuple[int, float, float, float]:
@@ -351,63 +326,24 @@ async def http_ratio(
     """access_http_ratio: the access check's requests/s over the bare endpoint's, both served by
     one real uvicorn server in its own process and loaded over TCP by a light client in this
     one, in alternating rounds (the machine's load drifts; both see the same drift)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(settings, port), daemon=True)
-    server.start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/bare/groups")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+    async with server_process(serve, settings, "/bare/groups") as (port, server_pid):
         log(f"HTTP: uvicorn in its own process, {rounds} rounds of {seconds:g} s per endpoint, {concurrency} keep-alive connections")
         done_: dict[str, list[tuple[int, float]]] = {"bare": [], "check": [], "me": []}
         for round_ in range(rounds):
             for name, path, headers in (("bare", "/bare/groups", {}), ("check", check_path, buyer), ("me", me_path, buyer)):
                 if name == "me" and round_:
                     continue  # for reference, once
-                count, elapsed, server_share, client_cpu = await load(port, server.pid, path, headers, seconds, concurrency)
+                count, elapsed, server_share, client_cpu = await load(port, server_pid, path, headers, seconds, concurrency)
                 done_[name].append((count, elapsed))
                 log(f"  {name:5s} {count / elapsed:6.0f}/s  server process CPU {server_share:4.0%} of a core, load generator {client_cpu:4.0%}")
         bare_rate, check_rate, me_rate = (sum(c for c, _ in done_[k]) / sum(t for _, t in done_[k]) for k in ("bare", "check", "me"))
         log(f"  bare endpoint {bare_rate:.0f}/s, access check {check_rate:.0f}/s, /me/groups (ORM session) {me_rate:.0f}/s")
         out("access_http_ratio", f"{check_rate / bare_rate:.3f}")
-    finally:
-        server.terminate()
-        server.join(timeout=30)
 
 
 async def main(options: argparse.Namespace) -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="community-bench-"))
-    data_dir.chmod(0o755)  # embedded PostgreSQL runs as its own system user when we are root
-    (data_dir / "data").mkdir()
-    with services(data_dir / "services", os.environ.get("COMMUNITY_DATABASE_URL"), os.environ.get("COMMUNITY_REDIS_URL")) as found:
-        server_url = make_url(to_async_url(found.database_url))
-        name = f"bench_{secrets.token_hex(4)}"
-        await admin(server_url, f'CREATE DATABASE "{name}"')
-        log(f"database {name}")
-        try:
-            settings = Settings(
-                env="test", data_dir=data_dir / "data", database_url=server_url.set(database=name).render_as_string(hide_password=False),
-                redis_url=found.redis_url, secret_key="bench-" + "k" * 40, base_url="http://bench",
-            )
-            async with asyncio.timeout(options.timeout):
-                await bench(settings, options.buyers, options.samples, options.rounds, options.round_seconds, options.concurrency)
-        finally:
-            await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            log(f"dropped {name}")
-    shutil.rmtree(data_dir, ignore_errors=True)
-
-
-async def admin(server_url, statement: str) -> None:
-    engine = create_engine(server_url.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    async with engine.connect() as conn:
-        await conn.execute(text(statement))
-    await engine.dispose()
+    async with scratch_settings() as settings, asyncio.timeout(options.timeout):
+        await bench(settings, options.buyers, options.samples, options.rounds, options.round_seconds, options.concurrency)
 
 
 if __name__ == "__main__":

@@ -18,40 +18,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import os
 import secrets
-import shutil
-import socket
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import uvicorn
+from harness import cpu_seconds, log, out, scratch_settings, server_process
 from litestar import Litestar, get
 from litestar.response import Redirect
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from community.affiliates.models import Affiliate
 from community.app import create_app
-from community.db import create_engine, session_factory, to_async_url
+from community.db import create_engine, session_factory
 from community.migrate import upgrade
 from community.offers.models import Offer, OfferStatus, Pricing
-from community.runtime import services
 from community.settings import Settings
-
-T0 = time.perf_counter()
-
-
-def log(message: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def out(key: str, value: object) -> None:
-    print(f"{key}={value}", flush=True)
 
 
 @get("/bare/r/{code:str}", sync_to_thread=False)
@@ -70,15 +52,6 @@ def serve(settings: Settings, port: int) -> None:
             await app(scope, receive, send)
 
     uvicorn.run(server, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 async def load(port: int, server_pid: int, prefix: str, codes: list[str], seconds: float, concurrency: int, run: str) -> tuple[int, float, float]:
@@ -148,35 +121,21 @@ async def bench(settings: Settings, options: argparse.Namespace) -> None:
     await upgrade(settings.database_url)
     codes = await setup(settings, options.affiliates)
     log(f"{len(codes)} affiliates of one offer; starting uvicorn in its own process")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(settings, port), daemon=True)
-    server.start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/bare/r/x")).status_code == 302:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+    async with server_process(serve, settings, "/bare/r/x") as (port, server_pid):
         run = secrets.token_hex(3)
-        warm_up, _, _ = await load(port, server.pid, "/r/", codes, options.warm_up, options.concurrency, f"{run}w")  # clicks too
-        await load(port, server.pid, "/bare/r/", codes, options.warm_up, options.concurrency, f"{run}w")
+        warm_up, _, _ = await load(port, server_pid, "/r/", codes, options.warm_up, options.concurrency, f"{run}w")  # clicks too
+        await load(port, server_pid, "/bare/r/", codes, options.warm_up, options.concurrency, f"{run}w")
         done: dict[str, list[tuple[int, float]]] = {"bare": [], "link": []}
         log(f"{options.rounds} alternating rounds of {options.round_seconds:g} s per endpoint, {options.concurrency} keep-alive connections")
         for round_ in range(options.rounds):
             for name, prefix in (("bare", "/bare/r/"), ("link", "/r/")):
-                count, elapsed, server_cpu = await load(port, server.pid, prefix, codes, options.round_seconds, options.concurrency, f"{run}r{round_}")
+                count, elapsed, server_cpu = await load(port, server_pid, prefix, codes, options.round_seconds, options.concurrency, f"{run}r{round_}")
                 done[name].append((count, elapsed))
                 log(f"  {name:4s} {count / elapsed:6.0f}/s  server process CPU {server_cpu:4.0%} of a core")
         clicks = warm_up + sum(c for c, _ in done["link"])
         await asyncio.sleep(0.3)  # less than a flush interval can be left in memory now
         before = await stored_clicks(settings)
-    finally:
-        server.terminate()  # SIGTERM: uvicorn's graceful shutdown runs the lifespan's final flush
-        server.join(timeout=60)
+    # The server is gone (SIGTERM): its graceful shutdown ran the lifespan's final flush.
     stored = await stored_clicks(settings)
     bare_rps, link_rps = (sum(c for c, _ in done[k]) / sum(t for _, t in done[k]) for k in ("bare", "link"))
     out("bare_rps", f"{bare_rps:.0f}")
@@ -188,33 +147,9 @@ async def bench(settings: Settings, options: argparse.Namespace) -> None:
     out("clicks_lost", clicks - stored)
 
 
-async def admin(server_url, statement: str) -> None:
-    engine = create_engine(server_url.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    async with engine.connect() as conn:
-        await conn.execute(text(statement))
-    await engine.dispose()
-
-
 async def main(options: argparse.Namespace) -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="community-bench-"))
-    data_dir.chmod(0o755)  # embedded PostgreSQL runs as its own system user when we are root
-    (data_dir / "data").mkdir()
-    with services(data_dir / "services", os.environ.get("COMMUNITY_DATABASE_URL"), os.environ.get("COMMUNITY_REDIS_URL")) as found:
-        server_url = make_url(to_async_url(found.database_url))
-        name = f"bench_{secrets.token_hex(4)}"
-        await admin(server_url, f'CREATE DATABASE "{name}"')
-        log(f"database {name}")
-        try:
-            settings = Settings(
-                env="test", data_dir=data_dir / "data", database_url=server_url.set(database=name).render_as_string(hide_password=False),
-                redis_url=found.redis_url, secret_key="bench-" + "k" * 40, base_url="http://bench",
-            )
-            async with asyncio.timeout(options.timeout):
-                await bench(settings, options)
-        finally:
-            await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            log(f"dropped {name}")
-    shutil.rmtree(data_dir, ignore_errors=True)
+    async with scratch_settings() as settings, asyncio.timeout(options.timeout):
+        await bench(settings, options)
 
 
 if __name__ == "__main__":
