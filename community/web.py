@@ -129,6 +129,7 @@ _TITLES = {
     422: "Invalid input",
     429: "Too many requests",
     500: "Internal server error",
+    502: "Bad gateway",
 }
 
 

@@ -5,6 +5,9 @@ Stripe dashboard, and duplicate, concurrent and out-of-order deliveries of their
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import socket
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,6 +27,7 @@ from tests.checkout_helpers import API, deliver_and_process, submit_checkout
 from tests.conftest import sign_up
 from tests.helpers import run_jobs
 from tests.test_checkout import can_open, sell, session_id_of
+from workers.settings import retry_pending_refunds
 
 shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
 
@@ -348,3 +352,132 @@ async def test_a_refund_delivered_before_the_purchase_waits_for_it(client, owner
         assert event.outcome == "refunded 1000 of 3000"
         assert await session.scalar(select(func.count()).select_from(OutboxJob).where(OutboxJob.state == JobState.failed)) == 0
     assert await count(sessions, Refund) == 1
+
+
+# ---------------------------------------------------------------- refunds left pending
+
+
+def any_age() -> dict[str, Any]:
+    """The retry as the cron runs it, but for rows of any age (a test's rows are seconds old)."""
+    return {"older_than": dt.timedelta(0)}
+
+
+async def pending_refund(sessions, settings, shop, payment, owner, amount: int) -> Refund:
+    """Step 1 only, committed: what a request leaves behind when it dies before asking Stripe."""
+    request = refunds.RefundRequest(amount, "lost answer", False, owner.id)
+    async with sessions() as session, session.begin():
+        return await refunds.start_refund(session, settings, community_id=shop["community"]["id"], payment_id=payment["id"], request=request)
+
+
+async def stripe_refunds(settings, shop, payment) -> list[Any]:
+    listed = await stripe_client(settings).v1.refunds.list_async(
+        {"payment_intent": payment["stripe_payment_intent_id"]}, {"stripe_account": shop["account_id"]}
+    )
+    return list(listed.data)
+
+
+async def test_a_refund_never_sent_to_stripe_is_sent_by_the_cron_once(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    row = await pending_refund(sessions, settings, shop, payment, owner, 1500)
+    # The pending row holds its amount: what is left excludes it.
+    assert (await refund(client, owner, shop, payment, amount=3401)).status_code == 422
+    # A row this young may still be in its request: the cron leaves it alone.
+    assert await retry_pending_refunds({"sessions": sessions, "settings": settings}) == 0
+    assert await stripe_refunds(settings, shop, payment) == []
+
+    assert await refunds.retry_pending(sessions, settings, **any_age()) == 1
+    assert await refunds.retry_pending(sessions, settings, **any_age()) == 0  # run again: nothing more
+    [made] = await stripe_refunds(settings, shop, payment)
+    assert (made.amount, made.metadata["refund_id"]) == (1500, str(row.id))
+    [listed] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
+    assert (listed["id"], listed["state"], listed["stripe_refund_id"], listed["actor_id"]) == (row.id, "succeeded", made.id, owner.id)
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 1500
+    assert await spent(sessions, shop, buyer.id) == {"USD": 3400}
+    [(to, subject)] = await emails(sessions, "refund of")
+    assert to == buyer.email and "15.00" in subject
+    # Its charge.refunded arrives afterwards, twice: nothing changes.
+    deliveries = [d for d in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint) if d.type == "charge.refunded"]
+    for delivery in deliveries * 2:
+        assert (await client.post(f"{API}/webhooks/stripe/connect", content=delivery.payload, headers=delivery.headers)).status_code == 200
+    await run_jobs(settings)
+    assert await count(sessions, Refund) == 1 and len(await emails(sessions, "refund of")) == 1
+    assert len(await stripe_refunds(settings, shop, payment)) == 1
+
+
+async def test_a_refund_stripe_made_but_whose_answer_was_lost_settles_without_a_second(client, owner, shop, stripe_env, sessions, settings) -> None:
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    row = await pending_refund(sessions, settings, shop, payment, owner, 900)
+    async with sessions() as session:  # the request's call reached Stripe; its answer never came back
+        paid = await session.get(Payment, payment["id"])
+        made = await stripe_client(settings).v1.refunds.create_async(
+            refunds.refund_params(paid, row), {"stripe_account": shop["account_id"], "idempotency_key": refunds.idempotency_key(row)}
+        )
+    stripe_env.drain()  # and its charge.refunded is late
+    assert await refunds.retry_pending(sessions, settings, **any_age()) == 1
+    assert [r.id for r in await stripe_refunds(settings, shop, payment)] == [made.id]
+    async with sessions() as session:
+        settled = await session.get(Refund, row.id)
+        assert (settled.state, settled.stripe_refund_id) == (RefundState.succeeded, made.id)
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 900
+    assert len(await emails(sessions, "refund of")) == 1
+    assert await refunds.retry_pending(sessions, settings, **any_age()) == 0
+
+
+async def test_stripe_unreachable_answers_502_and_the_cron_finishes_the_refund(client, owner, shop, stripe_env, sessions, settings) -> None:
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    with socket.socket() as probe:  # a loopback port nobody listens on: Stripe does not answer
+        probe.bind(("127.0.0.1", 0))
+        silent = replace(settings, stripe_api_base=f"http://127.0.0.1:{probe.getsockname()[1]}")
+    request = refunds.RefundRequest(2000, "no answer", False, owner.id)
+    async with sessions() as session:
+        with pytest.raises(refunds.StripeUnavailable) as unavailable:
+            await refunds.refund_payment(session, silent, community_id=shop["community"]["id"], payment_id=payment["id"], request=request)
+    assert unavailable.value.status_code == 502 and "waits for Stripe" in unavailable.value.detail
+    [row] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
+    assert row["state"] == "pending" and row["stripe_refund_id"] is None
+    assert await refunds.retry_pending(sessions, silent, **any_age()) == 0  # still no answer: still pending
+    assert await refunds.retry_pending(sessions, settings, **any_age()) == 1
+    assert [r.amount for r in await stripe_refunds(settings, shop, payment)] == [2000]
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 2000
+
+
+# ---------------------------------------------------------------- a revoke Stripe refuses
+
+
+async def test_a_revoke_whose_subscription_stripe_will_not_cancel_keeps_access_and_records_the_refund(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, pricing="recurring", amount=2000, interval_months=1)
+    real_id = payment["stripe_subscription_id"]
+    async with sessions() as session, session.begin():  # a subscription id Stripe does not know
+        await session.execute(text("UPDATE subscriptions SET stripe_subscription_id = 'sub_unknown_to_stripe'"))
+    made = await refund(client, owner, shop, payment, amount=500, revoke_access=True, reason="unhappy")
+    assert made.status_code == 409, made.text
+    problem = made.json()
+    assert problem["errors"][0]["field"] == "revoke_access"
+    assert "succeeded at Stripe and is recorded" in problem["detail"] and "sub_unknown_to_stripe" in problem["detail"]
+    assert "No such subscription" in problem["detail"] and "keeps running" in problem["detail"]
+    [row] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
+    assert row["state"] == "succeeded" and row["stripe_refund_id"] and row["error"].startswith("access kept: ")
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 500
+    # Stripe still charges the member, so the member keeps the access they pay for.
+    cid = shop["community"]["id"]
+    entitlement_url = f"{API}/communities/{cid}/entitlements/{payment['entitlement_id']}"
+    assert (await client.get(entitlement_url, headers=owner.headers)).json()["live"] is True
+    assert await can_open(client, cid, shop["group_id"], buyer.headers)
+    [(to, _subject)] = await emails(sessions, "refund of")
+    assert to == buyer.email
+    async with sessions() as session:
+        [body] = [j.payload["text"] for j in await session.scalars(select(OutboxJob).where(OutboxJob.name == SEND_EMAIL)) if "Refund of" in j.payload["subject"]]
+    assert "has ended" not in body
+    # Staff ending it while Stripe still refuses: the same clear 409, nothing ended.
+    ended = await client.post(f"{entitlement_url}/cancel-now", headers=owner.headers)
+    assert ended.status_code == 409 and "sub_unknown_to_stripe" in ended.json()["detail"], ended.text
+    assert (await client.get(entitlement_url, headers=owner.headers)).json()["live"] is True
+    # Its charge.refunded changes nothing; once Stripe accepts, one more end finishes the job.
+    await deliver_and_process(client, stripe_env, settings)
+    assert await count(sessions, Refund) == 1
+    async with sessions() as session, session.begin():
+        await session.execute(text("UPDATE subscriptions SET stripe_subscription_id = :id"), {"id": real_id})
+    ended = await client.post(f"{entitlement_url}/end", json={"status": "refunded", "reason": "refund"}, headers=owner.headers)
+    assert ended.status_code == 200 and ended.json()["live"] is False, ended.text
+    assert stripe_env.sandbox.get(real_id)["status"] == "canceled"
+    assert not await can_open(client, cid, shop["group_id"], buyer.headers)

@@ -8,6 +8,7 @@ from arq.cron import cron
 from arq.worker import Worker, func
 
 from community.affiliates.commissions import APPROVE_BATCH, approve_due
+from community.billing.refunds import retry_pending
 from community.db import create_engine, session_factory
 from community.jobs import (
     ARQ_FUNCTION,
@@ -37,6 +38,12 @@ async def approve_commissions(ctx: dict[str, Any]) -> int:
         approved += done
         if done < APPROVE_BATCH:
             return approved
+
+
+async def retry_pending_refunds(ctx: dict[str, Any]) -> int:
+    """Every minute: refunds still pending after a couple of minutes are asked of Stripe again,
+    with the same idempotency key, and settled (idempotent)."""
+    return await retry_pending(ctx["sessions"], ctx["settings"])
 
 
 def worker_options(
@@ -70,6 +77,7 @@ def worker_options(
         cron_jobs=[
             cron(sweep_expired_entitlements, name="sweep_expired_entitlements", second=0),
             cron(approve_commissions, name="approve_commissions", minute=set(range(0, 60, 5)), second=30),
+            cron(retry_pending_refunds, name="retry_pending_refunds", second=20),
         ],
         redis_settings=redis_settings(settings.redis_url),
         on_startup=startup,

@@ -22,7 +22,7 @@ from community.billing import service as billing
 from community.billing.models import Payment, Subscription
 from community.billing.notices import billing_page_url
 from community.db import utcnow
-from community.errors import Conflict, Invalid, NotFound
+from community.errors import Conflict, DomainError, Invalid, NotFound
 from community.hubs.models import Community
 from community.offers import entitlements
 from community.offers.models import Entitlement, EntitlementStatus, Offer, OfferStatus
@@ -30,6 +30,22 @@ from community.settings import Settings
 from community.stripe_client import stripe_client
 
 ENDED_AT_STRIPE = ("canceled", "incomplete_expired")
+# Stripe's answers that tell nothing about the request's outcome (it may not have run): try again later.
+UNANSWERED = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
+
+
+class CancelFailed(DomainError):
+    """Stripe refused to cancel the subscription (409) or did not answer (502): the end it was
+    part of is rolled back, so the member is not left paying for access they lost."""
+
+    def __init__(self, subscription: Subscription, exc: stripe.StripeError):
+        unanswered = isinstance(exc, UNANSWERED)
+        self.status_code = 502 if unanswered else 409
+        said = "did not answer" if unanswered else f"refused: {exc.user_message or exc}"
+        super().__init__(
+            f"the Stripe subscription {subscription.stripe_subscription_id} could not be cancelled (Stripe {said})",
+            field="entitlement_id",
+        )
 
 
 @dataclass(frozen=True)
@@ -190,7 +206,8 @@ async def end_now(
 ) -> Entitlement:
     """The one way staff (or a refund that revokes) end an entitlement. One with a live Stripe
     subscription is cancelled at Stripe in the same step: nobody is charged for access they
-    lost. If Stripe refuses, the transaction fails and the entitlement keeps running."""
+    lost. If Stripe refuses, CancelFailed: the caller's transaction fails and the entitlement
+    keeps running."""
     # The subscription row before the entitlement: the order webhook handlers lock them in.
     subscription = await session.scalar(
         select(Subscription)
@@ -221,15 +238,18 @@ async def end_now(
 async def _cancel_at_stripe(settings: Settings, subscription: Subscription) -> Any:
     client = stripe_client(settings)
     try:
-        return await client.v1.subscriptions.cancel_async(
-            subscription.stripe_subscription_id,
-            {"cancellation_details": {"comment": "cancelled by staff"}},
-            _options(subscription, f"cancel-{subscription.stripe_subscription_id}"),
-        )
-    except stripe.InvalidRequestError:
-        current = await client.v1.subscriptions.retrieve_async(
-            subscription.stripe_subscription_id, options=_options(subscription)
-        )
-        if current.status not in ENDED_AT_STRIPE:
-            raise
-        return current  # already cancelled at Stripe (a repeated request)
+        try:
+            return await client.v1.subscriptions.cancel_async(
+                subscription.stripe_subscription_id,
+                {"cancellation_details": {"comment": "cancelled by staff"}},
+                _options(subscription, f"cancel-{subscription.stripe_subscription_id}"),
+            )
+        except stripe.InvalidRequestError as refused:
+            current = await client.v1.subscriptions.retrieve_async(
+                subscription.stripe_subscription_id, options=_options(subscription)
+            )
+            if current.status not in ENDED_AT_STRIPE:
+                raise refused from None
+            return current  # already cancelled at Stripe (a repeated request)
+    except stripe.StripeError as exc:
+        raise CancelFailed(subscription, exc) from None

@@ -12,22 +12,29 @@ on a refund Stripe did not make:
 `charge.refunded` runs the same settlement for every refund of the charge: a refund made in the
 dashboard gets its own row; one of ours that the request could not finish (a crash after the
 Stripe call) is found by the metadata and settled. Disputes are read back from Stripe on every
-event, and the payment's disputed amount is the sum of the ones that hold money (open or lost).
+event, and the payment's disputed amount is the sum of the ones that hold money (open or lost);
+owners and admins are told once when one opens and once when it closes.
+
+A row left pending (Stripe did not answer, or the process died before asking) is asked for again
+by `retry_pending` (a cron) with the same idempotency key, and settled by the same `send_refund`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import stripe
 from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.accounts import service as accounts
 from community.billing import memberships
 from community.billing import service as billing
+from community.billing.memberships import UNANSWERED, CancelFailed
 from community.billing.models import Dispute, Payment, Refund, RefundState
 from community.db import utcnow
 from community.errors import Conflict, DomainError, Invalid, NotYetKnown, check_storable
@@ -40,7 +47,14 @@ from community.stripe_client import stripe_client
 
 # Dispute statuses that hold the payment's money (inquiries, "warning_*", hold nothing).
 HOLDING = ("needs_response", "under_review", "lost")
+CLOSED = ("won", "lost", "warning_closed")
 MAX_REASON = 500
+# A pending row younger than this may still be in its request: the retry leaves it alone.
+RETRY_PENDING_AFTER = dt.timedelta(minutes=2)
+RETRY_BATCH = 100
+ACCESS_KEPT = "access kept: "
+
+log = logging.getLogger(__name__)
 
 
 class StripeRefused(Conflict):
@@ -48,10 +62,24 @@ class StripeRefused(Conflict):
 
 
 class StripeUnavailable(DomainError):
-    """502: Stripe did not answer; the pending row waits for charge.refunded."""
+    """502: Stripe did not answer; the pending row waits for charge.refunded or the retry."""
 
     status_code = 502
     title = "Stripe did not answer"
+
+
+class AccessNotRevoked(DomainError):
+    """The refund succeeded (and is recorded) but its revoke_access could not cancel the Stripe
+    subscription: 409 when Stripe refused, 502 when it did not answer."""
+
+    def __init__(self, refund: Refund, cancel: CancelFailed):
+        self.status_code = cancel.status_code
+        super().__init__(
+            f"refund {refund.id} of {format_amount(refund.amount, refund.currency)} succeeded at Stripe and is "
+            f"recorded, but access was not revoked: {cancel.detail}. The membership keeps running; end it "
+            "(POST .../entitlements/{id}/end) once Stripe accepts, or cancel the subscription in Stripe.",
+            field="revoke_access",
+        )
 
 
 @dataclass(frozen=True)
@@ -90,8 +118,8 @@ async def refund_payment(
     await session.commit()
     try:
         return await send_refund(session, settings, refund)
-    except (StripeRefused, StripeUnavailable):
-        await session.commit()
+    except (StripeRefused, StripeUnavailable, AccessNotRevoked):
+        await session.commit()  # what Stripe said is kept: failed, or succeeded without the revoke
         raise
 
 
@@ -129,25 +157,31 @@ async def start_refund(
     return refund
 
 
-async def send_refund(session: AsyncSession, settings: Settings, refund: Refund) -> Refund:
-    """Steps 2 and 3: ask Stripe, then settle. A refusal leaves the row failed and raises
-    StripeRefused (the caller commits first, so the failure is kept)."""
-    payment = await billing.get_payment(session, refund.community_id, refund.payment_id)
+def refund_params(payment: Payment, refund: Refund) -> stripe.params.RefundCreateParams:
+    """The same parameters on every try (a replayed idempotency key must match them)."""
     params: stripe.params.RefundCreateParams = {
         "amount": refund.amount,
         "metadata": {"refund_id": str(refund.id), "payment_id": str(payment.id)},
     }
-    # The same parameters on every try (a replayed idempotency key must match them).
     if payment.stripe_payment_intent_id:
         params["payment_intent"] = payment.stripe_payment_intent_id
     else:
         params["charge"] = payment.stripe_charge_id or ""
+    return params
+
+
+async def send_refund(session: AsyncSession, settings: Settings, refund: Refund) -> Refund:
+    """Steps 2 and 3: ask Stripe, then settle; the request and the retry of pending rows both
+    come here. A refusal leaves the row failed and raises StripeRefused; a revoke that could not
+    cancel the subscription raises AccessNotRevoked after settling (the caller commits both)."""
+    payment = await billing.get_payment(session, refund.community_id, refund.payment_id)
     try:
         created = await stripe_client(settings).v1.refunds.create_async(
-            params, {"stripe_account": payment.stripe_account_id or "", "idempotency_key": idempotency_key(refund)}
+            refund_params(payment, refund),
+            {"stripe_account": payment.stripe_account_id or "", "idempotency_key": idempotency_key(refund)},
         )
-    except stripe.APIConnectionError:
-        # Stripe may have made it: the row stays pending until charge.refunded settles it.
+    except UNANSWERED:
+        # Stripe may have made it: the row stays pending until charge.refunded or the retry settles it.
         raise StripeUnavailable(f"Stripe did not answer; refund {refund.id} waits for Stripe's confirmation") from None
     except stripe.StripeError as exc:
         await _lock(session, payment)
@@ -156,10 +190,57 @@ async def send_refund(session: AsyncSession, settings: Settings, refund: Refund)
             refund.state, refund.error, refund.completed_at = RefundState.failed, _message(exc), utcnow()
         raise StripeRefused(f"refund {refund.id} failed: {refund.error}", field="amount") from None
     await _lock(session, payment)
-    await settle(session, settings, payment, created.to_dict())
+    kept: AccessNotRevoked | None = None
+    try:
+        await settle(session, settings, payment, created.to_dict())
+    except AccessNotRevoked as exc:
+        kept = exc  # settled all the same: the totals below still follow Stripe
     await _sync_refunded(session, settings, payment, created.charge if isinstance(created.charge, str) else None)
     await session.refresh(refund)
+    if kept is not None:
+        raise kept
     return refund
+
+
+async def retry_pending(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, *, older_than: dt.timedelta = RETRY_PENDING_AFTER
+) -> int:
+    """The cron's half of step 2: every refund still pending `older_than` after it was written
+    (Stripe did not answer, or the process died before asking) is sent again with its own
+    idempotency key, so Stripe answers the refund it already made or makes it once, and settled
+    by `send_refund` as the request would have. One transaction per row; returns how many left
+    `pending`. Run twice, or beside charge.refunded, it changes nothing twice (settling is
+    once, under the payment's lock)."""
+    async with sessions() as session:
+        due = list(
+            await session.scalars(
+                select(Refund.id)
+                .where(Refund.state == RefundState.pending, Refund.created_at < utcnow() - older_than)
+                .order_by(Refund.id)
+                .limit(RETRY_BATCH)
+            )
+        )
+    settled = 0
+    for refund_id in due:
+        try:
+            settled += await _retry_one(sessions, settings, refund_id)
+        except Exception:  # one row's trouble must not stop the others; it stays pending
+            log.exception("retrying pending refund %s failed", refund_id)
+    return settled
+
+
+async def _retry_one(sessions: async_sessionmaker[AsyncSession], settings: Settings, refund_id: int) -> bool:
+    async with sessions() as session, session.begin():
+        refund = await session.get(Refund, refund_id)
+        if refund is None or refund.state is not RefundState.pending:
+            return False
+        try:
+            await send_refund(session, settings, refund)
+        except StripeUnavailable:
+            return False  # still no answer: the next run asks again
+        except (StripeRefused, AccessNotRevoked):
+            pass  # settled as failed, or succeeded with access kept: committed as the request would
+        return True
 
 
 def _message(exc: stripe.StripeError) -> str:
@@ -197,7 +278,8 @@ async def _resolve_stripe_ids(settings: Settings, payment: Payment) -> None:
 async def settle(session: AsyncSession, settings: Settings, payment: Payment, stripe_refund: dict[str, Any]) -> Refund | None:
     """Our row for a Stripe refund of this payment (locked by the caller), brought to Stripe's
     state; a refund we did not ask for (the dashboard) gets a row. Its side effects (the email,
-    revoking access) happen once, when the row leaves `pending` for `succeeded`."""
+    revoking access) happen once, when the row leaves `pending` for `succeeded`. Raises
+    AccessNotRevoked after settling when the revoke could not cancel the subscription."""
     stripe_id = stripe_refund["id"]
     refund = await session.scalar(
         select(Refund)
@@ -271,20 +353,42 @@ async def _sync_refunded(session: AsyncSession, settings: Settings, payment: Pay
 
 
 async def _after_refund(session: AsyncSession, settings: Settings, payment: Payment, refund: Refund) -> None:
-    if refund.revoke_access and payment.entitlement_id is not None:
-        await memberships.end_now(
-            session,
-            settings,
-            community_id=payment.community_id,
-            entitlement_id=payment.entitlement_id,
-            status=EntitlementStatus.refunded,
-            actor_id=refund.actor_id,
-            reason=f"refunded{': ' + refund.reason if refund.reason else ''}",
-        )
-    await _email_refund(session, settings, payment, refund)
+    failed = await _revoke_access(session, settings, payment, refund) if refund.revoke_access else None
+    await _email_refund(session, settings, payment, refund, access_revoked=refund.revoke_access and failed is None)
+    if failed is not None:
+        raise AccessNotRevoked(refund, failed)
 
 
-async def _email_refund(session: AsyncSession, settings: Settings, payment: Payment, refund: Refund) -> None:
+async def _revoke_access(session: AsyncSession, settings: Settings, payment: Payment, refund: Refund) -> CancelFailed | None:
+    """End the membership, its Stripe subscription included. When Stripe will not cancel the
+    subscription, the membership keeps running (the end is rolled back, its savepoint only):
+    ending access while Stripe goes on charging would bill the member for nothing, and a
+    running membership is the state staff can finish with one more "end" once Stripe accepts.
+    The refund stays recorded (Stripe made it) with the reason on the row."""
+    if payment.entitlement_id is None:
+        return None
+    try:
+        async with session.begin_nested():
+            await memberships.end_now(
+                session,
+                settings,
+                community_id=payment.community_id,
+                entitlement_id=payment.entitlement_id,
+                status=EntitlementStatus.refunded,
+                actor_id=refund.actor_id,
+                reason=f"refunded{': ' + refund.reason if refund.reason else ''}",
+            )
+    except CancelFailed as exc:
+        refund.error = f"{ACCESS_KEPT}{exc.detail}"[:500]
+        return exc
+    except Conflict:
+        pass  # already ended (an earlier refund revoked it): nothing left to revoke
+    return None
+
+
+async def _email_refund(
+    session: AsyncSession, settings: Settings, payment: Payment, refund: Refund, *, access_revoked: bool
+) -> None:
     user = await accounts.get_user(session, payment.user_id)
     offer = await session.get_one(Offer, payment.offer_id)
     community = await session.get_one(Community, payment.community_id)
@@ -299,7 +403,7 @@ async def _email_refund(session: AsyncSession, settings: Settings, payment: Paym
         offer_title=offer.title,
         amount=format_amount(refund.amount, refund.currency),
         paid=format_amount(payment.amount, payment.currency),
-        access_revoked=refund.revoke_access,
+        access_revoked=access_revoked,
         billing_url=f"{settings.base_url}/communities/{payment.community_id}/billing",
         site_url=settings.base_url,
     )
@@ -366,7 +470,10 @@ async def on_charge_refunded(session: AsyncSession, settings: Settings, row: Any
     charge_id = _id(obj.get("id")) or ""
     listed = await client.v1.refunds.list_async({"charge": charge_id, "limit": 100}, options)
     for stripe_refund in listed.data:  # a charge's refunds, up to 100
-        await settle(session, settings, payment, stripe_refund.to_dict())
+        try:
+            await settle(session, settings, payment, stripe_refund.to_dict())
+        except AccessNotRevoked:
+            pass  # settled; why access was kept is on the refund's row
     await _sync_refunded(session, settings, payment, charge_id)
     return f"refunded {payment.refunded_amount} of {payment.amount}"
 
