@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email
+import email.policy
 import socket
 from dataclasses import replace
 from typing import Any
@@ -481,3 +483,81 @@ async def test_a_revoke_whose_subscription_stripe_will_not_cancel_keeps_access_a
     assert ended.status_code == 200 and ended.json()["live"] is False, ended.text
     assert stripe_env.sandbox.get(real_id)["status"] == "canceled"
     assert not await can_open(client, cid, shop["group_id"], buyer.headers)
+
+
+# ---------------------------------------------------------------- dispute notices to staff
+
+
+async def mail_to(settings, word: str) -> list[tuple[str, str, str]]:
+    """(to, subject, text) of the delivered emails whose subject has `word`."""
+    delivered = [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in sorted((settings.data_dir / "mail").glob("*.eml"))
+    ]
+    return [
+        (m["To"], m["Subject"], m.get_body(("plain",)).get_content())
+        for m in delivered
+        if word.lower() in m["Subject"].lower()
+    ]
+
+
+async def run_all_jobs(settings) -> None:
+    """Until nothing is left: the webhooks' jobs, then the emails they queued."""
+    while await run_jobs(settings):
+        pass
+
+
+async def deliver_each(client, deliveries, times: int) -> None:
+    for delivery in deliveries:
+        answers = await asyncio.gather(*(client.post(f"{API}/webhooks/stripe/connect", content=delivery.payload, headers=delivery.headers) for _ in range(times)))
+        assert all(a.status_code == 200 for a in answers)
+
+
+async def test_staff_hear_once_when_a_dispute_opens_and_once_when_it_closes(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    cid = shop["community"]["id"]
+    for address, role in (("admin@example.com", "admin"), ("manager@example.com", "manager")):
+        await sign_up(client, address)
+        added = await client.put(f"{API}/communities/{cid}/staff", json={"email": address, "role": role}, headers=owner.headers)
+        assert added.status_code == 200, added.text
+    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
+    opened = stripe_env.sandbox.dispute(charge_id, amount=3000, reason="product_not_received")
+    due_by = dt.datetime.fromtimestamp(opened["evidence_details"]["due_by"], dt.UTC).strftime("%d %B %Y")
+    created = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
+    assert [d.type for d in created] == ["charge.dispute.created"]
+    await deliver_each(client, created, 3)
+    await run_all_jobs(settings)
+    await deliver_each(client, created, 1)  # Stripe's retry, later
+    await run_all_jobs(settings)
+    notices = await mail_to(settings, "dispute opened")
+    assert sorted(to for to, _, _ in notices) == ["admin@example.com", owner.email]  # owners and admins, once each
+    for _to, subject, body in notices:
+        assert "30.00 USD" in subject and "buyer" in subject and "is held" in body
+        for shown in (buyer.email, "49.00 USD", f"payment {payment['id']}", opened["id"], "product not received", due_by):
+            assert shown in body, (shown, body)
+    assert await mail_to(settings, "dispute won") == []
+
+    stripe_env.sandbox.close_dispute(opened["id"], won=True)
+    closed = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
+    await deliver_each(client, closed, 3)
+    await run_all_jobs(settings)
+    await deliver_each(client, [*created, *closed], 2)  # everything again, the opening too
+    await run_all_jobs(settings)
+    won = await mail_to(settings, "dispute won")
+    assert sorted(to for to, _, _ in won) == ["admin@example.com", owner.email]
+    assert all("closed: won" in body and "yours again" in body for _, _, body in won)
+    assert len(await mail_to(settings, "dispute opened")) == 2
+    assert (await read(client, owner, shop, payment))["disputed_amount"] == 0
+
+
+async def test_a_dispute_first_seen_closed_sends_only_its_outcome(client, owner, shop, stripe_env, sessions, settings) -> None:
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=2500)
+    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
+    opened = stripe_env.sandbox.dispute(charge_id)
+    stripe_env.sandbox.close_dispute(opened["id"], won=False)
+    deliveries = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
+    await deliver_each(client, reversed(deliveries), 2)  # closed first, each twice
+    await run_all_jobs(settings)
+    assert await mail_to(settings, "dispute opened") == []  # it was over before we heard of it
+    [(to, subject, body)] = await mail_to(settings, "dispute lost")
+    assert to == owner.email and "25.00 USD" in subject and "closed: lost" in body

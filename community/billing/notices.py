@@ -1,6 +1,7 @@
 """Cancellation emails, sent from the one place a cancellation takes effect (the subscription
 state change, or staff ending a membership), whoever asked for it: the member here, the member
-in Stripe's billing portal, the owner in the Stripe dashboard."""
+in Stripe's billing portal, the owner in the Stripe dashboard. Dispute notices to staff, sent
+from the dispute's state change (its first sight, its close)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
+from community.billing.models import Dispute, Payment
 from community.db import utcnow
 from community.hubs.models import Community
+from community.money import format_amount
 from community.notifications.service import queue_email
 from community.offers.models import Entitlement, Offer
 from community.settings import Settings
@@ -53,4 +56,44 @@ async def cancellation(session: AsyncSession, settings: Settings, entitlement: E
             await queue_email(
                 session, to=user.email, template="member_cancelled", community_id=entitlement.community_id,
                 name=user.name, email=user.email, member_name=member.name, member_email=member.email, **context,
+            )
+
+
+OUTCOMES = {"won": "won", "lost": "lost", "warning_closed": "closed without a chargeback"}
+
+
+async def dispute(
+    session: AsyncSession, settings: Settings, payment: Payment, dispute: Dispute, *, opened: bool,
+    respond_by: dt.datetime | None = None,
+) -> None:
+    """To owners and admins: a dispute opened (what, by whom, why, until when to answer), or
+    closed (its outcome). The caller sends each once per dispute."""
+    member = await accounts.get_user(session, payment.user_id)
+    offer = await session.get_one(Offer, payment.offer_id)
+    community = await session.get_one(Community, payment.community_id)
+    context = {
+        "community_name": community.name,
+        "offer_title": offer.title,
+        "member_name": member.name,
+        "member_email": member.email,
+        "payment_id": payment.id,
+        "paid": format_amount(payment.amount, payment.currency),
+        "amount": format_amount(dispute.amount, dispute.currency),
+        "dispute_id": dispute.stripe_dispute_id,
+        "site_url": settings.base_url,
+    }
+    if opened:
+        template = "dispute_opened"
+        context.update(
+            reason=(dispute.reason or "none given").replace("_", " "),
+            respond_by=_when(respond_by),
+            inquiry=dispute.status.startswith("warning_"),  # an inquiry holds no money (yet)
+        )
+    else:
+        template, context["outcome"] = "dispute_closed", OUTCOMES.get(dispute.status, dispute.status)
+    for staff, user in await accounts.list_staff(session, payment.community_id):
+        if staff.role in accounts.EDITORS:
+            await queue_email(
+                session, to=user.email, template=template, community_id=payment.community_id,
+                name=user.name, email=user.email, **context,
             )

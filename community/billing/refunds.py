@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.accounts import service as accounts
-from community.billing import memberships
+from community.billing import memberships, notices
 from community.billing import service as billing
 from community.billing.memberships import UNANSWERED, CancelFailed
 from community.billing.models import Dispute, Payment, Refund, RefundState
@@ -491,7 +491,7 @@ async def on_dispute(session: AsyncSession, settings: Settings, row: Any) -> str
     current = await stripe_client(settings).v1.disputes.retrieve_async(
         dispute_id, options={"stripe_account": payment.stripe_account_id or ""}
     )
-    await session.execute(
+    first_sight = await session.scalar(
         insert(Dispute)
         .values(
             community_id=payment.community_id,
@@ -503,6 +503,7 @@ async def on_dispute(session: AsyncSession, settings: Settings, row: Any) -> str
             status=current.status,
         )
         .on_conflict_do_nothing(index_elements=[Dispute.stripe_dispute_id])
+        .returning(Dispute.id)
     )
     dispute = await session.scalar(
         select(Dispute).where(Dispute.stripe_dispute_id == current.id).execution_options(populate_existing=True)
@@ -510,10 +511,17 @@ async def on_dispute(session: AsyncSession, settings: Settings, row: Any) -> str
     assert dispute is not None
     if dispute.payment_id != payment.id:
         return "not ours"  # a dispute id already stored for another payment
+    was_closed = dispute.closed_at is not None
     dispute.amount, dispute.status = current.amount, current.status
-    closed = current.status in ("won", "lost", "warning_closed")
+    closed = current.status in CLOSED
     dispute.closed_at = (dispute.closed_at or utcnow()) if closed else None
     await session.flush()
+    # Staff hear of it once when it opens (unless first seen already closed) and once when it
+    # closes: the state changes, under the payment's lock, whatever events arrive and how often.
+    if first_sight is not None and not closed:
+        await notices.dispute(session, settings, payment, dispute, opened=True, respond_by=_respond_by(current))
+    if closed and not was_closed:
+        await notices.dispute(session, settings, payment, dispute, opened=False)
     held = await session.scalar(
         select(func.coalesce(func.sum(Dispute.amount), 0)).where(
             Dispute.payment_id == payment.id, Dispute.status.in_(HOLDING)
@@ -521,6 +529,11 @@ async def on_dispute(session: AsyncSession, settings: Settings, row: Any) -> str
     )
     await billing.set_disputed(session, payment, int(held or 0))
     return f"dispute {current.status}"
+
+
+def _respond_by(current: stripe.Dispute) -> dt.datetime | None:
+    due_by = current.evidence_details.due_by if current.evidence_details else None
+    return dt.datetime.fromtimestamp(due_by, dt.UTC) if due_by else None
 
 
 EVENT_HANDLERS: dict[str, Any] = {
