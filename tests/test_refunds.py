@@ -425,6 +425,32 @@ async def test_a_refund_stripe_made_but_whose_answer_was_lost_settles_without_a_
     assert await refunds.retry_pending(sessions, settings, **any_age()) == 0
 
 
+async def test_a_refund_older_than_stripe_remembers_keys_is_found_not_made_again(client, owner, shop, stripe_env, sessions, settings) -> None:
+    """Stripe forgets an idempotency key after 24 hours: a row that old is looked for among the
+    payment's refunds first (the key changes with created_at here, as if Stripe forgot it)."""
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    made_once = await pending_refund(sessions, settings, shop, payment, owner, 700)
+    never_sent = await pending_refund(sessions, settings, shop, payment, owner, 300)
+    async with sessions() as session:
+        paid = await session.get(Payment, payment["id"])
+        made = await stripe_client(settings).v1.refunds.create_async(
+            refunds.refund_params(paid, made_once), {"stripe_account": shop["account_id"], "idempotency_key": refunds.idempotency_key(made_once)}
+        )
+    stripe_env.drain()
+    async with sessions() as session, session.begin():
+        await session.execute(text("UPDATE refunds SET created_at = created_at - interval '25 hours'"))
+    assert await refunds.retry_pending(sessions, settings) == 2
+    assert sorted((r.amount, r.metadata["refund_id"]) for r in await stripe_refunds(settings, shop, payment)) == [
+        (300, str(never_sent.id)), (700, str(made_once.id))
+    ]
+    async with sessions() as session:
+        rows = {r.id: (r.state, r.stripe_refund_id is not None) for r in await session.scalars(select(Refund))}
+        assert rows == {made_once.id: (RefundState.succeeded, True), never_sent.id: (RefundState.succeeded, True)}
+        assert (await session.get(Refund, made_once.id)).stripe_refund_id == made.id
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 1000
+    assert len(await emails(sessions, "refund of")) == 2
+
+
 async def test_stripe_unreachable_answers_502_and_the_cron_finishes_the_refund(client, owner, shop, stripe_env, sessions, settings) -> None:
     _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
     with socket.socket() as probe:  # a loopback port nobody listens on: Stripe does not answer

@@ -52,6 +52,9 @@ MAX_REASON = 500
 # A pending row younger than this may still be in its request: the retry leaves it alone.
 RETRY_PENDING_AFTER = dt.timedelta(minutes=2)
 RETRY_BATCH = 100
+# Stripe forgets an idempotency key after 24 hours: an older row is first looked for among the
+# charge's refunds (by our metadata), so a key Stripe no longer knows cannot refund twice.
+KEY_REMEMBERED = dt.timedelta(hours=23)
 ACCESS_KEPT = "access kept: "
 
 log = logging.getLogger(__name__)
@@ -235,12 +238,29 @@ async def _retry_one(sessions: async_sessionmaker[AsyncSession], settings: Setti
         if refund is None or refund.state is not RefundState.pending:
             return False
         try:
+            if refund.created_at < utcnow() - KEY_REMEMBERED and await _found_at_stripe(session, settings, refund):
+                return True
             await send_refund(session, settings, refund)
-        except StripeUnavailable:
+        except UNANSWERED + (StripeUnavailable,):
             return False  # still no answer: the next run asks again
         except (StripeRefused, AccessNotRevoked):
             pass  # settled as failed, or succeeded with access kept: committed as the request would
         return True
+
+
+async def _found_at_stripe(session: AsyncSession, settings: Settings, refund: Refund) -> bool:
+    """Settle every refund Stripe holds for the row's payment, as charge.refunded does; True
+    when that settled this row (Stripe had made it)."""
+    payment = await billing.get_payment(session, refund.community_id, refund.payment_id, lock=True)
+    params = refund_params(payment, refund)
+    found: stripe.params.RefundListParams = {"limit": 100}
+    if "payment_intent" in params:
+        found["payment_intent"] = params["payment_intent"]
+    else:
+        found["charge"] = params["charge"]
+    await _settle_listed(session, settings, payment, found)
+    await session.refresh(refund)
+    return refund.state is not RefundState.pending
 
 
 def _message(exc: stripe.StripeError) -> str:
@@ -465,17 +485,25 @@ async def on_charge_refunded(session: AsyncSession, settings: Settings, row: Any
         payment = await _payment_for(session, row, _id(obj.get("id")), _id(obj.get("payment_intent")), obj.get("metadata") or {})
     except _NotOurs:
         return "not ours"
-    client = stripe_client(settings)
-    options: Any = {"stripe_account": payment.stripe_account_id or ""}
-    charge_id = _id(obj.get("id")) or ""
-    listed = await client.v1.refunds.list_async({"charge": charge_id, "limit": 100}, options)
-    for stripe_refund in listed.data:  # a charge's refunds, up to 100
+    await _settle_listed(session, settings, payment, {"charge": _id(obj.get("id")) or "", "limit": 100})
+    return f"refunded {payment.refunded_amount} of {payment.amount}"
+
+
+async def _settle_listed(
+    session: AsyncSession, settings: Settings, payment: Payment, filters: stripe.params.RefundListParams
+) -> None:
+    """Every refund Stripe lists for the payment (locked by the caller; up to 100), settled,
+    then the payment's refunded total from the charge."""
+    listed = await stripe_client(settings).v1.refunds.list_async(
+        filters, {"stripe_account": payment.stripe_account_id or ""}
+    )
+    for stripe_refund in listed.data:
         try:
             await settle(session, settings, payment, stripe_refund.to_dict())
         except AccessNotRevoked:
             pass  # settled; why access was kept is on the refund's row
-    await _sync_refunded(session, settings, payment, charge_id)
-    return f"refunded {payment.refunded_amount} of {payment.amount}"
+    charge = filters.get("charge") or next((r.charge for r in listed.data if isinstance(r.charge, str)), None)
+    await _sync_refunded(session, settings, payment, charge)
 
 
 async def on_dispute(session: AsyncSession, settings: Settings, row: Any) -> str:
