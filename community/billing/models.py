@@ -257,6 +257,8 @@ class Refund(Base):
             postgresql_where="stripe_refund_id IS NOT NULL",
         ),
         Index("ix_refunds_payment", "payment_id", "id"),
+        # The retry of pending refunds (a cron, every minute) reads only these.
+        Index("ix_refunds_pending", "created_at", postgresql_where="state = 'pending'"),
         CheckConstraint("amount > 0", name="positive"),
     )
 
