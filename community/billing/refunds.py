@@ -80,7 +80,7 @@ class AccessNotRevoked(DomainError):
         super().__init__(
             f"refund {refund.id} of {format_amount(refund.amount, refund.currency)} succeeded at Stripe and is "
             f"recorded, but access was not revoked: {cancel.detail}. The membership keeps running; end it "
-            "(POST .../entitlements/{id}/end) once Stripe accepts, or cancel the subscription in Stripe.",
+            "again once Stripe accepts, or cancel the subscription in Stripe.",
             field="revoke_access",
         )
 
