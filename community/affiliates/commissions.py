@@ -281,13 +281,14 @@ async def approve_due(session: AsyncSession, *, now: dt.datetime | None = None, 
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    result = await session.execute(
+    approved = await session.scalars(
         update(Commission)
         .where(Commission.id.in_(due), Commission.state == CommissionState.pending)
         .values(state=CommissionState.approved, approved_at=now)
+        .returning(Commission.id)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return len(approved.all())
 
 
 # ---------------------------------------------------------------- jobs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, select, update
@@ -188,7 +189,7 @@ def safe_cell(value: object) -> object:
     return value
 
 
-def to_csv(header: list[str], rows: list[list[object]]) -> str:
+def to_csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
