@@ -371,3 +371,24 @@ async def test_links_live_on_the_offer_pages_origin(settings, sessions, shop: di
         assert (await submit_checkout(browser, f"{pages}{shop['path']}", email="far@example.com")).status_code == 303
     assert (await checkout_of(sessions, "far@example.com")).affiliate_id == ann["id"]
     assert await click_count(sessions, ann["id"]) == 1  # written by that app's shutdown
+
+
+async def test_odd_cookies_and_codes_are_ignored_not_errors(app: Litestar, sessions, shop: dict[str, Any]) -> None:
+    """A browser can hold any bytes in a cookie, and any text can follow /r/ or ?ref=: none of
+    it attributes, and none of it is a server error."""
+    offer_id = shop["offer"]["id"]
+    for n, value in enumerate(["1.2.3.\u00e9\u00e9".encode(), b"1.2.3." + b"x" * 4000]):
+        async with visitor_client(app) as browser:
+            page = await browser.get(f"{shop['path']}/checkout")
+            token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+            jar = "; ".join(f"{name}={kept}" for name, kept in browser.cookies.items()).encode()
+            response = await browser.post(
+                f"{shop['path']}/checkout", data={"_csrf_token": token, "email": f"odd{n}@example.com"},
+                headers=[(b"cookie", jar + f"; ref_{offer_id}=".encode() + value)],  # raw bytes, as a browser may send
+            )
+            assert response.status_code == 303, response.text
+        assert (await checkout_of(sessions, f"odd{n}@example.com")).affiliate_id is None
+    async with visitor_client(app) as browser:
+        for code in ["%00", "a%00b", "%C3%A9", "x" * 300]:
+            assert (await browser.get(f"/r/{code}")).status_code == 404, code
+            assert (await browser.get(f"{shop['path']}?ref={code}")).status_code == 200, code

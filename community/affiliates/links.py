@@ -45,6 +45,7 @@ REPEAT_SECONDS = 3600  # a visitor's clicks on one link within an hour count onc
 COOKIE_PREFIX = "ref_"  # one attribution cookie per offer: ref_{offer_id}
 VISITOR_COOKIE = "community_vid"
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,43}$")
+LINK_CODE = re.compile(r"[A-Za-z0-9]{1,16}")
 TARGET_TTL = 30.0  # seconds a code's target is trusted from memory
 MAX_TARGETS = 10_000
 MAX_SEEN = 200_000  # repeat-check entries held in memory; the flush re-checks in the database
@@ -95,7 +96,8 @@ class Keys:
         if not value or value.count(".") != 3:
             return None
         payload, _, signature = value.rpartition(".")
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        # As bytes: compare_digest refuses str with non-ASCII characters, which a browser may send.
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             return None
         affiliate_id, cookie_offer, clicked = (int(part) for part in payload.split("."))
         if cookie_offer != offer_id:
@@ -131,7 +133,7 @@ class Targets:
 
     @staticmethod
     async def _load(engine: AsyncEngine, code: str) -> Target | None:
-        if len(code) > 16:
+        if not LINK_CODE.fullmatch(code):  # anything else (a NUL, a long string) is no code of ours
             return None
         query = (
             select(Affiliate.id, Affiliate.community_id, Affiliate.offer_id, Community.slug, Offer.slug, Offer.landing_page, Offer.resell_window_days)
