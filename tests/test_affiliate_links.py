@@ -392,3 +392,16 @@ async def test_odd_cookies_and_codes_are_ignored_not_errors(app: Litestar, sessi
         for code in ["%00", "a%00b", "%C3%A9", "x" * 300]:
             assert (await browser.get(f"/r/{code}")).status_code == 404, code
             assert (await browser.get(f"{shop['path']}?ref={code}")).status_code == 200, code
+
+
+async def test_joining_with_an_odd_offer_id_is_refused_not_an_error(app: Litestar, client, owner, shop: dict[str, Any]) -> None:
+    """The join form's offer id is whatever the browser posts: digits Python's isdigit knows but
+    int() refuses ("²"), or more digits than int() will read, answer 422 like any other."""
+    await sign_up(client, "cat@example.com")
+    async with visitor_client(app) as browser:
+        token = CSRF.search((await browser.get("/login")).text).group(1)  # type: ignore[union-attr]
+        login = await browser.post("/login", data={"_csrf_token": token, "email": "cat@example.com", "password": "correct horse battery"})
+        assert login.status_code in (302, 303), login.text
+        for odd in ["\u00b2", "9" * 5000, "0"]:
+            response = await browser.post("/affiliates/join", data={"_csrf_token": token, "offer_id": odd})
+            assert response.status_code == 422, (odd[:10], response.status_code)

@@ -69,7 +69,8 @@ class AffiliatePages(Controller):
         if viewer is None:
             return Redirect("/login", status_code=303)
         offer_id = data.get("offer_id", "")
-        if not offer_id.isdigit() or not 1 <= int(offer_id) <= MAX_ID:
+        # ASCII digits only, and few: int() refuses "²" (which isdigit() accepts) and very long numbers.
+        if not (offer_id.isascii() and offer_id.isdigit() and len(offer_id) <= 19) or not 1 <= int(offer_id) <= MAX_ID:
             raise Invalid("choose an offer", field="offer_id")
         affiliate = await service.enrol(db, user_id=viewer.user_id, offer_id=int(offer_id))
         return Redirect(f"/affiliates/{affiliate.id}", status_code=303)
