@@ -277,3 +277,22 @@ async def test_cancelling_in_stripes_billing_portal_tells_member_and_staff_once(
     assert (mine["status"], mine["live"], mine["can_resume"]) == ("cancelled", True, True)
     sent = (await emails(sessions))[before:]
     assert [to for to, _ in sent] == [member.email, owner.email]
+
+
+async def test_stripe_refusing_a_members_change_answers_409_not_500(client, owner, shop, stripe_env, sessions, settings) -> None:
+    member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
+    async with sessions() as session, session.begin():  # ids Stripe does not know (deleted there)
+        await session.execute(text("UPDATE subscriptions SET stripe_subscription_id = 'sub_unknown_to_stripe', stripe_customer_id = 'cus_unknown'"))
+    for action in ("cancel", "payment-method"):
+        refused = await act(client, shop, member, entitlement_id, action)
+        assert refused.status_code == 409, (action, refused.text)
+        assert refused.json()["errors"][0]["field"] == "entitlement_id" and "sub_unknown_to_stripe" in refused.json()["detail"]
+    [mine] = await my_memberships(client, shop, member)
+    assert (mine["status"], mine["live"], mine["subscription"]["cancel_at_period_end"]) == ("active", True, False)
+
+
+async def test_a_staff_end_with_a_date_without_offset_is_refused_not_500(client, owner, shop, stripe_env, sessions, settings) -> None:
+    _member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
+    base = f"{API}/communities/{shop['community']['id']}/entitlements/{entitlement_id}/end"
+    naive = await client.post(base, json={"status": "cancelled", "at": "2099-01-01T00:00:00"}, headers=owner.headers)
+    assert naive.status_code in (400, 422), naive.text

@@ -9,6 +9,7 @@ its webhooks take, so our rows never claim what Stripe does not hold.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,18 +35,26 @@ ENDED_AT_STRIPE = ("canceled", "incomplete_expired")
 UNANSWERED = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
 
 
-class CancelFailed(DomainError):
-    """Stripe refused to cancel the subscription (409) or did not answer (502): the end it was
-    part of is rolled back, so the member is not left paying for access they lost."""
+class StripeChangeFailed(DomainError):
+    """Stripe refused a change to the subscription (409) or did not answer (502): nothing
+    changes here either."""
 
-    def __init__(self, subscription: Subscription, exc: stripe.StripeError):
+    def __init__(self, subscription: Subscription, exc: stripe.StripeError, *, doing: str):
         unanswered = isinstance(exc, UNANSWERED)
         self.status_code = 502 if unanswered else 409
         said = "did not answer" if unanswered else f"refused: {exc.user_message or exc}"
         super().__init__(
-            f"the Stripe subscription {subscription.stripe_subscription_id} could not be cancelled (Stripe {said})",
+            f"the Stripe subscription {subscription.stripe_subscription_id} could not be {doing} (Stripe {said})",
             field="entitlement_id",
         )
+
+
+class CancelFailed(StripeChangeFailed):
+    """Stripe refused to cancel the subscription (409) or did not answer (502): the end it was
+    part of is rolled back, so the member is not left paying for access they lost."""
+
+    def __init__(self, subscription: Subscription, exc: stripe.StripeError):
+        super().__init__(subscription, exc, doing="cancelled")
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,14 @@ async def _own_subscription(
     return entitlement, subscription
 
 
+async def _at_stripe(subscription: Subscription, doing: str, call: Awaitable[Any]) -> Any:
+    """A member's change made at Stripe; a refusal or no answer is a clear 409/502, not a 500."""
+    try:
+        return await call
+    except stripe.StripeError as exc:
+        raise StripeChangeFailed(subscription, exc, doing=doing) from None
+
+
 def _options(subscription: Subscription, key: str | None = None) -> Any:
     options: dict[str, str] = {"stripe_account": subscription.stripe_account_id}
     if key:
@@ -146,11 +163,11 @@ async def cancel_at_period_end(
     entitlement, subscription = await _own_subscription(session, community_id, user_id, entitlement_id)
     if subscription.cancel_at_period_end:
         return entitlement
-    current = await stripe_client(settings).v1.subscriptions.update_async(
+    current = await _at_stripe(subscription, "cancelled", stripe_client(settings).v1.subscriptions.update_async(
         subscription.stripe_subscription_id,
         {"cancel_at_period_end": True, "cancellation_details": {"comment": "cancelled by the member"}},
         _options(subscription),
-    )
+    ))
     # The state change sends the member's confirmation and the staff notice.
     await subscriptions.apply_stripe_state(
         session, settings, subscription, current, reason="cancelled by the member", actor_id=user_id
@@ -167,9 +184,9 @@ async def resume(
     entitlement, subscription = await _own_subscription(session, community_id, user_id, entitlement_id)
     if not subscription.cancel_at_period_end:
         return entitlement
-    current = await stripe_client(settings).v1.subscriptions.update_async(
+    current = await _at_stripe(subscription, "resumed", stripe_client(settings).v1.subscriptions.update_async(
         subscription.stripe_subscription_id, {"cancel_at_period_end": False}, _options(subscription)
-    )
+    ))
     await subscriptions.apply_stripe_state(session, settings, subscription, current, reason="resumed by the member", actor_id=user_id)
     await session.refresh(entitlement)
     return entitlement
@@ -182,10 +199,10 @@ async def payment_method_url(
     _, subscription = await _own_subscription(session, community_id, user_id, entitlement_id)
     if not subscription.stripe_customer_id:
         raise Conflict("Stripe knows no customer for this membership", field="entitlement_id")
-    portal = await stripe_client(settings).v1.billing_portal.sessions.create_async(
+    portal = await _at_stripe(subscription, "opened in Stripe's billing portal", stripe_client(settings).v1.billing_portal.sessions.create_async(
         {"customer": subscription.stripe_customer_id, "return_url": billing_page_url(settings, community_id)},
         _options(subscription),
-    )
+    ))
     return portal.url
 
 
@@ -208,6 +225,8 @@ async def end_now(
     subscription is cancelled at Stripe in the same step: nobody is charged for access they
     lost. If Stripe refuses, CancelFailed: the caller's transaction fails and the entitlement
     keeps running."""
+    if at is not None and at.tzinfo is None:
+        raise Invalid("give a time zone (e.g. 2026-01-31T00:00:00Z)", field="at")
     # The subscription row before the entitlement: the order webhook handlers lock them in.
     subscription = await session.scalar(
         select(Subscription)
