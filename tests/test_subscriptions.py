@@ -416,6 +416,21 @@ async def test_card_less_trial_ends_the_entitlement(client, owner, shop, stripe_
     await replay_changes_nothing(client, settings, sessions, member, deliveries)
 
 
+async def test_a_trial_cancelled_by_its_member_is_not_told_it_will_be_charged(client, owner, shop, stripe_env, settings, sessions) -> None:  # noqa: F811
+    member = await subscribe(client, owner, shop, stripe_env, settings, sessions, trial_days=14, trial_requires_card=True)
+    on_account = {"stripe_account": member.account_id}
+    await stripe_client(settings).v1.subscriptions.update_async(member.subscription_id, {"cancel_at_period_end": True}, on_account)
+    await deliver(client, stripe_env, settings, sessions)
+    cancelled = await snapshot(sessions, member)
+    assert cancelled["status"] == "cancelled" and cancelled["access"]
+    stripe_env.sandbox.advance_clock(11 * DAY + 60)
+    await deliver(client, stripe_env, settings, sessions)
+    later = await snapshot(sessions, member)
+    # The cancellation already said when access ends; "then continues at $20, charged" would be false.
+    assert [s for _to, s in new_emails(cancelled, later) if "trial" in s] == []
+    assert later["status"] == "cancelled" and later["access"] and later["payments"] == []
+
+
 # ---------------------------------------------------------------- delivery and workers
 
 

@@ -482,6 +482,8 @@ async def _trial_will_end(session: AsyncSession, settings: Settings, row: Stripe
         return outcome
     if subscription.status != "trialing":
         return f"{outcome}; trial already over"
+    if subscription.cancel_at_period_end or _get(current, "cancel_at"):
+        return f"{outcome}; cancelled, so not charged: the cancellation email told the end"
     if subscription.trial_warned_for == subscription.trial_end:
         return f"{outcome}; trial ending already told"
     subscription.trial_warned_for = subscription.trial_end
