@@ -122,10 +122,12 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         try:
             yield
         finally:
-            await app.state.clicks.stop()  # every buffered click written before the engine goes
-            await app.state.access_pool.close()
-            await app.state.redis.aclose()
-            await engine.dispose()
+            try:
+                await app.state.clicks.stop()  # every buffered click written before the engine goes
+            finally:
+                await app.state.access_pool.close()
+                await app.state.redis.aclose()
+                await engine.dispose()
 
     secure_cookies = settings.base_url.startswith("https://")
     api = Router(path="/api/v1", route_handlers=API_CONTROLLERS)

@@ -241,6 +241,7 @@ def test_one_mailbox_is_one_person() -> None:
     assert same_person_email("J.O.H.N+deals@GoogleMail.com") == "john@gmail.com"
     assert same_person_email(" John+x@Example.com ") == "john@example.com"
     assert same_person_email("j.ohn@example.com") == "j.ohn@example.com"  # dots matter outside Gmail
+    assert same_person_email("+a@example.com") != same_person_email("+b@example.com")  # nothing before the tag
 
 
 async def test_self_referrals_earn_nothing_and_say_why(client, sessions, settings, community) -> None:

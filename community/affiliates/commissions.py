@@ -53,7 +53,7 @@ def same_person_email(email: str) -> str:
     """An address as one person's mailbox: case folded, `+tag` dropped, Gmail's dots ignored
     (and googlemail.com is gmail.com)."""
     local, _, domain = email.strip().lower().rpartition("@")
-    local = local.split("+", 1)[0]
+    local = local.split("+", 1)[0] or local  # "+deals@x.com" is its own mailbox, not "@x.com"
     if domain in GMAIL_DOMAINS:
         local, domain = local.replace(".", ""), "gmail.com"
     return f"{local}@{domain}"
