@@ -296,3 +296,19 @@ async def test_a_staff_end_with_a_date_without_offset_is_refused_not_500(client,
     base = f"{API}/communities/{shop['community']['id']}/entitlements/{entitlement_id}/end"
     naive = await client.post(base, json={"status": "cancelled", "at": "2099-01-01T00:00:00"}, headers=owner.headers)
     assert naive.status_code in (400, 422), naive.text
+
+
+async def test_the_billing_pages_payment_method_form_may_go_on_to_stripe(client, owner, shop, stripe_env, sessions, settings) -> None:
+    """Browsers (Chrome) apply the page's CSP form-action to the redirect after a form post: the
+    billing portal's origin must be allowed there, or the button does nothing."""
+    member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
+    await login(client, member)
+    page_url = f"/communities/{shop['community']['id']}/billing"
+    page = await client.get(page_url)
+    directives = dict(d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";") if d.strip())
+    allowed = directives["form-action"].split()
+    portal = await client.post(f"{page_url}/{entitlement_id}/payment-method", data={"_csrf_token": CSRF.search(page.text).group(1)})
+    assert portal.status_code == 303
+    target = httpx.URL(portal.headers["location"])
+    assert f"{target.scheme}://{target.netloc.decode()}" in allowed, (allowed, str(target))
+    assert "'self'" in allowed and "script-src 'self'" in page.headers["content-security-policy"]

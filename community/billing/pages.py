@@ -21,9 +21,20 @@ from community.errors import NotFound
 from community.hubs.models import Community
 from community.money import format_amount
 from community.offers.models import Offer
-from community.web import Db
+from community.settings import Settings
+from community.web import STRICT_CSP, Db
 
 PAYMENTS_SHOWN = 100
+STRIPE_BILLING_PORTAL = "https://billing.stripe.com"
+
+
+def _page_csp(settings: Settings) -> str:
+    """The strict policy, with one more place its forms may lead: browsers apply form-action to
+    the redirect after a post too, and "Update payment method" redirects to Stripe's portal."""
+    portal = STRIPE_BILLING_PORTAL
+    if settings.stripe_api_base:  # the local sandbox serves the portal itself
+        portal = "/".join(settings.stripe_api_base.split("/")[:3])
+    return STRICT_CSP.replace("form-action 'self'", f"form-action 'self' {portal}")
 
 
 async def _participant(db: Db, community_id: int, viewer: Principal) -> None:
@@ -58,6 +69,7 @@ class BillingPages(Controller):
                 "now": utcnow(),
                 "spent": await memberships.total_spent(db, community_id, viewer.user_id),
             },
+            headers={"Content-Security-Policy": _page_csp(state.settings)},
         )
 
     @get("/receipts/{payment_id:int}")
