@@ -248,6 +248,26 @@ async def test_failed_renewal_keeps_access_through_the_grace_and_recovery_restor
     await replay_changes_nothing(client, settings, sessions, member, deliveries)
 
 
+async def test_cancelling_during_a_grace_period_tells_member_and_staff(client, owner, shop, stripe_env, settings, sessions) -> None:  # noqa: F811
+    member = await subscribe(client, owner, shop, stripe_env, settings, sessions)
+    sandbox = stripe_env.sandbox
+    sandbox.set_card_declines(member.customer_id, True)
+    to_period_end(sandbox, member)
+    await deliver(client, stripe_env, settings, sessions)
+    failed = await snapshot(sessions, member)
+    assert failed["status"] == "past_due" and failed["access"]
+    # The member cancels in Stripe's portal while their card is being retried.
+    on_account = {"stripe_account": member.account_id}
+    await stripe_client(settings).v1.subscriptions.update_async(member.subscription_id, {"cancel_at_period_end": True}, on_account)
+    deliveries = await deliver(client, stripe_env, settings, sessions)
+    cancelled = await snapshot(sessions, member)
+    assert [to for to, _subject in new_emails(failed, cancelled)] == [member.email, "owner@example.com"]
+    assert cancelled["ends_at"] == failed["ends_at"] and cancelled["access"]  # access still ends with the grace
+    [(_, subject)] = [e for e in new_emails(failed, cancelled) if e[0] == member.email]
+    told = await sent(settings, sessions, member.email, subject)
+    assert "will not renew" in told and "still unpaid" in told and "not be charged again" not in told
+    await replay_changes_nothing(client, settings, sessions, member, deliveries)
+
 async def test_grace_ending_unpaid_stops_access_and_a_later_payment_brings_it_back(client, owner, shop, stripe_env, settings, sessions) -> None:  # noqa: F811
     member = await subscribe(client, owner, shop, stripe_env, settings, sessions)
     sandbox = stripe_env.sandbox

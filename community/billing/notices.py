@@ -16,7 +16,7 @@ from community.db import utcnow
 from community.hubs.models import Community
 from community.money import format_amount
 from community.notifications.service import queue_email
-from community.offers.models import Entitlement, Offer
+from community.offers.models import Entitlement, EntitlementStatus, Offer
 from community.settings import Settings
 
 
@@ -36,6 +36,9 @@ async def _context(session: AsyncSession, settings: Settings, entitlement: Entit
         "community_name": community.name,
         "offer_title": offer.title,
         "ends_at": _when(ends_at),
+        # Cancelled while a renewal is unpaid: access ends with the grace unless Stripe's retry
+        # of that invoice succeeds (then at the period's end); that one charge may still happen.
+        "in_grace": entitlement.status is EntitlementStatus.past_due,
         "billing_url": billing_page_url(settings, entitlement.community_id),
         "site_url": settings.base_url,
     }

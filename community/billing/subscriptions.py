@@ -219,9 +219,13 @@ async def apply_stripe_state(
     the event being handled (its clock says whether a grace period is over); now if not given."""
     community = await session.get_one(Community, subscription.community_id)
     stripe_now = at or utcnow()
+    was_cancelling = subscription.cancel_at_period_end
     unpaid = await _copy_state(settings, subscription, current, grace_days=community.grace_days, stripe_now=stripe_now)
     outcome = await _move(session, subscription, _target(subscription, current, stripe_now), reason=reason, actor_id=actor_id)
-    if outcome == ENDS_AT_PERIOD_END:  # once per cancel, wherever the member cancelled
+    # Cancelled during a grace period, access still ends with the grace (no move), but the
+    # member cancelled all the same.
+    cancelled_in_grace = subscription.status == GRACE and subscription.cancel_at_period_end and not was_cancelling
+    if outcome == ENDS_AT_PERIOD_END or cancelled_in_grace:  # once per cancel, wherever the member cancelled
         entitlement = await session.get_one(Entitlement, subscription.entitlement_id)
         await notices.cancellation(session, settings, entitlement, by_staff=False)
     if unpaid is not None:
