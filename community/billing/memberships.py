@@ -30,7 +30,7 @@ from community.offers.models import Entitlement, EntitlementStatus, Offer, Offer
 from community.settings import Settings
 from community.stripe_client import stripe_client
 
-ENDED_AT_STRIPE = ("canceled", "incomplete_expired")
+ENDED_AT_STRIPE = subscriptions.CANCELED
 # Stripe's answers that tell nothing about the request's outcome (it may not have run): try again later.
 UNANSWERED = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
 
@@ -125,12 +125,7 @@ async def _own_subscription(
     entitlement = await entitlements.get_entitlement(session, community_id, entitlement_id)
     if entitlement.user_id != user_id:
         raise NotFound("entitlement not found")
-    subscription = await session.scalar(
-        select(Subscription)
-        .where(Subscription.community_id == community_id, Subscription.entitlement_id == entitlement_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    subscription = await subscriptions.locked_for_entitlement(session, community_id, entitlement_id)
     if not subscription_is_live(subscription):
         raise Conflict("this membership has no running subscription", field="entitlement_id")
     assert subscription is not None
@@ -228,12 +223,7 @@ async def end_now(
     if at is not None and at.tzinfo is None:
         raise Invalid("give a time zone (e.g. 2026-01-31T00:00:00Z)", field="at")
     # The subscription row before the entitlement: the order webhook handlers lock them in.
-    subscription = await session.scalar(
-        select(Subscription)
-        .where(Subscription.community_id == community_id, Subscription.entitlement_id == entitlement_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    subscription = await subscriptions.locked_for_entitlement(session, community_id, entitlement_id)
     entitlement = await entitlements.get_entitlement(session, community_id, entitlement_id, lock=True)
     if subscription_is_live(subscription) and at is not None and at > utcnow():
         raise Invalid("a subscribed membership ends now (a member's own cancel ends it at the period's end)", field="at")

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
-from community.accounts.models import Role, User
+from community.accounts.models import User
 from community.billing import notices
 from community.billing import service as billing
 from community.billing.models import Payment, PaymentKind, Subscription
@@ -47,7 +47,6 @@ OPEN = ("active", "trialing")
 GRACE = "past_due"
 LAPSED = ("unpaid", "paused")  # kept by Stripe, but not paid for: no access
 CANCELED = ("canceled", "incomplete_expired")
-STAFF_NOTIFIED = (Role.owner, Role.admin)
 ENDS_AT_PERIOD_END = "ends at period end"
 
 
@@ -143,11 +142,13 @@ async def _charge_of(settings: Settings, account: str | None, payment_intent: st
 # ---------------------------------------------------------------- our rows
 
 
-async def subscription_for_entitlement(session: AsyncSession, community_id: int, entitlement_id: int) -> Subscription | None:
+async def locked_for_entitlement(session: AsyncSession, community_id: int, entitlement_id: int) -> Subscription | None:
+    """The entitlement's subscription, locked (before the entitlement: the order handlers keep)."""
     return await session.scalar(
-        select(Subscription).where(
-            Subscription.community_id == community_id, Subscription.entitlement_id == entitlement_id
-        )
+        select(Subscription)
+        .where(Subscription.community_id == community_id, Subscription.entitlement_id == entitlement_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
 
 
@@ -339,7 +340,7 @@ async def _tell_payment_failed(
     context["grace_days"] = community.grace_days
     await queue_email(session, to=user.email, template="payment_failed", community_id=community.id, **context)
     for member, staff in await accounts.list_staff(session, community.id):
-        if member.role in STAFF_NOTIFIED:
+        if member.role in accounts.EDITORS:
             await queue_email(
                 session, to=staff.email, template="payment_failed_staff", community_id=community.id,
                 staff_name=staff.name, **context,
