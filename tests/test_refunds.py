@@ -587,3 +587,18 @@ async def test_a_dispute_first_seen_closed_sends_only_its_outcome(client, owner,
     assert await mail_to(settings, "dispute opened") == []  # it was over before we heard of it
     [(to, subject, body)] = await mail_to(settings, "dispute lost")
     assert to == owner.email and "25.00 USD" in subject and "closed: lost" in body
+
+
+async def test_a_dashboard_refund_whose_metadata_names_no_possible_row_is_recorded(client, owner, shop, stripe_env, sessions, settings) -> None:
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    await stripe_client(settings).v1.refunds.create_async(  # metadata typed by hand in the dashboard
+        {"payment_intent": payment["stripe_payment_intent_id"], "amount": 900, "metadata": {"refund_id": "9" * 30}},
+        {"stripe_account": shop["account_id"]},
+    )
+    await deliver_and_process(client, stripe_env, settings)
+    async with sessions() as session:
+        failed = (await session.scalars(select(OutboxJob).where(OutboxJob.last_error.is_not(None)))).all()
+    assert [(j.name, j.last_error) for j in failed] == []
+    [row] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
+    assert (row["amount"], row["state"]) == (900, "succeeded")
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 900

@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.accounts import service as accounts
-from community.billing import memberships, notices
+from community.billing import memberships, notices, subscriptions
 from community.billing import service as billing
 from community.billing.memberships import UNANSWERED, CancelFailed
 from community.billing.models import Dispute, Payment, Refund, RefundState
@@ -326,12 +326,12 @@ async def settle(session: AsyncSession, settings: Settings, payment: Payment, st
 
 
 async def _ours_by_metadata(session: AsyncSession, payment: Payment, stripe_refund: dict[str, Any]) -> Refund | None:
-    refund_id = (stripe_refund.get("metadata") or {}).get("refund_id")
-    if not (isinstance(refund_id, str) and refund_id.isdigit()):
+    refund_id = subscriptions.metadata_id((stripe_refund.get("metadata") or {}).get("refund_id"))
+    if refund_id is None:
         return None
     return await session.scalar(
         select(Refund)
-        .where(Refund.id == int(refund_id), Refund.payment_id == payment.id, Refund.stripe_refund_id.is_(None))
+        .where(Refund.id == refund_id, Refund.payment_id == payment.id, Refund.stripe_refund_id.is_(None))
         .execution_options(populate_existing=True)
     )
 

@@ -69,6 +69,12 @@ def _id(value: Any) -> str | None:
     return value if value is None or isinstance(value, str) else _get(value, "id")
 
 
+def metadata_id(value: Any) -> int | None:
+    """One of our row ids as written in a Stripe object's metadata; anything else (typed by
+    hand in the dashboard, too long for a bigint) names no row of ours."""
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
 def _time(stamp: int | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(stamp, dt.UTC) if stamp else None
 
@@ -370,10 +376,10 @@ async def _subscription_of(
     subscription = await _locked(session, row.account, subscription_id)
     if subscription is not None:
         return subscription, ""
-    checkout_id = str(_get(metadata, "checkout_id") or "")
-    if not checkout_id.isdigit():
+    checkout_id = metadata_id(_get(metadata, "checkout_id"))
+    if checkout_id is None:
         return None, "not ours"
-    checkout = await session.scalar(select(Checkout).where(Checkout.id == int(checkout_id)).with_for_update())
+    checkout = await session.scalar(select(Checkout).where(Checkout.id == checkout_id).with_for_update())
     if checkout is not None and checkout.stripe_account_id != row.account:
         return None, "not ours"  # another account naming our checkout: not believed
     if checkout is None or checkout.state in (CheckoutState.open, CheckoutState.processing):
