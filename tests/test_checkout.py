@@ -517,3 +517,25 @@ async def test_offer_pages_on_their_own_origin(client, owner, shop, stripe_env, 
             assert f'http://testserver/communities/{shop["community"]["id"]}' in thanks.text
             member_page = await buyer.get(f"/communities/{shop['community']['id']}")
             assert member_page.status_code == 200 and "Workshop" in member_page.text and HEAD_CODE not in member_page.text
+
+
+async def test_two_subscriptions_paid_in_parallel_tabs_are_both_followed(client, owner, shop, stripe_env, sessions, settings) -> None:
+    """Both checkouts were opened before either was paid, so Stripe charges two subscriptions:
+    each gets its own entitlement, so its renewals are recorded and ending one leaves the other."""
+    from community.billing.models import Subscription
+
+    _offer, path = await sell(client, owner, shop, pricing="recurring", amount=1500, interval_months=1)
+    first = session_id_of(await submit_checkout(client, path, email="tabs@example.com"))
+    second = session_id_of(await submit_checkout(client, path, email="tabs@example.com"))
+    stripe_env.sandbox.pay(first, outcome="success")
+    stripe_env.sandbox.pay(second, outcome="success")
+    await deliver_and_process(client, stripe_env, settings)
+    async with sessions() as session:
+        followed = (await session.scalars(select(Subscription).order_by(Subscription.id))).all()
+        assert len(followed) == 2 and followed[0].entitlement_id != followed[1].entitlement_id
+        assert {s.stripe_subscription_id for s in followed} == {stripe_env.sandbox.get(first)["subscription"], stripe_env.sandbox.get(second)["subscription"]}
+    stripe_env.sandbox.advance_clock(32 * 86400)  # both renew: both renewals are recorded
+    await deliver_and_process(client, stripe_env, settings)
+    async with sessions() as session:
+        renewals = (await session.scalars(select(Payment).where(Payment.kind == "renewal"))).all()
+        assert sorted(p.entitlement_id for p in renewals) == sorted(s.entitlement_id for s in followed)

@@ -299,19 +299,25 @@ async def fulfil(
     user, created = await accounts.ensure_user(session, checkout.email)
     if created and checkout.name:
         user.name = checkout.name
+    if stripe_session is not None:
+        checkout.stripe_customer_id = _id_of(stripe_session.customer)
+        checkout.stripe_payment_intent_id = _id_of(stripe_session.payment_intent)
+        checkout.stripe_subscription_id = _id_of(stripe_session.subscription)
     held = await entitlements.live_entitlement(
         session, community_id=checkout.community_id, offer_id=offer.id, user_id=user.id
     )
+    if held is not None and checkout.stripe_subscription_id and await subscriptions.locked_for_entitlement(
+        session, checkout.community_id, held.id
+    ):
+        # A second subscription (two checkouts paid in parallel tabs): Stripe charges both, so
+        # each gets its own entitlement whose renewals, failures and end are followed.
+        held = None
     if held is None:
         held = await entitlements.grant(
             session, community_id=checkout.community_id, offer=offer, user_id=user.id,
             source=EntitlementSource.free if offer.pricing is Pricing.free else EntitlementSource.purchase,
             note=f"checkout {checkout.id}",
         )
-    if stripe_session is not None:
-        checkout.stripe_customer_id = _id_of(stripe_session.customer)
-        checkout.stripe_payment_intent_id = _id_of(stripe_session.payment_intent)
-        checkout.stripe_subscription_id = _id_of(stripe_session.subscription)
     if paid_amount > 0:
         await billing.record_payment(
             session, community_id=checkout.community_id, user_id=user.id, offer_id=offer.id,
