@@ -602,3 +602,26 @@ async def test_a_dashboard_refund_whose_metadata_names_no_possible_row_is_record
     [row] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
     assert (row["amount"], row["state"]) == (900, "succeeded")
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 900
+
+
+async def test_a_repeated_request_with_the_same_idempotency_key_refunds_once(client, owner, shop, stripe_env, sessions, settings) -> None:
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=5000)
+    url = f"{base(shop, payment)}/refunds"
+
+    def click(key: str | None = None):
+        headers = {**owner.headers, **({"Idempotency-Key": key} if key else {})}
+        return client.post(url, json={"amount": 1000, "reason": "late delivery"}, headers=headers)
+
+    double = await asyncio.gather(click("refund-order-7"), click("refund-order-7"))  # a double click
+    assert [r.status_code for r in double] == [201, 201], [r.text for r in double]
+    assert double[0].json()["id"] == double[1].json()["id"]
+    retried = await click("refund-order-7")  # a client retrying after a lost answer
+    assert retried.status_code == 201 and retried.json()["id"] == double[0].json()["id"]
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 1000
+    charge = stripe_env.sandbox.get(stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"])
+    assert charge["amount_refunded"] == 1000  # one refund at Stripe
+    # Without a key, or with another one, it is another refund.
+    assert (await click()).status_code == 201 and (await click("refund-order-8")).status_code == 201
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 3000
+    bad = await client.post(url, json={"amount": 1}, headers={**owner.headers, "Idempotency-Key": "has space"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Idempotency-Key"

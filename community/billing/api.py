@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, QueryParameter
 
 from community.accounts.guards import (
     StaffMember,
@@ -35,6 +35,13 @@ from community.web import MAX_ID, Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 UserFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this member's payments.")]
 OfferFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only payments for this offer.")]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description="Repeat a request with the same key (a double click, a retry) and get the refund it made, not a second one.",
+    ),
+]
 
 GUARDS = {
     "principal": Provide(provide_principal),
@@ -125,9 +132,10 @@ class PaymentsController(Controller):
         summary="Refund a payment fully or partly (up to what is left); the membership stays unless revoke_access",
     )
     async def refund(
-        self, payment_id: ObjectId, data: JSONBody[RefundCreate], editor: StaffMember, db: Db, state: State
+        self, payment_id: ObjectId, data: JSONBody[RefundCreate], editor: StaffMember, db: Db, state: State,
+        idempotency_key: IdempotencyKey = None,
     ) -> RefundOut:
-        request = refunds.RefundRequest(data.amount, data.reason, data.revoke_access, editor.user_id)
+        request = refunds.RefundRequest(data.amount, data.reason, data.revoke_access, editor.user_id, idempotency_key)
         refund = await refunds.refund_payment(
             db, state.settings, community_id=editor.community_id, payment_id=payment_id, request=request
         )

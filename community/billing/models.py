@@ -257,6 +257,8 @@ class Refund(Base):
             postgresql_where="stripe_refund_id IS NOT NULL",
         ),
         Index("ix_refunds_payment", "payment_id", "id"),
+        # A request repeated with the same Idempotency-Key answers the refund it made.
+        Index("uq_refunds_client_key", "payment_id", "client_key", unique=True, postgresql_where="client_key IS NOT NULL"),
         # The retry of pending refunds (a cron, every minute) reads only these.
         Index("ix_refunds_pending", "created_at", postgresql_where="state = 'pending'"),
         CheckConstraint("amount > 0", name="positive"),
@@ -273,6 +275,7 @@ class Refund(Base):
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
     actor_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
     error: Mapped[str | None] = mapped_column(String(500))
+    client_key: Mapped[str | None] = mapped_column(String(255))  # the request's Idempotency-Key
     created_at: Mapped[Timestamp]
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 

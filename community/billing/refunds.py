@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ from community.stripe_client import stripe_client
 HOLDING = ("needs_response", "under_review", "lost")
 CLOSED = ("won", "lost", "warning_closed")
 MAX_REASON = 500
+CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # an Idempotency-Key header: visible ASCII
 # A pending row younger than this may still be in its request: the retry leaves it alone.
 RETRY_PENDING_AFTER = dt.timedelta(minutes=2)
 RETRY_BATCH = 100
@@ -91,6 +93,7 @@ class RefundRequest:
     reason: str
     revoke_access: bool
     actor_id: int | None
+    client_key: str | None = None  # the request's Idempotency-Key: a repeat answers the same refund
 
 
 def idempotency_key(refund: Refund) -> str:
@@ -117,6 +120,13 @@ async def refund_payment(
     """The owner's refund, start to end. Unlike other services this one commits: the pending
     row before Stripe is asked (a concurrent request counts it; a crash leaves a trace that
     charge.refunded settles), and a refusal as failed before StripeRefused is raised."""
+    if request.client_key is not None:
+        if not CLIENT_KEY.fullmatch(request.client_key):
+            raise Invalid("must be 1 to 255 visible ASCII characters", field="Idempotency-Key")
+        earlier = await _by_client_key(session, community_id, payment_id, request.client_key)
+        if earlier is not None:
+            await session.commit()
+            return earlier  # a repeated request (a double click, a client's retry): the refund it made, as it stands
     refund = await start_refund(session, settings, community_id=community_id, payment_id=payment_id, request=request)
     await session.commit()
     try:
@@ -153,11 +163,19 @@ async def start_refund(
         revoke_access=request.revoke_access,
         actor_id=request.actor_id,
         state=RefundState.pending,
+        client_key=request.client_key,
     )
     session.add(refund)
     await session.flush()
     await session.refresh(refund)  # created_at, for the idempotency key
     return refund
+
+
+async def _by_client_key(session: AsyncSession, community_id: int, payment_id: int, client_key: str) -> Refund | None:
+    """The refund an earlier request with this key made. The payment's lock is taken first (and
+    kept for start_refund), so a concurrent repeat waits for the first one's row, then finds it."""
+    payment = await billing.get_payment(session, community_id, payment_id, lock=True)
+    return await session.scalar(select(Refund).where(Refund.payment_id == payment.id, Refund.client_key == client_key))
 
 
 def refund_params(payment: Payment, refund: Refund) -> stripe.params.RefundCreateParams:

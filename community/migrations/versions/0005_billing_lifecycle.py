@@ -75,6 +75,7 @@ def upgrade() -> None:
     sa.Column('stripe_refund_id', sa.String(length=255), nullable=True),
     sa.Column('actor_id', sa.BigInteger(), nullable=True),
     sa.Column('error', sa.String(length=500), nullable=True),
+    sa.Column('client_key', sa.String(length=255), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint('amount > 0', name=op.f('ck_refunds_positive')),
@@ -86,6 +87,7 @@ def upgrade() -> None:
     op.create_index('ix_refunds_payment', 'refunds', ['payment_id', 'id'], unique=False)
     op.create_index('ix_refunds_pending', 'refunds', ['created_at'], unique=False, postgresql_where="state = 'pending'")
     op.create_index('uq_refunds_stripe_refund', 'refunds', ['stripe_refund_id'], unique=True, postgresql_where='stripe_refund_id IS NOT NULL')
+    op.create_index('uq_refunds_client_key', 'refunds', ['payment_id', 'client_key'], unique=True, postgresql_where='client_key IS NOT NULL')
     op.add_column('communities', sa.Column('grace_days', sa.Integer(), server_default=sa.text('7'), nullable=False))
     op.add_column('payments', sa.Column('disputed_amount', sa.BigInteger(), server_default=sa.text('0'), nullable=False))
     op.add_column('payments', sa.Column('receipt_url', sa.String(length=2048), nullable=True))
@@ -99,6 +101,7 @@ def downgrade() -> None:
     op.drop_column('payments', 'receipt_url')
     op.drop_column('payments', 'disputed_amount')
     op.drop_column('communities', 'grace_days')
+    op.drop_index('uq_refunds_client_key', table_name='refunds', postgresql_where='client_key IS NOT NULL')
     op.drop_index('uq_refunds_stripe_refund', table_name='refunds', postgresql_where='stripe_refund_id IS NOT NULL')
     op.drop_index('ix_refunds_pending', table_name='refunds', postgresql_where="state = 'pending'")
     op.drop_index('ix_refunds_payment', table_name='refunds')
