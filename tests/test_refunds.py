@@ -625,3 +625,19 @@ async def test_a_repeated_request_with_the_same_idempotency_key_refunds_once(cli
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 3000
     bad = await client.post(url, json={"amount": 1}, headers={**owner.headers, "Idempotency-Key": "has space"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+async def test_stripe_unreachable_while_finding_a_first_payments_charge_answers_502_and_writes_nothing(client, owner, shop, stripe_env, sessions, settings) -> None:
+    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, pricing="recurring", amount=2000, interval_months=1)
+    async with sessions() as session, session.begin():  # as if the first invoice.paid had not come yet
+        await session.execute(text("UPDATE payments SET stripe_payment_intent_id = NULL, stripe_charge_id = NULL, stripe_invoice_id = NULL"))
+    with socket.socket() as probe:  # a loopback port nobody listens on: Stripe does not answer
+        probe.bind(("127.0.0.1", 0))
+        silent = replace(settings, stripe_api_base=f"http://127.0.0.1:{probe.getsockname()[1]}")
+    request = refunds.RefundRequest(500, "no answer", False, owner.id)
+    async with sessions() as session:
+        with pytest.raises(refunds.StripeUnavailable) as unavailable:
+            await refunds.refund_payment(session, silent, community_id=shop["community"]["id"], payment_id=payment["id"], request=request)
+    assert unavailable.value.status_code == 502 and "nothing was refunded" in unavailable.value.detail
+    assert await count(sessions, Refund) == 0
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 0

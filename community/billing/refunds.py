@@ -299,13 +299,16 @@ async def _resolve_stripe_ids(settings: Settings, payment: Payment) -> None:
     client = stripe_client(settings)
     options: Any = {"stripe_account": payment.stripe_account_id or ""}
     invoice = None
-    if payment.stripe_invoice_id:
-        invoice = await client.v1.invoices.retrieve_async(payment.stripe_invoice_id, options=options)
-    elif payment.stripe_subscription_id:
-        invoices = await client.v1.invoices.list_async(
-            {"subscription": payment.stripe_subscription_id, "limit": 100}, options
-        )
-        invoice = next((i for i in invoices.data if i.billing_reason == "subscription_create"), None)
+    try:
+        if payment.stripe_invoice_id:
+            invoice = await client.v1.invoices.retrieve_async(payment.stripe_invoice_id, options=options)
+        elif payment.stripe_subscription_id:
+            invoices = await client.v1.invoices.list_async(
+                {"subscription": payment.stripe_subscription_id, "limit": 100}, options
+            )
+            invoice = next((i for i in invoices.data if i.billing_reason == "subscription_create"), None)
+    except UNANSWERED:
+        raise StripeUnavailable("Stripe did not answer; nothing was refunded, try again") from None
     for paid in (invoice.payments.data if invoice is not None and invoice.payments else []):
         intent = paid.payment.payment_intent
         if intent:
