@@ -451,11 +451,16 @@ async def test_a_refund_older_than_stripe_remembers_keys_is_found_not_made_again
     assert len(await emails(sessions, "refund of")) == 2
 
 
+def silent_stripe(settings):
+    """Settings whose Stripe is a loopback port nobody listens on: Stripe does not answer."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return replace(settings, stripe_api_base=f"http://127.0.0.1:{probe.getsockname()[1]}")
+
+
 async def test_stripe_unreachable_answers_502_and_the_cron_finishes_the_refund(client, owner, shop, stripe_env, sessions, settings) -> None:
     _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
-    with socket.socket() as probe:  # a loopback port nobody listens on: Stripe does not answer
-        probe.bind(("127.0.0.1", 0))
-        silent = replace(settings, stripe_api_base=f"http://127.0.0.1:{probe.getsockname()[1]}")
+    silent = silent_stripe(settings)
     request = refunds.RefundRequest(2000, "no answer", False, owner.id)
     async with sessions() as session:
         with pytest.raises(refunds.StripeUnavailable) as unavailable:
@@ -631,9 +636,7 @@ async def test_stripe_unreachable_while_finding_a_first_payments_charge_answers_
     _buyer, payment = await buy(client, owner, shop, stripe_env, settings, pricing="recurring", amount=2000, interval_months=1)
     async with sessions() as session, session.begin():  # as if the first invoice.paid had not come yet
         await session.execute(text("UPDATE payments SET stripe_payment_intent_id = NULL, stripe_charge_id = NULL, stripe_invoice_id = NULL"))
-    with socket.socket() as probe:  # a loopback port nobody listens on: Stripe does not answer
-        probe.bind(("127.0.0.1", 0))
-        silent = replace(settings, stripe_api_base=f"http://127.0.0.1:{probe.getsockname()[1]}")
+    silent = silent_stripe(settings)
     request = refunds.RefundRequest(500, "no answer", False, owner.id)
     async with sessions() as session:
         with pytest.raises(refunds.StripeUnavailable) as unavailable:
