@@ -66,31 +66,23 @@ class Row:
         return self.totals.setdefault(currency, Totals(currency))
 
 
-def _bucket():
-    in_paid_payout = Payout.state == PayoutState.paid
-    return case(
-        (in_paid_payout, "paid"),
-        (Commission.state.in_(PAYABLE_STATES), "approved"),
-        (Commission.state == CommissionState.pending, "pending"),
-        else_="reversed",
-    )
-
-
 async def _totals(session: AsyncSession, community_id: int, key, where) -> dict[int, Row]:
     """Ledger buckets and sales per `key` (a Commission column) and currency."""
     rows: dict[int, Row] = {}
-    bucket = _bucket()
+    in_paid_payout = Payout.state == PayoutState.paid
+    # Entries of rejected and reversed commissions (outside paid payouts) are in no bucket: they sum to zero.
+    counted = in_paid_payout | Commission.state.in_(EARNING_STATES)
+    bucket = case((in_paid_payout, "paid"), (Commission.state.in_(PAYABLE_STATES), "approved"), else_="pending")
     ledger = await session.execute(
         select(key, LedgerEntry.currency, bucket, func.sum(LedgerEntry.amount))
         .join(Commission, Commission.id == LedgerEntry.commission_id)
         .outerjoin(Payout, Payout.id == LedgerEntry.payout_id)
-        .where(LedgerEntry.community_id == community_id, *where)
+        .where(LedgerEntry.community_id == community_id, counted, *where)
         .group_by(key, LedgerEntry.currency, bucket)
     )
     for key_value, currency, name, total in ledger:
-        if name != "reversed":
-            totals = rows.setdefault(key_value, Row(key_value)).of(currency)
-            setattr(totals, name, getattr(totals, name) + int(total))
+        totals = rows.setdefault(key_value, Row(key_value)).of(currency)
+        setattr(totals, name, int(total))
     earning = is_sale()
     sales = await session.execute(
         select(
