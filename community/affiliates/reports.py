@@ -66,6 +66,15 @@ class Row:
         return self.totals.setdefault(currency, Totals(currency))
 
 
+def _per_currency(rows: dict[int, Row], key: int, currency: str | None = None) -> list[Totals]:
+    """The key's totals, one per currency in currency order; for a key with nothing yet, zeros
+    in `currency` (or nothing)."""
+    row = rows.get(key)
+    if row is None:
+        return [Totals(currency)] if currency else []
+    return sorted(row.totals.values(), key=lambda t: t.currency)
+
+
 async def _totals(session: AsyncSession, community_id: int, key, where) -> dict[int, Row]:
     """Ledger buckets and sales per `key` (a Commission column) and currency."""
     rows: dict[int, Row] = {}
@@ -105,8 +114,7 @@ async def _totals(session: AsyncSession, community_id: int, key, where) -> dict[
 async def earnings(session: AsyncSession, community_id: int, affiliate_id: int) -> list[Totals]:
     """The affiliate's dashboard numbers, one entry per currency they earned in."""
     rows = await _totals(session, community_id, Commission.affiliate_id, [Commission.affiliate_id == affiliate_id])
-    row = rows.get(affiliate_id)
-    return sorted(row.totals.values(), key=lambda t: t.currency) if row else []
+    return _per_currency(rows, affiliate_id)
 
 
 async def sales_per_day(session: AsyncSession, community_id: int, affiliate_id: int, since: dt.date) -> dict[dt.date, int]:
@@ -155,12 +163,11 @@ async def by_affiliate(session: AsyncSession, community_id: int) -> list[ReportL
         .where(Affiliate.community_id == community_id)
         .order_by(Affiliate.id)
     )
-    lines = []
-    for affiliate_id, offer_id, status, email, currency in affiliates:
-        row = rows.get(affiliate_id) or Row(affiliate_id, {currency: Totals(currency)})
-        for totals in sorted(row.totals.values(), key=lambda t: t.currency):
-            lines.append(ReportLine(affiliate_id, email, clicks.get(affiliate_id, 0), totals, offer_id, status.value))
-    return lines
+    return [
+        ReportLine(affiliate_id, email, clicks.get(affiliate_id, 0), totals, offer_id, status.value)
+        for affiliate_id, offer_id, status, email, currency in affiliates
+        for totals in _per_currency(rows, affiliate_id, currency)
+    ]
 
 
 async def by_offer(session: AsyncSession, community_id: int) -> list[ReportLine]:
@@ -173,12 +180,11 @@ async def by_offer(session: AsyncSession, community_id: int) -> list[ReportLine]
         .where(Offer.community_id == community_id, Offer.resell_enabled | Offer.id.in_(with_affiliates))
         .order_by(Offer.id)
     )
-    lines = []
-    for offer_id, title, currency in offers:
-        row = rows.get(offer_id) or Row(offer_id, {currency: Totals(currency)})
-        for totals in sorted(row.totals.values(), key=lambda t: t.currency):
-            lines.append(ReportLine(offer_id, title, clicks.get(offer_id, 0), totals, offer_id))
-    return lines
+    return [
+        ReportLine(offer_id, title, clicks.get(offer_id, 0), totals, offer_id)
+        for offer_id, title, currency in offers
+        for totals in _per_currency(rows, offer_id, currency)
+    ]
 
 
 MONEY = ("revenue", "pending", "approved", "paid", "reversed")
