@@ -119,9 +119,6 @@ class QuoteOut(msgspec.Struct):
     free: bool
 
 
-GUESS_LIMIT = (20, 600)  # failed code lookups per address per window (seconds)
-
-
 class QuoteController(Controller):
     """Public, like the checkout page it serves: the price with a discount code applied."""
 
