@@ -18,7 +18,6 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from markdown_it import MarkdownIt
-from sqlalchemy import select
 
 from community.accounts import service as accounts
 from community.accounts.api import client_address
@@ -32,6 +31,7 @@ from community.db import utcnow
 from community.errors import DomainError, NotFound
 from community.hubs.models import Community
 from community.money import exponent, format_amount
+from community.offers import service as offers
 from community.offers.models import Offer, Pricing
 from community.offers.storage import storage_for
 from community.stripe_client import stripe_client
@@ -238,9 +238,7 @@ class CompletionPages(Controller):
         if viewer is None:
             return Redirect("/login")
         await accounts.require_role(db, community_id, viewer.user_id, accounts.STAFF)
-        offer = await db.scalar(select(Offer).where(Offer.id == offer_id, Offer.community_id == community_id))
-        if offer is None:
-            raise NotFound("offer not found")
+        offer = await offers.get_offer(db, community_id, offer_id)
         community = await db.get_one(Community, community_id)
         return Template("checkout/landing.html", context={**_offer_context(state, community, offer), "custom_code": False, "preview": True})
 
