@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community import jobs
 from community.billing import events as billing_events
 from community.checkout import connect, service
-from community.checkout.models import Checkout, StripeEvent
+from community.checkout.models import Checkout, CheckoutState, StripeEvent
 from community.db import utcnow
 from community.errors import DomainError, Invalid, NotYetKnown
 from community.jobs import JobContext
@@ -103,6 +103,8 @@ async def _dispatch(session: AsyncSession, settings: Settings, row: StripeEvent)
     if checkout is None:
         return "not ours"
     row.community_id = checkout.community_id
+    if checkout.state is CheckoutState.fulfilled:
+        return "already fulfilled"  # final: nothing Stripe says now changes it, so no need to ask
     if row.type == "checkout.session.async_payment_failed":
         return await service.payment_failed(session, checkout)
     # The current state of the session, not the event's snapshot: a late "completed" after an
