@@ -299,18 +299,7 @@ class BillingRules(Store):
         charge = self._new_charge(pi, pm, status="failed" if declines else "succeeded")
         pi.update(payment_method=pm_id, latest_charge=charge["id"])
         if declines:
-            pi.update(
-                status="requires_payment_method",
-                last_payment_error={
-                    "type": "card_error",
-                    "code": "card_declined",
-                    "decline_code": "generic_decline",
-                    "message": "Your card was declined.",
-                    "charge": charge["id"],
-                },
-            )
-            self._emit("charge.failed", charge)
-            self._emit("payment_intent.payment_failed", pi)
+            self._fail_payment(pi, charge)
             self._emit("invoice.payment_failed", invoice)
             return False
         pi.update(status="succeeded", amount_received=pi["amount"], last_payment_error=None)

@@ -476,16 +476,7 @@ class CheckoutRules(Store):
             return  # a subscription is only created once a payment works
         pi = self._session_intent(session, customer=None)
         charge = self._new_charge(pi, None, status="failed", last4="0002", name=name, email=email)
-        error = {
-            "type": "card_error",
-            "code": "card_declined",
-            "decline_code": "generic_decline",
-            "message": "Your card was declined.",
-            "charge": charge["id"],
-        }
-        pi.update(status="requires_payment_method", last_payment_error=error, latest_charge=charge["id"])
-        self._emit("charge.failed", charge)
-        self._emit("payment_intent.payment_failed", pi)
+        self._fail_payment(pi, charge)
 
     def _session_intent(self, session: Obj, customer: Obj | None) -> Obj:
         if session["payment_intent"]:
@@ -579,17 +570,9 @@ class CheckoutRules(Store):
             charge.update(
                 status="failed", failure_code="insufficient_funds", failure_message="The bank transfer did not arrive."
             )
-            pi.update(
-                status="requires_payment_method",
-                last_payment_error={
-                    "type": "card_error",
-                    "code": "insufficient_funds",
-                    "message": "The bank transfer did not arrive.",
-                    "charge": charge["id"],
-                },
+            self._fail_payment(
+                pi, charge, code="insufficient_funds", decline_code=None, message="The bank transfer did not arrive."
             )
-            self._emit("charge.failed", charge)
-            self._emit("payment_intent.payment_failed", pi)
 
     # ---- payment intents, charges, refunds, disputes ----------------------------------------------
 
@@ -623,6 +606,23 @@ class CheckoutRules(Store):
             },
             object_id=pi_id,
         )
+
+    def _fail_payment(
+        self,
+        pi: Obj,
+        charge: Obj,
+        *,
+        code: str = "card_declined",
+        decline_code: str | None = "generic_decline",
+        message: str = "Your card was declined.",
+    ) -> None:
+        """The intent's charge failed: it wants another payment method and says why, as Stripe's does."""
+        error = {"type": "card_error", "code": code, "decline_code": decline_code, "message": message, "charge": charge["id"]}
+        if decline_code is None:
+            del error["decline_code"]
+        pi.update(status="requires_payment_method", last_payment_error=error, latest_charge=charge["id"])
+        self._emit("charge.failed", charge)
+        self._emit("payment_intent.payment_failed", pi)
 
     def _new_charge(
         self,
