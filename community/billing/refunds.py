@@ -33,10 +33,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.accounts import service as accounts
-from community.billing import memberships, notices, subscriptions
+from community.billing import memberships, notices
 from community.billing import service as billing
 from community.billing.memberships import UNANSWERED, CancelFailed
 from community.billing.models import Dispute, Payment, Refund, RefundState
+from community.billing.subscriptions import from_stamp, id_of, metadata_id
 from community.db import utcnow
 from community.errors import Conflict, DomainError, Invalid, NotYetKnown, check_storable
 from community.hubs.models import Community
@@ -312,7 +313,7 @@ async def _resolve_stripe_ids(settings: Settings, payment: Payment) -> None:
     for paid in (invoice.payments.data if invoice is not None and invoice.payments else []):
         intent = paid.payment.payment_intent
         if intent:
-            payment.stripe_payment_intent_id = intent if isinstance(intent, str) else intent.id
+            payment.stripe_payment_intent_id = id_of(intent)
             return
     raise Conflict("Stripe has no charge for this payment to refund", field="payment_id")
 
@@ -347,7 +348,7 @@ async def settle(session: AsyncSession, settings: Settings, payment: Payment, st
 
 
 async def _ours_by_metadata(session: AsyncSession, payment: Payment, stripe_refund: dict[str, Any]) -> Refund | None:
-    refund_id = subscriptions.metadata_id((stripe_refund.get("metadata") or {}).get("refund_id"))
+    refund_id = metadata_id((stripe_refund.get("metadata") or {}).get("refund_id"))
     if refund_id is None:
         return None
     return await session.scalar(
@@ -495,19 +496,13 @@ class _NotOurs(Exception):
     pass
 
 
-def _id(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return value.get("id") if isinstance(value, dict) else getattr(value, "id", None)
-
-
 async def on_charge_refunded(session: AsyncSession, settings: Settings, row: Any) -> str:
     obj = (row.payload.get("data") or {}).get("object") or {}
     try:
-        payment = await _payment_for(session, row, _id(obj.get("id")), _id(obj.get("payment_intent")), obj.get("metadata") or {})
+        payment = await _payment_for(session, row, id_of(obj.get("id")), id_of(obj.get("payment_intent")), obj.get("metadata") or {})
     except _NotOurs:
         return "not ours"
-    await _settle_listed(session, settings, payment, {"charge": _id(obj.get("id")) or "", "limit": 100})
+    await _settle_listed(session, settings, payment, {"charge": id_of(obj.get("id")) or "", "limit": 100})
     return f"refunded {payment.refunded_amount} of {payment.amount}"
 
 
@@ -531,11 +526,11 @@ async def _settle_listed(
 async def on_dispute(session: AsyncSession, settings: Settings, row: Any) -> str:
     """charge.dispute.created / updated / closed: the dispute as Stripe holds it now."""
     obj = (row.payload.get("data") or {}).get("object") or {}
-    dispute_id = _id(obj.get("id"))
+    dispute_id = id_of(obj.get("id"))
     if not dispute_id:
         return "not ours"
     try:
-        payment = await _payment_for(session, row, _id(obj.get("charge")), _id(obj.get("payment_intent")), {})
+        payment = await _payment_for(session, row, id_of(obj.get("charge")), id_of(obj.get("payment_intent")), {})
     except _NotOurs:
         return "not ours"
     current = await stripe_client(settings).v1.disputes.retrieve_async(
@@ -582,8 +577,7 @@ async def on_dispute(session: AsyncSession, settings: Settings, row: Any) -> str
 
 
 def _respond_by(current: stripe.Dispute) -> dt.datetime | None:
-    due_by = current.evidence_details.due_by if current.evidence_details else None
-    return dt.datetime.fromtimestamp(due_by, dt.UTC) if due_by else None
+    return from_stamp(current.evidence_details.due_by if current.evidence_details else None)
 
 
 EVENT_HANDLERS: dict[str, Any] = {

@@ -65,7 +65,8 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
         return default
 
 
-def _id(value: Any) -> str | None:
+def id_of(value: Any) -> str | None:
+    """The id of a Stripe object, expanded or not (a reference is the id itself)."""
     return value if value is None or isinstance(value, str) else _get(value, "id")
 
 
@@ -75,7 +76,8 @@ def metadata_id(value: Any) -> int | None:
     return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18 else None
 
 
-def _time(stamp: int | None) -> dt.datetime | None:
+def from_stamp(stamp: int | None) -> dt.datetime | None:
+    """A Stripe timestamp (seconds, UTC); unset reads as None."""
     return dt.datetime.fromtimestamp(stamp, dt.UTC) if stamp else None
 
 
@@ -84,7 +86,7 @@ def period_end(current: Any) -> dt.datetime | None:
     the subscription itself)."""
     ends = [_get(item, "current_period_end") for item in _get(_get(current, "items"), "data") or []]
     ends = [end for end in ends if end]
-    return _time(min(ends) if ends else _get(current, "current_period_end"))
+    return from_stamp(min(ends) if ends else _get(current, "current_period_end"))
 
 
 def _period_amount(current: Any) -> int:
@@ -97,15 +99,15 @@ def _period_amount(current: Any) -> int:
 def invoice_subscription_id(invoice: Any) -> str | None:
     """Current API: invoice.parent.subscription_details.subscription (older: invoice.subscription)."""
     details = _get(_get(invoice, "parent"), "subscription_details")
-    return _id(_get(details, "subscription") or _get(invoice, "subscription"))
+    return id_of(_get(details, "subscription") or _get(invoice, "subscription"))
 
 
 def _invoice_payment_intent(invoice: Any) -> str | None:
     for payment in _get(_get(invoice, "payments"), "data") or []:
-        intent = _id(_get(_get(payment, "payment"), "payment_intent"))
+        intent = id_of(_get(_get(payment, "payment"), "payment_intent"))
         if intent and _get(payment, "status") in ("paid", None):
             return intent
-    return _id(_get(invoice, "payment_intent"))  # API versions before 2025-03-31
+    return id_of(_get(invoice, "payment_intent"))  # API versions before 2025-03-31
 
 
 # ---------------------------------------------------------------- Stripe calls
@@ -125,7 +127,7 @@ async def fetch(settings: Settings, subscription: Subscription) -> stripe.Subscr
 async def _unpaid_invoice(settings: Settings, subscription: Subscription, current: Any) -> tuple[dt.datetime | None, int | None]:
     """When the unpaid invoice was first tried (finalized, then charged at once), and what it
     asks for: the grace period counts from there, whichever event tells us first."""
-    invoice_id = _id(_get(current, "latest_invoice"))
+    invoice_id = id_of(_get(current, "latest_invoice"))
     if invoice_id is None:
         return None, None
     invoice = await stripe_client(settings).v1.invoices.retrieve_async(
@@ -133,7 +135,7 @@ async def _unpaid_invoice(settings: Settings, subscription: Subscription, curren
     )
     if invoice.status != "open":
         return None, None
-    return _time(_get(_get(invoice, "status_transitions"), "finalized_at") or invoice.created), invoice.amount_due
+    return from_stamp(_get(_get(invoice, "status_transitions"), "finalized_at") or invoice.created), invoice.amount_due
 
 
 async def _charge_of(settings: Settings, account: str | None, payment_intent: str | None) -> str | None:
@@ -142,7 +144,7 @@ async def _charge_of(settings: Settings, account: str | None, payment_intent: st
     intent = await stripe_client(settings).v1.payment_intents.retrieve_async(
         payment_intent, options={"stripe_account": account} if account else None
     )
-    return _id(intent.latest_charge)
+    return id_of(intent.latest_charge)
 
 
 # ---------------------------------------------------------------- our rows
@@ -185,7 +187,7 @@ async def start(
             offer_id=entitlement.offer_id,
             stripe_account_id=checkout.stripe_account_id,
             stripe_subscription_id=checkout.stripe_subscription_id,
-            stripe_customer_id=_id(_get(current, "customer")),
+            stripe_customer_id=id_of(_get(current, "customer")),
             status=_get(current, "status") or "incomplete",
             currency=(_get(current, "currency") or checkout.currency).upper(),
             amount=_period_amount(current),
@@ -248,9 +250,9 @@ async def _copy_state(
     subscription.status = _get(current, "status") or subscription.status
     subscription.cancel_at_period_end = bool(_get(current, "cancel_at_period_end"))
     subscription.current_period_end = period_end(current) or subscription.current_period_end
-    subscription.trial_end = _time(_get(current, "trial_end"))
-    subscription.canceled_at = _time(_get(current, "canceled_at"))
-    subscription.stripe_customer_id = _id(_get(current, "customer")) or subscription.stripe_customer_id
+    subscription.trial_end = from_stamp(_get(current, "trial_end"))
+    subscription.canceled_at = from_stamp(_get(current, "canceled_at"))
+    subscription.stripe_customer_id = id_of(_get(current, "customer")) or subscription.stripe_customer_id
     subscription.amount = _period_amount(current) or subscription.amount
     subscription.synced_at = utcnow()
     if subscription.status == GRACE:
@@ -265,7 +267,7 @@ async def _copy_state(
 
 def _target(subscription: Subscription, current: Any, stripe_now: dt.datetime) -> Target | None:
     status = subscription.status
-    stop = _time(_get(current, "cancel_at")) or (
+    stop = from_stamp(_get(current, "cancel_at")) or (
         subscription.current_period_end if subscription.cancel_at_period_end else None
     )
     if status in OPEN:
@@ -358,7 +360,7 @@ async def _tell_payment_failed(
 
 def _event_time(row: StripeEvent) -> dt.datetime | None:
     created = row.payload.get("created")
-    return _time(created) if isinstance(created, int) else None
+    return from_stamp(created) if isinstance(created, int) else None
 
 
 BEFORE_FULFILMENT = "before fulfilment (which reads the subscription itself)"
@@ -447,7 +449,7 @@ async def _record_invoice(session: AsyncSession, settings: Settings, subscriptio
     if amount <= 0:
         return "nothing paid"
     discount = sum(d.get("amount") or 0 for d in invoice.get("total_discount_amounts") or [])
-    paid_at = _time((invoice.get("status_transitions") or {}).get("paid_at"))
+    paid_at = from_stamp((invoice.get("status_transitions") or {}).get("paid_at"))
     payment = await billing.record_payment(
         session, community_id=subscription.community_id, user_id=subscription.user_id, offer_id=subscription.offer_id,
         entitlement_id=subscription.entitlement_id, checkout_id=None, kind=PaymentKind.renewal.value,
