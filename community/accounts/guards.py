@@ -7,7 +7,7 @@ a cookie never authorises an API call, which is why /api is exempt from CSRF.
 from __future__ import annotations
 
 from litestar import Request
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
 from community.accounts import service
@@ -65,3 +65,13 @@ async def provide_viewer(request: Request, db: Db) -> Principal | None:
 CurrentPrincipal = NamedDependency[Principal]
 StaffMember = NamedDependency[Member]  # injected as `member` (any staff role) or `editor` (owner, admin)
 Viewer = NamedDependency[Principal | None]
+
+
+# Every guard of a community-scoped controller (a path with {community_id}): a handler names
+# the one it needs (`member`, `editor` or `participant`) and Litestar resolves only that one.
+COMMUNITY_GUARDS = {
+    "principal": Provide(provide_principal),
+    "member": Provide(provide_member),
+    "editor": Provide(provide_editor),
+    "participant": Provide(provide_participant),
+}

@@ -1,15 +1,9 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, get, patch, post
-from litestar.di import Provide
 from litestar.params import JSONBody
 
-from community.accounts.guards import (
-    StaffMember,
-    provide_editor,
-    provide_participant,
-    provide_principal,
-)
+from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
 from community.content import service
 from community.content.schemas import PostCreate, PostOut, PostUpdate, post_out
 from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
@@ -20,11 +14,7 @@ class PostsController(Controller):
 
     path = "/communities/{community_id:int}"
     tags = ["content"]
-    dependencies = {
-        "principal": Provide(provide_principal),
-        "editor": Provide(provide_editor),
-        "participant": Provide(provide_participant),
-    }
+    dependencies = COMMUNITY_GUARDS
 
     @get("/groups/{group_id:int}/posts", summary="A group's posts, newest first (keyset pages)")
     async def list_posts(

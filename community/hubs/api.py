@@ -7,10 +7,9 @@ from litestar.params import JSONBody
 
 from community.accounts import service as accounts
 from community.accounts.guards import (
+    COMMUNITY_GUARDS,
     CurrentPrincipal,
     StaffMember,
-    provide_editor,
-    provide_member,
     provide_principal,
 )
 from community.accounts.models import Role
@@ -34,8 +33,6 @@ from community.hubs.schemas import (
     member_out,
 )
 from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
-
-SCOPED = {"member": Provide(provide_member), "editor": Provide(provide_editor)}
 
 
 class CommunitiesController(Controller):
@@ -66,7 +63,7 @@ class CommunityController(Controller):
 
     path = "/communities/{community_id:int}"
     tags = ["communities"]
-    dependencies = {"principal": Provide(provide_principal), **SCOPED}
+    dependencies = COMMUNITY_GUARDS
 
     @get("/", summary="A community's settings")
     async def read(self, member: StaffMember, db: Db) -> CommunityOut:
@@ -124,7 +121,7 @@ class CommunityController(Controller):
 class HubsController(Controller):
     path = "/communities/{community_id:int}/hubs"
     tags = ["hubs"]
-    dependencies = {"principal": Provide(provide_principal), **SCOPED}
+    dependencies = COMMUNITY_GUARDS
 
     @get("/", summary="Hubs in order, each with its groups in order")
     async def list_hubs(self, member: StaffMember, db: Db) -> list[HubOut]:
@@ -176,7 +173,7 @@ class HubsController(Controller):
 class GroupsController(Controller):
     path = "/communities/{community_id:int}/groups"
     tags = ["hubs"]
-    dependencies = {"principal": Provide(provide_principal), **SCOPED}
+    dependencies = COMMUNITY_GUARDS
 
     @get("/{group_id:int}", summary="One group")
     async def read_group(self, group_id: ObjectId, member: StaffMember, db: Db) -> GroupOut:

@@ -14,12 +14,10 @@ from litestar.params import JSONBody
 
 from community.accounts import service as accounts
 from community.accounts.guards import (
+    COMMUNITY_GUARDS,
     CurrentPrincipal,
     StaffMember,
     bearer_token,
-    provide_editor,
-    provide_member,
-    provide_participant,
     provide_principal,
 )
 from community.errors import NotAuthenticated, NotFound
@@ -168,12 +166,7 @@ class AccessCheckController(Controller):
 class AccessController(Controller):
     path = "/communities/{community_id:int}"
     tags = ["access"]
-    dependencies = {
-        "principal": Provide(provide_principal),
-        "member": Provide(provide_member),
-        "editor": Provide(provide_editor),
-        "participant": Provide(provide_participant),
-    }
+    dependencies = COMMUNITY_GUARDS
 
     @get("/me/groups", summary="The groups I can open (through my offers; staff open everything)")
     async def my_groups(self, participant: StaffMember, db: Db) -> GroupIds:

@@ -23,12 +23,7 @@ from litestar.openapi.spec import (
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from community.accounts.guards import (
-    StaffMember,
-    provide_editor,
-    provide_member,
-    provide_principal,
-)
+from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
 from community.errors import Invalid, NotFound
 from community.offers import service
 from community.offers.models import OfferStatus
@@ -124,12 +119,7 @@ class ImageUpload(Operation):
 class OffersController(Controller):
     path = "/communities/{community_id:int}/offers"
     tags = ["offers"]
-    dependencies = {
-        "principal": Provide(provide_principal),
-        "member": Provide(provide_member),
-        "editor": Provide(provide_editor),
-        "storage": Provide(provide_storage),
-    }
+    dependencies = {**COMMUNITY_GUARDS, "storage": Provide(provide_storage)}
 
     @get("/", summary="Offers, oldest first (keyset pages)")
     async def list_offers(
