@@ -1,5 +1,5 @@
 """What the bench scripts share: their output lines, a scratch database on the configured (or
-embedded) services, and a uvicorn server in its own process."""
+embedded) services, a uvicorn server in its own process, and timed rounds of calls."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,19 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+async def timed(total: int, concurrency: int, call: Callable[[int], Awaitable[object]]) -> float:
+    """`call(n)` for n in range(total), `concurrency` at a time, in this event loop: calls per second."""
+    counter = iter(range(total))
+
+    async def runner() -> None:
+        for n in counter:
+            await call(n)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(runner() for _ in range(concurrency)))
+    return total / (time.perf_counter() - start)
 
 
 async def _admin(server_url: Any, statement: str) -> None:
