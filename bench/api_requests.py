@@ -3,7 +3,7 @@
     python bench/api_requests.py [--requests 2000] [--concurrency 16]
 
 Uses COMMUNITY_DATABASE_URL / COMMUNITY_REDIS_URL when set, else embedded services in a
-temporary directory. Prints requests per second and each ratio to the baselines:
+temporary directory; works in a fresh database bench_<random>, dropped at the end. Prints requests per second and each ratio to the baselines:
 - a bare Litestar endpoint returning the same JSON shape (framework cost only),
 - a raw asyncpg token lookup (the least a database-backed auth check can cost).
 """
@@ -13,45 +13,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
+import harness
 import httpx
 from litestar import Litestar, get
 
+from community.accounts.service import hash_secret
 from community.app import create_app
 from community.migrate import upgrade
-from community.runtime import services
-from community.settings import Settings
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 async def timed(label: str, total: int, concurrency: int, call) -> float:
-    queue = iter(range(total))
-
-    async def runner() -> None:
-        for _ in queue:
-            await call()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(runner() for _ in range(concurrency)))
-    rate = total / (time.perf_counter() - start)
+    rate = await harness.timed(total, concurrency, lambda _: call())
     print(f"  {label:<44} {rate:>9.0f} /s")
     return rate
 
 
 async def main(requests: int, concurrency: int) -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="community-bench-"))
-    data_dir.chmod(0o755)
-    with services(data_dir / "services", os.environ.get("COMMUNITY_DATABASE_URL"), os.environ.get("COMMUNITY_REDIS_URL")) as found:
-        settings = Settings(
-            env="test", data_dir=data_dir, database_url=found.database_url, redis_url=found.redis_url,
-            secret_key="bench-" + "k" * 40, base_url="http://bench",
-        )
+    async with harness.scratch_settings() as settings:
         await upgrade(settings.database_url)
         app = create_app(settings)
 
@@ -74,8 +57,7 @@ async def main(requests: int, concurrency: int) -> None:
                     await client.post(f"/api/v1/communities/{community['id']}/hubs/{hub['id']}/groups", json={"name": f"G{i}"}, headers=headers)
 
                 pool = await asyncpg.create_pool(settings.database_url.replace("+asyncpg", ""), min_size=4, max_size=concurrency)
-                token_hash = __import__("hashlib").sha256(signup["secret"].encode()).hexdigest()
-                lookup = await pool.fetchrow("SELECT 1")  # warm
+                token_hash = hash_secret(signup["secret"])
 
                 async def raw_lookup() -> None:
                     await pool.fetchrow("SELECT id, user_id FROM auth_tokens WHERE token_hash = $1 AND revoked_at IS NULL", token_hash)
@@ -100,7 +82,6 @@ async def main(requests: int, concurrency: int) -> None:
                 print("ratios (higher is slower):")
                 print(f"  /me   vs bare endpoint: {bare_rate / me_rate:5.1f}x   vs raw lookup: {raw_rate / me_rate:5.1f}x")
                 print(f"  /hubs vs bare endpoint: {bare_rate / hubs_rate:5.1f}x   vs raw lookup: {raw_rate / hubs_rate:5.1f}x")
-                del lookup
                 await pool.close()
 
 
