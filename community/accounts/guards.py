@@ -26,10 +26,15 @@ def bearer_token(request: Request) -> str:
     return secret.strip()
 
 
+def token_rejected() -> NotAuthenticated:
+    """The answer to a well-formed bearer token we do not know, or no longer honour."""
+    return NotAuthenticated("this API token is invalid, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
+
+
 async def provide_principal(request: Request, db: Db) -> Principal:
     principal = await service.resolve_token(db, bearer_token(request), TokenKind.api)
     if principal is None:
-        raise NotAuthenticated("this API token is invalid, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
+        raise token_rejected()
     return principal
 
 

@@ -19,8 +19,9 @@ from community.accounts.guards import (
     StaffMember,
     bearer_token,
     provide_principal,
+    token_rejected,
 )
-from community.errors import NotAuthenticated, NotFound
+from community.errors import NotFound
 from community.hubs import service as hubs
 from community.offers import access, entitlements, grants, runs
 from community.offers import service as offers
@@ -157,7 +158,7 @@ class AccessCheckController(Controller):
             state.access_pool, token_hash=accounts.hash_secret(token), community_id=community_id, group_id=group_id
         )
         if row is None:
-            raise NotAuthenticated("this API token is invalid, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
+            raise token_rejected()
         if not row["is_member"] or not row["group_exists"]:
             raise NotFound("group not found")
         return AccessCheck(allowed=row["allowed"])
