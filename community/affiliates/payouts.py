@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts.models import User
@@ -34,9 +34,20 @@ from community.offers.models import Offer
 PAYABLE_STATES = (CommissionState.approved, CommissionState.paid)
 
 
-def payable():
-    """Entries owed now and in no payout (join Commission)."""
-    return and_(LedgerEntry.payout_id.is_(None), Commission.state.in_(PAYABLE_STATES))
+def _payable(community_id: int, *columns):
+    """The community's entries owed now and in no payout: `columns`, then the minimum payout
+    of the entry's offer."""
+    return (
+        select(*columns, Offer.resell_min_payout)
+        .join(Commission, Commission.id == LedgerEntry.commission_id)
+        .join(Affiliate, Affiliate.id == LedgerEntry.affiliate_id)
+        .join(Offer, Offer.id == Affiliate.offer_id)
+        .where(
+            LedgerEntry.community_id == community_id,
+            LedgerEntry.payout_id.is_(None),
+            Commission.state.in_(PAYABLE_STATES),
+        )
+    )
 
 
 def decimal_amount(amount: int, currency: str) -> str:
@@ -60,11 +71,7 @@ class Balance:
 async def balances(session: AsyncSession, community_id: int) -> list[Balance]:
     """What is payable per affiliate and currency (what the owner sees before paying)."""
     rows = await session.execute(
-        select(LedgerEntry.affiliate_id, LedgerEntry.currency, func.sum(LedgerEntry.amount), Offer.resell_min_payout)
-        .join(Commission, Commission.id == LedgerEntry.commission_id)
-        .join(Affiliate, Affiliate.id == LedgerEntry.affiliate_id)
-        .join(Offer, Offer.id == Affiliate.offer_id)
-        .where(LedgerEntry.community_id == community_id, payable())
+        _payable(community_id, LedgerEntry.affiliate_id, LedgerEntry.currency, func.sum(LedgerEntry.amount))
         .group_by(LedgerEntry.affiliate_id, LedgerEntry.currency, Offer.resell_min_payout)
         .order_by(LedgerEntry.affiliate_id, LedgerEntry.currency)
     )
@@ -77,9 +84,7 @@ async def create_payouts(session: AsyncSession, community_id: int) -> list[Payou
     never put one entry in two payouts (the second finds nothing left)."""
     entries = (
         await session.execute(
-            select(LedgerEntry.id, LedgerEntry.affiliate_id, LedgerEntry.currency, LedgerEntry.amount)
-            .join(Commission, Commission.id == LedgerEntry.commission_id)
-            .where(LedgerEntry.community_id == community_id, payable())
+            _payable(community_id, LedgerEntry.id, LedgerEntry.affiliate_id, LedgerEntry.currency, LedgerEntry.amount)
             .order_by(LedgerEntry.id)
             # The commissions too: a refund being applied (which locks its commission) either
             # lands first (a fully reversed commission is no longer payable) or sees the entry
@@ -87,14 +92,13 @@ async def create_payouts(session: AsyncSession, community_id: int) -> list[Payou
             .with_for_update(of=(LedgerEntry, Commission))
         )
     ).all()
-    groups: dict[tuple[int, str], list[tuple[int, int]]] = {}
-    for entry_id, affiliate_id, currency, amount in entries:
-        groups.setdefault((affiliate_id, currency), []).append((entry_id, amount))
-    minimums = await _minimums(session, community_id, {affiliate_id for affiliate_id, _ in groups})
+    groups: dict[tuple[int, str, int], list[tuple[int, int]]] = {}  # (affiliate, currency, its minimum) -> entries
+    for entry_id, affiliate_id, currency, amount, minimum in entries:
+        groups.setdefault((affiliate_id, currency, minimum), []).append((entry_id, amount))
     made = []
-    for (affiliate_id, currency), lines in groups.items():
+    for (affiliate_id, currency, minimum), lines in groups.items():
         total = sum(amount for _, amount in lines)
-        if total <= 0 or total < minimums[affiliate_id]:
+        if total <= 0 or total < minimum:
             continue
         payout = Payout(community_id=community_id, affiliate_id=affiliate_id, currency=currency, amount=total)
         session.add(payout)
@@ -107,17 +111,6 @@ async def create_payouts(session: AsyncSession, community_id: int) -> list[Payou
         )
         made.append(payout)
     return made
-
-
-async def _minimums(session: AsyncSession, community_id: int, affiliate_ids: set[int]) -> dict[int, int]:
-    if not affiliate_ids:
-        return {}
-    rows = await session.execute(
-        select(Affiliate.id, Offer.resell_min_payout)
-        .join(Offer, Offer.id == Affiliate.offer_id)
-        .where(Affiliate.community_id == community_id, Affiliate.id.in_(affiliate_ids))
-    )
-    return dict(rows.all())
 
 
 async def get_payout(session: AsyncSession, community_id: int, payout_id: int, *, lock: bool = False) -> Payout:
