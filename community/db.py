@@ -88,3 +88,15 @@ async def get_in_community(session: AsyncSession, model: type[M], community_id: 
     if row is None:
         raise NotFound(f"{what} not found")
     return row
+
+
+async def newest_first(
+    session: AsyncSession, model: type[M], community_id: int, *, after: int | None, limit: int, **equal: object
+) -> list[M]:
+    """A keyset page of the community's rows, newest first, after the cursor `after`; each
+    `column=value` given narrows it (None: not narrowed)."""
+    query = select(model).where(model.community_id == community_id).order_by(model.id.desc()).limit(limit)  # type: ignore[attr-defined]
+    if after is not None:
+        query = query.where(model.id < after)  # type: ignore[attr-defined]
+    query = query.where(*(getattr(model, column) == value for column, value in equal.items() if value is not None))
+    return list((await session.scalars(query)).all())

@@ -26,7 +26,7 @@ from community.affiliates.models import (
     Payout,
     PayoutState,
 )
-from community.db import get_in_community, utcnow
+from community.db import get_in_community, newest_first, utcnow
 from community.errors import Conflict, Invalid, check_storable
 from community.money import exponent
 from community.offers.models import Offer
@@ -148,14 +148,7 @@ async def list_payouts(
     affiliate_id: int | None = None,
 ) -> list[Payout]:
     """Payouts, newest first."""
-    query = select(Payout).where(Payout.community_id == community_id).order_by(Payout.id.desc()).limit(limit)
-    if after is not None:
-        query = query.where(Payout.id < after)
-    if state is not None:
-        query = query.where(Payout.state == state)
-    if affiliate_id is not None:
-        query = query.where(Payout.affiliate_id == affiliate_id)
-    return list((await session.scalars(query)).all())
+    return await newest_first(session, Payout, community_id, after=after, limit=limit, state=state, affiliate_id=affiliate_id)
 
 
 async def payees(session: AsyncSession, community_id: int, affiliate_ids: set[int]) -> dict[int, tuple[str, str]]:

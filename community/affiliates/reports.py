@@ -30,6 +30,7 @@ from community.affiliates.models import (
 )
 from community.affiliates.payouts import PAYABLE_STATES, decimal_amount, to_csv
 from community.billing.models import Payment
+from community.db import newest_first
 from community.offers.models import Offer
 
 EARNING_STATES = (CommissionState.pending, CommissionState.approved, CommissionState.paid)
@@ -220,13 +221,6 @@ async def list_commissions(
     state: CommissionState | None = None,
 ) -> list[Commission]:
     """Commissions, newest first."""
-    query = select(Commission).where(Commission.community_id == community_id).order_by(Commission.id.desc()).limit(limit)
-    if after is not None:
-        query = query.where(Commission.id < after)
-    if affiliate_id is not None:
-        query = query.where(Commission.affiliate_id == affiliate_id)
-    if offer_id is not None:
-        query = query.where(Commission.offer_id == offer_id)
-    if state is not None:
-        query = query.where(Commission.state == state)
-    return list((await session.scalars(query)).all())
+    return await newest_first(
+        session, Commission, community_id, after=after, limit=limit, affiliate_id=affiliate_id, offer_id=offer_id, state=state
+    )
