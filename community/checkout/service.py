@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
-from community.accounts.models import Member
+from community.accounts.models import Member, User
 from community.affiliates import service as affiliates
 from community.affiliates.links import Attribution
 from community.billing import service as billing
@@ -119,11 +119,14 @@ async def start(
     )
     if locked is not OfferStatus.published:
         raise NotFound("offer not found")
+    buyer: User | None
     if viewer_id is not None:
-        email = (await accounts.get_user(session, viewer_id)).email  # a logged-in buyer buys as themselves
-    email = accounts.normalize_email(email)
+        buyer = await accounts.get_user(session, viewer_id)  # a logged-in buyer buys as themselves
+        email = accounts.normalize_email(buyer.email)
+    else:
+        email = accounts.normalize_email(email)
+        buyer = await accounts.find_user_by_email(session, email)
     name = _clean_name(name)
-    buyer = await accounts.find_user_by_email(session, email)
     if buyer is not None and await entitlements.live_entitlement(
         session, community_id=community.id, offer_id=offer.id, user_id=buyer.id
     ):
