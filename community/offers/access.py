@@ -76,7 +76,7 @@ async def members_of(session: AsyncSession, community_id: int, group_id: int, *,
 # {candidates} gives one row per user: (user_id, entitlement_id: one of the user's live
 # entitlements in the batch or NULL, offer_id: its offer); {progress} gives the cursor after the
 # batch, how much of the run's total (:total) it covered (seen) and whether the batch was full
-# (more). The statement also records that progress on the run row (:run_id).
+# (more). The statement records that progress on the run row (:run_id) and answers `more`.
 _RECONCILE = f"""
     WITH {{candidates}},
     groups AS (
@@ -125,7 +125,7 @@ _RECONCILE = f"""
             finished_at = CASE WHEN c.more THEN r.finished_at ELSE now() END
         FROM counted c WHERE r.id = :run_id
     )
-    SELECT cursor, seen, more FROM progress
+    SELECT more FROM progress
 """
 
 # An offer's holders (an edit of its groups), by user id: a streaming group-by over

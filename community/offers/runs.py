@@ -2,7 +2,7 @@
 
 Access itself changes at commit (it is derived); a run only works out whose *effective*
 access changed and tells them: it walks the candidates in keyset batches, and each batch is
-one set-based statement (`access.RECONCILE`) that compares the access query with the last
+one set-based statement (`access.RECONCILE_*`) that compares the access query with the last
 access-log entry per (member, group) and logs the differences. Progress is committed per
 batch on the run row, so a run resumes after a crash; and since it logs only differences,
 running it again writes nothing new. Batches of one community are serialised by an advisory
@@ -72,9 +72,9 @@ async def _total(session: AsyncSession, run) -> int:
     ) or 0
 
 
-async def _reconcile_next_batch(session: AsyncSession, run, total: int) -> tuple[int | None, int, bool]:
+async def _reconcile_next_batch(session: AsyncSession, run, total: int) -> bool:
     """Reconcile the batch after the run's cursor and record the progress on the run row, in one
-    statement: (new cursor, how much of the run's total it covered, whether more may follow).
+    statement; True when more may follow.
     The cursor is a user id for an offer's holders and a deleted group's members, an entitlement
     id for a list of entitlements."""
     scope = run.scope
@@ -96,8 +96,7 @@ async def _reconcile_next_batch(session: AsyncSession, run, total: int) -> tuple
     else:
         statement = RECONCILE_ENTITLEMENTS
         params |= {"entitlement_ids": list(scope["entitlement_ids"]), "group_ids": list(scope["group_ids"])}
-    row = (await session.execute(statement, params)).one()
-    return row.cursor, row.seen, row.more
+    return (await session.execute(statement, params)).scalar_one()
 
 
 async def process_run(sessions: async_sessionmaker[AsyncSession], run_id: int) -> AccessRun | None:
@@ -116,8 +115,7 @@ async def process_run(sessions: async_sessionmaker[AsyncSession], run_id: int) -
                 if run is None or run.state in (RunState.done, RunState.failed):
                     break
                 total = await _total(session, run) if run.state is RunState.pending else run.total
-                _, _, more = await _reconcile_next_batch(session, run, total)
-                if not more:
+                if not await _reconcile_next_batch(session, run, total):
                     await jobs.enqueue(session, SEND_ACCESS_EMAILS, community_id=community_id, run_id=run_id)
                     break
         return await session.get(AccessRun, run_id)
