@@ -8,17 +8,11 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.params import JSONBody
 from sqlalchemy import select
 
 from community.accounts.api import client_address
-from community.accounts.guards import (
-    StaffMember,
-    provide_editor,
-    provide_member,
-    provide_principal,
-)
+from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
 from community.billing import service as billing
 from community.checkout import connect, webhooks
 from community.errors import DomainError, NotFound
@@ -54,11 +48,7 @@ def _status(account) -> StripeStatus:
 class StripeConnectController(Controller):
     path = "/communities/{community_id:int}/stripe"
     tags = ["checkout"]
-    dependencies = {
-        "principal": Provide(provide_principal),
-        "member": Provide(provide_member),
-        "editor": Provide(provide_editor),
-    }
+    dependencies = COMMUNITY_GUARDS
 
     @get("/", summary="The community's Stripe connection (refreshed from Stripe)")
     async def status(self, member: StaffMember, db: Db, state: State) -> StripeStatus:
