@@ -11,10 +11,9 @@ from litestar.di import Provide
 from litestar.params import JSONBody, QueryParameter
 
 from community.accounts.guards import (
+    COMMUNITY_GUARDS,
     CurrentPrincipal,
     StaffMember,
-    provide_editor,
-    provide_member,
     provide_principal,
 )
 from community.affiliates import service
@@ -61,11 +60,7 @@ class MyAffiliatesController(Controller):
 class AffiliatesController(Controller):
     path = "/communities/{community_id:int}/affiliates"
     tags = ["affiliates"]
-    dependencies = {
-        "principal": Provide(provide_principal),
-        "member": Provide(provide_member),
-        "editor": Provide(provide_editor),
-    }
+    dependencies = COMMUNITY_GUARDS
 
     @get("/", summary="Affiliates, oldest first (keyset pages)")
     async def list_affiliates(

@@ -9,12 +9,11 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, Response, get, post
-from litestar.di import Provide
 from litestar.params import JSONBody, QueryParameter
 from sqlalchemy import select
 
 from community.accounts import service as accounts
-from community.accounts.guards import StaffMember, provide_participant
+from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
 from community.affiliates import payouts, reports
 from community.affiliates.models import (
     Affiliate,
@@ -24,7 +23,6 @@ from community.affiliates.models import (
     PayoutState,
 )
 from community.affiliates.schemas import TotalsOut, totals_out
-from community.billing.api import GUARDS
 from community.db import get_in_community
 from community.errors import NotFound
 from community.web import MAX_ID, Cursor, Db, ObjectId, Page, PageLimit, page_of
@@ -121,7 +119,7 @@ def _csv(text: str, name: str) -> Response[str]:
 class AffiliateReportController(Controller):
     path = "/communities/{community_id:int}/affiliates"
     tags = ["affiliates"]
-    dependencies = GUARDS
+    dependencies = COMMUNITY_GUARDS
 
     @get("/report", summary="What affiliates sold and earned, per affiliate and per offer, per currency")
     async def report(self, member: StaffMember, db: Db) -> ReportOut:
@@ -134,11 +132,7 @@ class AffiliateReportController(Controller):
         lines = await (reports.by_affiliate if per == "affiliate" else reports.by_offer)(db, member.community_id)
         return _csv(reports.report_csv(lines, per=per), f"affiliates-by-{per}.csv")
 
-    @get(
-        "/earnings",
-        summary="Affiliates' earnings per currency: the caller's own enrolments, or (staff) any affiliate's",
-        dependencies={"participant": Provide(provide_participant)},
-    )
+    @get("/earnings", summary="Affiliates' earnings per currency: the caller's own enrolments, or (staff) any affiliate's")
     async def earnings(
         self, participant: StaffMember, db: Db, affiliate_id: AffiliateFilter = None
     ) -> list[AffiliateEarningsOut]:
