@@ -30,8 +30,9 @@ EXPIRY_BATCH = 1000
 async def offer_group_ids(session: AsyncSession, offer_id: int) -> list[int]:
     """Every group the offer links, for any entitlement range: the candidates of a run.
     FOR SHARE on the offer: a concurrent group edit (FOR UPDATE) either commits first and is
-    seen here, or waits for this transaction, so its run sees this change committed."""
-    await session.execute(select(Offer.id).where(Offer.id == offer_id).with_for_update(read=True))
+    seen here, or waits for this transaction, so its run sees this change committed. The lock
+    loads the offer too, so naming it in the run's cause (_record) asks nothing more."""
+    await session.get(Offer, offer_id, with_for_update={"read": True})
     return list((await session.scalars(select(OfferGroup.group_id).where(OfferGroup.offer_id == offer_id))).all())
 
 
