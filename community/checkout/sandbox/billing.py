@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal
 
 from community.checkout.sandbox.errors import SandboxError, no_such
 from community.checkout.sandbox.forms import Params
@@ -28,6 +27,7 @@ from community.checkout.sandbox.store import (
     coupon_discount,
     locked,
     new_id,
+    percent_of,
     period_end,
     public,
     url_param,
@@ -239,13 +239,8 @@ class BillingRules(Store):
         if invoice["_payment_intent"]:
             return self.objects[invoice["_payment_intent"]]
         customer = self.objects[sub["customer"]]
-        fee = None
-        if sub["application_fee_percent"] is not None:
-            fee = int(
-                (Decimal(invoice["amount_due"]) * Decimal(str(sub["application_fee_percent"])) / 100).quantize(
-                    Decimal(1), ROUND_HALF_UP
-                )
-            )
+        fee_percent = sub["application_fee_percent"]
+        fee = None if fee_percent is None else percent_of(invoice["amount_due"], fee_percent)
         pi = self._new_intent(
             sub["_account"],
             invoice["amount_due"],

@@ -68,10 +68,14 @@ def period_end(anchor: int, interval: str, count: int, cycles: int) -> int:
     return add_months(anchor, months)
 
 
+def percent_of(amount: int, percent: float | Decimal) -> int:
+    """`percent` per cent of `amount` (minor units), rounded half up as Stripe rounds."""
+    return int((Decimal(amount) * Decimal(str(percent)) / 100).quantize(Decimal(1), ROUND_HALF_UP))
+
+
 def coupon_discount(coupon: Obj, amount: int) -> int:
     if coupon.get("percent_off") is not None:
-        off = (Decimal(amount) * Decimal(str(coupon["percent_off"])) / 100).quantize(Decimal(1), ROUND_HALF_UP)
-        return min(amount, int(off))
+        return min(amount, percent_of(amount, coupon["percent_off"]))
     return min(amount, coupon["amount_off"])
 
 
