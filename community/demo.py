@@ -175,7 +175,7 @@ async def _seed_subscriber(session: AsyncSession, settings: Settings, community:
     each start ends the previous one and subscribes afresh."""
     email, name = DEMO_SUBSCRIBER
     user = await _user(session, email, DEMO_PASSWORD, name)
-    offer = next(o for o in await offers.list_offers(session, community.id, after=0, limit=100) if o.slug == "pro-membership")
+    _, offer = await checkout_service.published_offer(session, community.slug, "pro-membership")
     held = await entitlements.live_entitlement(session, community_id=community.id, offer_id=offer.id, user_id=user.id)
     if held is not None:
         await entitlements.end(
