@@ -21,6 +21,7 @@ from community.accounts.guards import (
     provide_principal,
     token_rejected,
 )
+from community.db import get_in_community
 from community.errors import NotFound
 from community.hubs import service as hubs
 from community.offers import access, entitlements, grants, runs
@@ -246,10 +247,7 @@ class AccessController(Controller):
 
     @get("/access-runs/{run_id:int}", summary="An access-change run's progress")
     async def read_run(self, run_id: ObjectId, member: StaffMember, db: Db) -> RunOut:
-        run = await db.get(AccessRun, run_id)
-        if run is None or run.community_id != member.community_id:
-            raise NotFound("access run not found")
-        return _run_out(run)
+        return _run_out(await get_in_community(db, AccessRun, member.community_id, run_id, what="access run"))
 
 
 class ClaimController(Controller):
