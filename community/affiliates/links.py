@@ -291,16 +291,27 @@ def _secure(state: Any) -> bool:
     return state.settings.public_pages_url.startswith("https://")
 
 
+def _set_cookie(name: str, value: str, max_age: int, secure: bool) -> tuple[bytes, bytes]:
+    """The one way our link cookies are rendered, written directly: our values need no quoting,
+    and Litestar's Cookie rendering (through http.cookies and dataclasses.asdict) costs more
+    than the rest of a /r/ request together."""
+    return (b"set-cookie", f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax{'; Secure' if secure else ''}".encode())
+
+
+class _LinkCookie(Cookie):
+    """A Litestar Cookie (for a page's response: ?ref=) rendered as /r/ renders its own."""
+
+    def to_encoded_header(self) -> tuple[bytes, bytes]:
+        return _set_cookie(self.key, self.value or "", self.max_age or 0, bool(self.secure))
+
+
 def as_cookies(state: Any, cookies: list[tuple[str, str, int]]) -> list[Cookie]:
-    return [Cookie(key=k, value=v, max_age=age, httponly=True, samesite="lax", secure=_secure(state)) for k, v, age in cookies]
+    return [_LinkCookie(key=k, value=v, max_age=age, httponly=True, samesite="lax", secure=_secure(state)) for k, v, age in cookies]
 
 
 def _set_cookie_headers(state: Any, cookies: list[tuple[str, str, int]]) -> list[tuple[bytes, bytes]]:
-    """Set-Cookie lines written directly: our values need no quoting, and Litestar's Cookie
-    rendering (through http.cookies and dataclasses.asdict) costs more than the rest of the
-    request together."""
-    flags = "; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if _secure(state) else "")
-    return [(b"set-cookie", f"{k}={v}; Max-Age={age}{flags}".encode()) for k, v, age in cookies]
+    secure = _secure(state)
+    return [_set_cookie(k, v, age, secure) for k, v, age in cookies]
 
 
 _REDIRECT_HEADERS = [
