@@ -404,22 +404,13 @@ async def find_payment(
     purchase_checkout_id: int | None = None,
 ) -> Payment | None:
     """The payment recorded for any of these Stripe ids (per account) or this purchase checkout."""
-    matches = []
-    if stripe_payment_intent_id is not None:
-        matches.append(
-            (Payment.stripe_account_id.is_not_distinct_from(stripe_account_id))
-            & (Payment.stripe_payment_intent_id == stripe_payment_intent_id)
-        )
-    if stripe_invoice_id is not None:
-        matches.append(
-            (Payment.stripe_account_id.is_not_distinct_from(stripe_account_id))
-            & (Payment.stripe_invoice_id == stripe_invoice_id)
-        )
-    if stripe_charge_id is not None:
-        matches.append(
-            (Payment.stripe_account_id.is_not_distinct_from(stripe_account_id))
-            & (Payment.stripe_charge_id == stripe_charge_id)
-        )
+    same_account = Payment.stripe_account_id.is_not_distinct_from(stripe_account_id)
+    stripe_ids = (
+        (Payment.stripe_payment_intent_id, stripe_payment_intent_id),
+        (Payment.stripe_invoice_id, stripe_invoice_id),
+        (Payment.stripe_charge_id, stripe_charge_id),
+    )
+    matches = [same_account & (column == value) for column, value in stripe_ids if value is not None]
     if purchase_checkout_id is not None:
         matches.append((Payment.kind == PaymentKind.purchase) & (Payment.checkout_id == purchase_checkout_id))
     if not matches:
