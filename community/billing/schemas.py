@@ -9,11 +9,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from community.billing.discounts import Counts
+from community.billing.discounts import MAX_AMOUNT, MAX_MONTHS, MAX_OFFERS, Counts
 from community.billing.models import DiscountCode, DiscountRedemption, Payment, Refund
-
-MAX_ID = 2**63 - 1
-MAX_AMOUNT = 99_999_999
+from community.billing.refunds import MAX_REASON
+from community.web import MAX_ID
 
 CodeText = Annotated[
     str,
@@ -30,12 +29,12 @@ Currency = Annotated[
 AppliesToIn = Literal["all", "offers"]
 OfferIds = Annotated[
     list[Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]],
-    msgspec.Meta(max_length=200, description="With applies_to \"offers\": the offers the code is for."),
+    msgspec.Meta(max_length=MAX_OFFERS, description="With applies_to \"offers\": the offers the code is for."),
 ]
 When = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 DurationIn = Literal["once", "repeating", "forever"]
-Months = Annotated[int, msgspec.Meta(ge=1, le=36, description="Repeating discounts: how many months.")]
+Months = Annotated[int, msgspec.Meta(ge=1, le=MAX_MONTHS, description="Repeating discounts: how many months.")]
 
 
 class DiscountCodeCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -217,7 +216,7 @@ class RefundCreate(msgspec.Struct, forbid_unknown_fields=True):
     The membership is kept unless revoke_access is true."""
 
     amount: Annotated[int, msgspec.Meta(ge=1, le=MAX_AMOUNT)] | None = None
-    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON)] = ""
     revoke_access: bool = False
 
 
