@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
+from community.accounts.models import User
 from community.billing.models import Dispute, Payment
 from community.db import utcnow
 from community.hubs.models import Community
@@ -22,6 +23,11 @@ from community.settings import Settings
 
 def billing_page_url(settings: Settings, community_id: int) -> str:
     return f"{settings.base_url}/communities/{community_id}/billing"
+
+
+async def editors(session: AsyncSession, community_id: int) -> list[User]:
+    """Who hears of the community's billing (cancellations, failed payments, disputes): owners and admins."""
+    return [user for staff, user in await accounts.list_staff(session, community_id) if staff.role in accounts.EDITORS]
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -54,12 +60,11 @@ async def cancellation(session: AsyncSession, settings: Settings, entitlement: E
     )
     if by_staff:
         return
-    for staff, user in await accounts.list_staff(session, entitlement.community_id):
-        if staff.role in accounts.EDITORS:
-            await queue_email(
-                session, to=user.email, template="member_cancelled", community_id=entitlement.community_id,
-                name=user.name, email=user.email, member_name=member.name, member_email=member.email, **context,
-            )
+    for user in await editors(session, entitlement.community_id):
+        await queue_email(
+            session, to=user.email, template="member_cancelled", community_id=entitlement.community_id,
+            name=user.name, email=user.email, member_name=member.name, member_email=member.email, **context,
+        )
 
 
 OUTCOMES = {"won": "won", "lost": "lost", "warning_closed": "closed without a chargeback"}
@@ -94,9 +99,8 @@ async def dispute(
         )
     else:
         template, context["outcome"] = "dispute_closed", OUTCOMES.get(dispute.status, dispute.status)
-    for staff, user in await accounts.list_staff(session, payment.community_id):
-        if staff.role in accounts.EDITORS:
-            await queue_email(
-                session, to=user.email, template=template, community_id=payment.community_id,
-                name=user.name, email=user.email, **context,
-            )
+    for user in await editors(session, payment.community_id):
+        await queue_email(
+            session, to=user.email, template=template, community_id=payment.community_id,
+            name=user.name, email=user.email, **context,
+        )

@@ -27,7 +27,6 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from community.accounts import service as accounts
 from community.accounts.models import User
 from community.billing import notices
 from community.billing import service as billing
@@ -347,12 +346,11 @@ async def _tell_payment_failed(
     context["grace_ends"] = _day(subscription.grace_ends_at)
     context["grace_days"] = community.grace_days
     await queue_email(session, to=user.email, template="payment_failed", community_id=community.id, **context)
-    for member, staff in await accounts.list_staff(session, community.id):
-        if member.role in accounts.EDITORS:
-            await queue_email(
-                session, to=staff.email, template="payment_failed_staff", community_id=community.id,
-                staff_name=staff.name, **context,
-            )
+    for staff in await notices.editors(session, community.id):
+        await queue_email(
+            session, to=staff.email, template="payment_failed_staff", community_id=community.id,
+            staff_name=staff.name, **context,
+        )
 
 
 # ---------------------------------------------------------------- webhook handlers
