@@ -447,7 +447,7 @@ async def _email_refund(
         amount=format_amount(refund.amount, refund.currency),
         paid=format_amount(payment.amount, payment.currency),
         access_revoked=access_revoked,
-        billing_url=f"{settings.base_url}/communities/{payment.community_id}/billing",
+        billing_url=notices.billing_page_url(settings, payment.community_id),
         site_url=settings.base_url,
     )
 
