@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Date, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -189,13 +188,6 @@ async def by_offer(session: AsyncSession, community_id: int) -> list[ReportLine]
 
 
 MONEY = ("revenue", "pending", "approved", "paid", "reversed")
-
-
-def totals_out(totals: Totals) -> dict[str, Any]:
-    return {
-        "currency": totals.currency, "sales": totals.sales, "rejected": totals.rejected,
-        **{name: getattr(totals, name) for name in MONEY},
-    }
 
 
 def report_csv(lines: list[ReportLine], *, per: str) -> str:

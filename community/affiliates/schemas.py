@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Annotated
 
@@ -12,8 +13,9 @@ from community.affiliates import reports
 from community.affiliates.models import Affiliate
 from community.affiliates.service import Figures
 from community.offers.models import Offer
+from community.web import MAX_ID
 
-Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 
 
 class Enrol(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,7 +52,7 @@ class TotalsOut(msgspec.Struct):
 
 
 def totals_out(totals: reports.Totals) -> TotalsOut:
-    return TotalsOut(**reports.totals_out(totals))
+    return TotalsOut(**dataclasses.asdict(totals))  # the same fields
 
 
 class DayOut(msgspec.Struct):
