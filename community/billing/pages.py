@@ -5,6 +5,8 @@ custom code."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -40,6 +42,17 @@ def _page_csp(settings: Settings) -> str:
 async def _participant(db: Db, community_id: int, viewer: Principal) -> None:
     if await accounts.membership(db, community_id, viewer.user_id) is None:
         raise NotFound("community not found")
+
+
+async def _change(
+    change: Callable[..., Awaitable[object]], db: Db, state: State, viewer: Principal | None, community_id: int, entitlement_id: int
+) -> Redirect:
+    """A member's cancel or resume from the page's form, then back to the page."""
+    if viewer is None:
+        return Redirect("/login")
+    await _participant(db, community_id, viewer)
+    await change(db, state.settings, community_id=community_id, user_id=viewer.user_id, entitlement_id=entitlement_id)
+    return Redirect(f"/communities/{community_id}/billing", status_code=303)
 
 
 class BillingPages(Controller):
@@ -88,23 +101,11 @@ class BillingPages(Controller):
 
     @post("/{entitlement_id:int}/cancel")
     async def cancel(self, community_id: FromPath[int], entitlement_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:
-        if viewer is None:
-            return Redirect("/login")
-        await _participant(db, community_id, viewer)
-        await memberships.cancel_at_period_end(
-            db, state.settings, community_id=community_id, user_id=viewer.user_id, entitlement_id=entitlement_id
-        )
-        return Redirect(f"/communities/{community_id}/billing", status_code=303)
+        return await _change(memberships.cancel_at_period_end, db, state, viewer, community_id, entitlement_id)
 
     @post("/{entitlement_id:int}/resume")
     async def resume(self, community_id: FromPath[int], entitlement_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:
-        if viewer is None:
-            return Redirect("/login")
-        await _participant(db, community_id, viewer)
-        await memberships.resume(
-            db, state.settings, community_id=community_id, user_id=viewer.user_id, entitlement_id=entitlement_id
-        )
-        return Redirect(f"/communities/{community_id}/billing", status_code=303)
+        return await _change(memberships.resume, db, state, viewer, community_id, entitlement_id)
 
     @post("/{entitlement_id:int}/payment-method")
     async def payment_method(
