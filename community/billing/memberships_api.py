@@ -4,6 +4,7 @@ resume, update the payment method) and the staff's end of one (now, at Stripe to
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from litestar import Controller, get, post
@@ -92,7 +93,12 @@ def membership_out(m: memberships.Membership) -> MembershipOut:
     )
 
 
-async def _one(db: Db, state: State, community_id: int, user_id: int, entitlement_id: int) -> MembershipOut:
+async def _change(
+    change: Callable[..., Awaitable[object]], db: Db, state: State, participant: StaffMember, entitlement_id: int
+) -> MembershipOut:
+    """A member's cancel or resume, answered with the membership as it is now."""
+    community_id, user_id = participant.community_id, participant.user_id
+    await change(db, state.settings, community_id=community_id, user_id=user_id, entitlement_id=entitlement_id)
     for m in await memberships.my_memberships(db, state.settings, community_id, user_id):
         if m.entitlement.id == entitlement_id:
             return membership_out(m)
@@ -122,19 +128,11 @@ class MyMembershipsController(Controller):
 
     @post("/memberships/{entitlement_id:int}/cancel", status_code=200, summary="Cancel at the period's end (access stays until then)")
     async def cancel(self, entitlement_id: ObjectId, participant: StaffMember, db: Db, state: State) -> MembershipOut:
-        await memberships.cancel_at_period_end(
-            db, state.settings, community_id=participant.community_id, user_id=participant.user_id,
-            entitlement_id=entitlement_id,
-        )
-        return await _one(db, state, participant.community_id, participant.user_id, entitlement_id)
+        return await _change(memberships.cancel_at_period_end, db, state, participant, entitlement_id)
 
     @post("/memberships/{entitlement_id:int}/resume", status_code=200, summary="Resume a cancelled membership before its period ends")
     async def resume(self, entitlement_id: ObjectId, participant: StaffMember, db: Db, state: State) -> MembershipOut:
-        await memberships.resume(
-            db, state.settings, community_id=participant.community_id, user_id=participant.user_id,
-            entitlement_id=entitlement_id,
-        )
-        return await _one(db, state, participant.community_id, participant.user_id, entitlement_id)
+        return await _change(memberships.resume, db, state, participant, entitlement_id)
 
     @post(
         "/memberships/{entitlement_id:int}/payment-method",
