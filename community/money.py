@@ -44,10 +44,15 @@ def check_chargeable(amount: int, currency: str, field: str = "amount") -> None:
         raise Invalid(f"must be at least {format_amount(minimum, currency)} for {currency.upper()}", field=field)
 
 
-def format_amount(amount: int, currency: str) -> str:
+def decimal_amount(amount: int, currency: str) -> str:
+    """Minor units as a plain decimal (spreadsheets, display): 1234 USD -> 12.34."""
     places = exponent(currency)
     if places == 0:
-        return f"{amount} {currency.upper()}"
+        return str(amount)
     sign = "-" if amount < 0 else ""
     whole, fraction = divmod(abs(amount), 10**places)
-    return f"{sign}{whole}.{fraction:0{places}d} {currency.upper()}"
+    return f"{sign}{whole}.{fraction:0{places}d}"
+
+
+def format_amount(amount: int, currency: str) -> str:
+    return f"{decimal_amount(amount, currency)} {currency.upper()}"

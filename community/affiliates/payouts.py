@@ -28,7 +28,7 @@ from community.affiliates.models import (
 )
 from community.db import get_in_community, newest_first, utcnow
 from community.errors import Conflict, Invalid, check_storable
-from community.money import exponent
+from community.money import decimal_amount
 from community.offers.models import Offer
 
 PAYABLE_STATES = (CommissionState.approved, CommissionState.paid)
@@ -48,16 +48,6 @@ def _payable(community_id: int, *columns):
             Commission.state.in_(PAYABLE_STATES),
         )
     )
-
-
-def decimal_amount(amount: int, currency: str) -> str:
-    """Minor units as a plain decimal for spreadsheets: 1234 USD -> 12.34."""
-    places = exponent(currency)
-    if places == 0:
-        return str(amount)
-    sign = "-" if amount < 0 else ""
-    whole, fraction = divmod(abs(amount), 10**places)
-    return f"{sign}{whole}.{fraction:0{places}d}"
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ from community.affiliates.models import (
     Payout,
     PayoutState,
 )
-from community.affiliates.payouts import PAYABLE_STATES, decimal_amount, to_csv
+from community.affiliates.payouts import PAYABLE_STATES, to_csv
 from community.billing.models import Payment
 from community.db import newest_first
+from community.money import decimal_amount
 from community.offers.models import Offer
 
 EARNING_STATES = (CommissionState.pending, CommissionState.approved, CommissionState.paid)
