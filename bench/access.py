@@ -38,7 +38,7 @@ import time
 import asyncpg
 import httpx
 import uvicorn
-from harness import cpu_seconds, log, out, scratch_settings, server_process
+from harness import load, log, out, scratch_settings, server_process
 from litestar import Litestar, get
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -288,38 +288,6 @@ def serve(settings: Settings, port: int) -> None:
     uvicorn.run(server, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
 
 
-async def load(
-    port: int, server_pid: int, path: str, headers: dict[str, str], seconds: float, concurrency: int
-) -> tuple[int, float, float, float]:
-    """A minimal HTTP/1.1 load generator on keep-alive connections (a few microseconds of our
-    CPU per request, so the server is what is measured): (requests done, elapsed, the server
-    process's CPU share and ours over that time)."""
-    request = "".join([f"GET {path} HTTP/1.1\r\nHost: bench\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"]).encode()
-    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
-    until, count = [0.0], [0]
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while time.perf_counter() < until[0]:
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            if head[9:12] != b"200":
-                raise RuntimeError(f"GET {path}: {head[:200]!r}")
-            at = head.lower().index(b"content-length:") + 15
-            await reader.readexactly(int(head[at : head.index(b"\r\n", at)]))
-            count[0] += 1
-
-    until[0] = time.perf_counter() + 0.1  # warm-up
-    await asyncio.gather(*(client(*c) for c in connections))
-    count[0], start, cpu, server_cpu = 0, time.perf_counter(), time.process_time(), cpu_seconds(server_pid)
-    until[0] = start + seconds
-    await asyncio.gather(*(client(*c) for c in connections))
-    elapsed = time.perf_counter() - start
-    server_share, client_share = (cpu_seconds(server_pid) - server_cpu) / elapsed, (time.process_time() - cpu) / elapsed
-    for _, writer in connections:
-        writer.close()
-    return count[0], elapsed, server_share, client_share
-
-
 async def http_ratio(
     settings: Settings, rounds: int, seconds: float, concurrency: int, check_path: str, me_path: str, buyer: dict
 ) -> None:
@@ -333,7 +301,10 @@ async def http_ratio(
             for name, path, headers in (("bare", "/bare/groups", {}), ("check", check_path, buyer), ("me", me_path, buyer)):
                 if name == "me" and round_:
                     continue  # for reference, once
-                count, elapsed, server_share, client_cpu = await load(port, server_pid, path, headers, seconds, concurrency)
+                request = "".join([f"GET {path} HTTP/1.1\r\nHost: bench\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"]).encode()
+                count, elapsed, server_share, client_cpu = await load(
+                    port, server_pid, lambda n, i, request=request: request, b"200", seconds, concurrency, warm_up=0.1
+                )
                 done_[name].append((count, elapsed))
                 log(f"  {name:5s} {count / elapsed:6.0f}/s  server process CPU {server_share:4.0%} of a core, load generator {client_cpu:4.0%}")
         bare_rate, check_rate, me_rate = (sum(c for c, _ in done_[k]) / sum(t for _, t in done_[k]) for k in ("bare", "check", "me"))

@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import time
 
 import httpx
 import uvicorn
-from harness import cpu_seconds, log, out, scratch_settings, server_process
+from harness import load, log, out, scratch_settings, server_process
 from litestar import Litestar, get
 from litestar.response import Redirect
 from sqlalchemy import text
@@ -54,33 +53,15 @@ def serve(settings: Settings, port: int) -> None:
     uvicorn.run(server, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
 
 
-async def load(port: int, server_pid: int, prefix: str, codes: list[str], seconds: float, concurrency: int, run: str) -> tuple[int, float, float]:
-    """Keep-alive connections sending GET {prefix}{code} with a fresh visitor cookie each time:
-    (redirects received, elapsed, the server process's CPU share)."""
-    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
-    until, count = [0.0], [0]
+def link_requests(prefix: str, codes: list[str], run: str):
+    """GET {prefix}{code} with a visitor cookie of its own each time: every one a click to count."""
 
-    async def client(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sent = 0
-        while time.perf_counter() < until[0]:
-            sent += 1
-            code = codes[(n + sent) % len(codes)]
-            visitor = f"{run}-{n:03d}-{sent:012d}"  # unique per request: every click counts
-            writer.write(f"GET {prefix}{code} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nCookie: community_vid={visitor}\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            if head[9:12] != b"302":
-                raise RuntimeError(f"GET {prefix}{code}: {head[:300]!r}")
-            at = head.lower().index(b"content-length:") + 15
-            await reader.readexactly(int(head[at : head.index(b"\r\n", at)]))
-            count[0] += 1
+    def request(n: int, sent: int) -> bytes:
+        code = codes[(n + sent) % len(codes)]
+        visitor = f"{run}-{n:03d}-{sent:012d}"  # unique per request: every click counts
+        return f"GET {prefix}{code} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nCookie: community_vid={visitor}\r\n\r\n".encode()
 
-    start, server_cpu = time.perf_counter(), cpu_seconds(server_pid)
-    until[0] = start + seconds
-    await asyncio.gather(*(client(n, *c) for n, c in enumerate(connections)))
-    elapsed = time.perf_counter() - start
-    for _, writer in connections:
-        writer.close()
-    return count[0], elapsed, (cpu_seconds(server_pid) - server_cpu) / elapsed
+    return request
 
 
 async def setup(settings: Settings, affiliates: int) -> list[str]:
@@ -123,13 +104,14 @@ async def bench(settings: Settings, options: argparse.Namespace) -> None:
     log(f"{len(codes)} affiliates of one offer; starting uvicorn in its own process")
     async with server_process(serve, settings, "/bare/r/x") as (port, server_pid):
         run = secrets.token_hex(3)
-        warm_up, _, _ = await load(port, server_pid, "/r/", codes, options.warm_up, options.concurrency, f"{run}w")  # clicks too
-        await load(port, server_pid, "/bare/r/", codes, options.warm_up, options.concurrency, f"{run}w")
+        warm_up, *_ = await load(port, server_pid, link_requests("/r/", codes, f"{run}w"), b"302", options.warm_up, options.concurrency)  # clicks too
+        await load(port, server_pid, link_requests("/bare/r/", codes, f"{run}w"), b"302", options.warm_up, options.concurrency)
         done: dict[str, list[tuple[int, float]]] = {"bare": [], "link": []}
         log(f"{options.rounds} alternating rounds of {options.round_seconds:g} s per endpoint, {options.concurrency} keep-alive connections")
         for round_ in range(options.rounds):
             for name, prefix in (("bare", "/bare/r/"), ("link", "/r/")):
-                count, elapsed, server_cpu = await load(port, server_pid, prefix, codes, options.round_seconds, options.concurrency, f"{run}r{round_}")
+                requests = link_requests(prefix, codes, f"{run}r{round_}")
+                count, elapsed, server_cpu, _ = await load(port, server_pid, requests, b"302", options.round_seconds, options.concurrency)
                 done[name].append((count, elapsed))
                 log(f"  {name:4s} {count / elapsed:6.0f}/s  server process CPU {server_cpu:4.0%} of a core")
         clicks = warm_up + sum(c for c, _ in done["link"])

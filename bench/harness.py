@@ -1,5 +1,6 @@
 """What the bench scripts share: their output lines, a scratch database on the configured (or
-embedded) services, a uvicorn server in its own process, and timed rounds of calls."""
+embedded) services, a uvicorn server in its own process and a keep-alive HTTP load on it, and
+timed rounds of calls."""
 
 from __future__ import annotations
 
@@ -115,3 +116,44 @@ async def server_process(serve: Callable[[Settings, int], None], settings: Setti
     finally:
         server.terminate()
         server.join(timeout=60)
+
+
+async def load(
+    port: int,
+    server_pid: int,
+    request: Callable[[int, int], bytes],
+    status: bytes,
+    seconds: float,
+    concurrency: int,
+    warm_up: float = 0.0,
+) -> tuple[int, float, float, float]:
+    """A minimal HTTP/1.1 load generator on keep-alive connections (a few microseconds of our
+    CPU per request, so the server is what is measured): connection n sends `request(n, i)` for
+    its i-th request and expects `status`, for `seconds` after `warm_up` seconds not counted.
+    (responses, elapsed, the server process's CPU share and ours over that time)."""
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+    until, count = [0.0], [0]
+
+    async def client(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sent = 0
+        while time.perf_counter() < until[0]:
+            sent += 1
+            writer.write(request(n, sent))
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head[9:12] != status:
+                raise RuntimeError(f"{request(n, sent)[:100]!r}: {head[:300]!r}")
+            at = head.lower().index(b"content-length:") + 15
+            await reader.readexactly(int(head[at : head.index(b"\r\n", at)]))
+            count[0] += 1
+
+    if warm_up:
+        until[0] = time.perf_counter() + warm_up
+        await asyncio.gather(*(client(n, *c) for n, c in enumerate(connections)))
+    count[0], start, cpu, server_cpu = 0, time.perf_counter(), time.process_time(), cpu_seconds(server_pid)
+    until[0] = start + seconds
+    await asyncio.gather(*(client(n, *c) for n, c in enumerate(connections)))
+    elapsed = time.perf_counter() - start
+    server_share, client_share = (cpu_seconds(server_pid) - server_cpu) / elapsed, (time.process_time() - cpu) / elapsed
+    for _, writer in connections:
+        writer.close()
+    return count[0], elapsed, server_share, client_share
