@@ -10,21 +10,16 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.params import JSONBody, QueryParameter
-from sqlalchemy import select
 
-from community.accounts import service as accounts
 from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
-from community.affiliates import payouts, reports
+from community.affiliates import payouts, reports, service
 from community.affiliates.models import (
-    Affiliate,
     Commission,
     CommissionState,
     Payout,
     PayoutState,
 )
 from community.affiliates.schemas import TotalsOut, totals_out
-from community.db import get_in_community
-from community.errors import NotFound
 from community.web import MAX_ID, Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 AffiliateFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this affiliate's.")]
@@ -136,22 +131,9 @@ class AffiliateReportController(Controller):
     async def earnings(
         self, participant: StaffMember, db: Db, affiliate_id: AffiliateFilter = None
     ) -> list[AffiliateEarningsOut]:
-        community_id = participant.community_id
-        if affiliate_id is None:
-            mine = await db.scalars(
-                select(Affiliate)
-                .where(Affiliate.community_id == community_id, Affiliate.user_id == participant.user_id)
-                .order_by(Affiliate.id)
-            )
-            chosen = list(mine.all())
-        else:
-            affiliate = await get_in_community(db, Affiliate, community_id, affiliate_id, what="affiliate")
-            if affiliate.user_id != participant.user_id and participant.role not in accounts.STAFF:
-                raise NotFound("affiliate not found")
-            chosen = [affiliate]
         return [
-            AffiliateEarningsOut(a.id, a.offer_id, [totals_out(t) for t in await reports.earnings(db, community_id, a.id)])
-            for a in chosen
+            AffiliateEarningsOut(a.id, a.offer_id, [totals_out(t) for t in await reports.earnings(db, a.community_id, a.id)])
+            for a in await service.visible_affiliates(db, participant, affiliate_id)
         ]
 
     @get("/commissions", summary="Commissions, newest first (keyset pages), by affiliate, offer or state")

@@ -11,7 +11,8 @@ from sqlalchemy import Date, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from community.accounts.models import User
+from community.accounts.models import Member, User
+from community.accounts.service import STAFF
 from community.affiliates import reports
 from community.affiliates.links import Attribution
 from community.affiliates.models import Affiliate, AffiliateStatus, Click
@@ -158,6 +159,22 @@ async def set_status(session: AsyncSession, community_id: int, affiliate_id: int
         affiliate.suspended_at = utcnow() if status is AffiliateStatus.suspended else None
         await session.flush()
     return affiliate, await session.get_one(User, affiliate.user_id)
+
+
+async def visible_affiliates(session: AsyncSession, member: Member, affiliate_id: int | None) -> list[Affiliate]:
+    """The member's own enrolments in their community, or the one affiliate asked for: staff
+    may ask for anyone's, others only for their own (anyone else's is not found)."""
+    if affiliate_id is None:
+        mine = await session.scalars(
+            select(Affiliate)
+            .where(Affiliate.community_id == member.community_id, Affiliate.user_id == member.user_id)
+            .order_by(Affiliate.id)
+        )
+        return list(mine.all())
+    affiliate = await get_in_community(session, Affiliate, member.community_id, affiliate_id, what="affiliate")
+    if affiliate.user_id != member.user_id and member.role not in STAFF:
+        raise NotFound("affiliate not found")
+    return [affiliate]
 
 
 # ---------------------------------------------------------------- attribution
