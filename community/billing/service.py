@@ -224,17 +224,7 @@ async def reserve(
         return
     _check_window(code, now)
     await _check_limits(session, code, email=email, now=now, checkout_id=checkout_id)
-    await session.execute(
-        update(DiscountRedemption)
-        .where(
-            DiscountRedemption.community_id == community_id,
-            DiscountRedemption.checkout_id == checkout_id,
-            DiscountRedemption.code_id != code.id,
-            DiscountRedemption.state == RedemptionState.reserved,
-        )
-        .values(state=RedemptionState.released)
-        .execution_options(synchronize_session=False)
-    )
+    await release(session, community_id=community_id, checkout_id=checkout_id, keep_code_id=code.id)
     values = {
         "email_normalized": normalize_email(email),
         "user_id": user_id,
@@ -278,16 +268,18 @@ async def redeem(session: AsyncSession, *, community_id: int, checkout_id: int) 
     return redeemed is not None
 
 
-async def release(session: AsyncSession, *, community_id: int, checkout_id: int) -> None:
+async def release(
+    session: AsyncSession, *, community_id: int, checkout_id: int, keep_code_id: int | None = None
+) -> None:
     """The checkout was abandoned or expired: its reservation counts no more. A redeemed one
-    stays redeemed. Idempotent."""
+    stays redeemed. Idempotent. `keep_code_id`: that code's reservation stays (`reserve`
+    switching the checkout to it refreshes it)."""
+    mine = [DiscountRedemption.community_id == community_id, DiscountRedemption.checkout_id == checkout_id]
+    if keep_code_id is not None:
+        mine.append(DiscountRedemption.code_id != keep_code_id)
     await session.execute(
         update(DiscountRedemption)
-        .where(
-            DiscountRedemption.community_id == community_id,
-            DiscountRedemption.checkout_id == checkout_id,
-            DiscountRedemption.state == RedemptionState.reserved,
-        )
+        .where(*mine, DiscountRedemption.state == RedemptionState.reserved)
         .values(state=RedemptionState.released)
         .execution_options(synchronize_session=False)
     )
