@@ -20,6 +20,7 @@ from community.accounts.guards import (
     provide_principal,
 )
 from community.billing import memberships
+from community.billing import service as billing
 from community.billing.schemas import PaymentOut, payment_out
 from community.offers import entitlements
 from community.offers.access_api import End, EntitlementOut, entitlement_out
@@ -124,7 +125,8 @@ class MyMembershipsController(Controller):
 
     @get("/total-spent", summary="What I paid here, per currency, net of refunds and chargebacks")
     async def total_spent(self, participant: StaffMember, db: Db) -> TotalSpentOut:
-        return TotalSpentOut(await memberships.total_spent(db, participant.community_id, participant.user_id))
+        # The guard found the participant: no second membership check (memberships.total_spent's).
+        return TotalSpentOut(await billing.total_spent(db, community_id=participant.community_id, user_id=participant.user_id))
 
     @post("/memberships/{entitlement_id:int}/cancel", status_code=200, summary="Cancel at the period's end (access stays until then)")
     async def cancel(self, entitlement_id: ObjectId, participant: StaffMember, db: Db, state: State) -> MembershipOut:
