@@ -245,18 +245,15 @@ async def end_now(
 
 
 async def _cancel_at_stripe(settings: Settings, subscription: Subscription) -> Any:
-    client = stripe_client(settings)
     try:
         try:
-            return await client.v1.subscriptions.cancel_async(
+            return await stripe_client(settings).v1.subscriptions.cancel_async(
                 subscription.stripe_subscription_id,
                 {"cancellation_details": {"comment": "cancelled by staff"}},
                 _options(subscription, f"cancel-{subscription.stripe_subscription_id}"),
             )
         except stripe.InvalidRequestError as refused:
-            current = await client.v1.subscriptions.retrieve_async(
-                subscription.stripe_subscription_id, options=_options(subscription)
-            )
+            current = await subscriptions.fetch(settings, subscription)
             if current.status not in ENDED_AT_STRIPE:
                 raise refused from None
             return current  # already cancelled at Stripe (a repeated request)
