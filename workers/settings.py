@@ -7,7 +7,7 @@ from typing import Any
 from arq.cron import cron
 from arq.worker import Worker, func
 
-from community.affiliates.commissions import APPROVE_BATCH, approve_due
+from community.affiliates.commissions import approve_all_due
 from community.billing.refunds import retry_pending
 from community.db import create_engine, session_factory
 from community.jobs import (
@@ -31,13 +31,7 @@ async def sweep_expired_entitlements(ctx: dict[str, Any]) -> int:
 
 async def approve_commissions(ctx: dict[str, Any]) -> int:
     """Every five minutes: commissions whose hold is over become payable (batched, idempotent)."""
-    approved = 0
-    while True:
-        async with ctx["sessions"]() as session, session.begin():
-            done = await approve_due(session)
-        approved += done
-        if done < APPROVE_BATCH:
-            return approved
+    return await approve_all_due(ctx["sessions"])
 
 
 async def retry_pending_refunds(ctx: dict[str, Any]) -> int:

@@ -23,7 +23,7 @@ import logging
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.accounts.models import User
 from community.affiliates.models import (
@@ -289,6 +289,17 @@ async def approve_due(session: AsyncSession, *, now: dt.datetime | None = None, 
         .execution_options(synchronize_session=False)
     )
     return len(approved.all())
+
+
+async def approve_all_due(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """The approval cron: one transaction per batch until a batch comes back short."""
+    approved = 0
+    while True:
+        async with sessions() as session, session.begin():
+            done = await approve_due(session)
+        approved += done
+        if done < APPROVE_BATCH:
+            return approved
 
 
 # ---------------------------------------------------------------- jobs
