@@ -16,6 +16,10 @@ class StripeNotConfigured(Conflict):
     """Answered 409: the platform has no Stripe key, so nothing paid can be sold."""
 
 
+# Stripe did not answer (or failed on its side): the call may or may not have taken effect.
+UNANSWERED = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
+
+
 # One client (and so one connection pool) per event loop: an httpx pool cannot outlive or
 # cross the loop it was made on (the demo seeds in one loop, then serves in another).
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str | None], stripe.StripeClient]] = (

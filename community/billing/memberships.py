@@ -28,11 +28,10 @@ from community.hubs.models import Community
 from community.offers import entitlements
 from community.offers.models import Entitlement, EntitlementStatus, Offer, OfferStatus
 from community.settings import Settings
-from community.stripe_client import stripe_client
+from community.stripe_client import UNANSWERED, stripe_client
 
 ENDED_AT_STRIPE = subscriptions.CANCELED
 # Stripe's answers that tell nothing about the request's outcome (it may not have run): try again later.
-UNANSWERED = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
 
 
 class StripeChangeFailed(DomainError):

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from community.accounts import service as accounts
 from community.billing import memberships, notices
 from community.billing import service as billing
-from community.billing.memberships import UNANSWERED, CancelFailed
+from community.billing.memberships import CancelFailed
 from community.billing.models import Dispute, Payment, Refund, RefundState
 from community.billing.subscriptions import from_stamp, id_of, metadata_id
 from community.db import utcnow
@@ -45,7 +45,7 @@ from community.money import format_amount
 from community.notifications.service import queue_email
 from community.offers.models import EntitlementStatus, Offer
 from community.settings import Settings
-from community.stripe_client import stripe_client
+from community.stripe_client import UNANSWERED, stripe_client
 
 # Dispute statuses that hold the payment's money (inquiries, "warning_*", hold nothing).
 HOLDING = ("needs_response", "under_review", "lost")
