@@ -44,7 +44,7 @@ from community.billing.models import (
     PaymentStatus,
     RedemptionState,
 )
-from community.db import get_in_community, utcnow
+from community.db import get_in_community, newest_first, utcnow
 from community.errors import Conflict, Invalid, NotFound, TooManyRequests
 from community.money import MINIMUM_CHARGE, format_amount, validate_currency
 
@@ -474,11 +474,4 @@ async def list_payments(
     offer_id: int | None = None,
 ) -> list[Payment]:
     """Payments, newest first."""
-    query = select(Payment).where(Payment.community_id == community_id).order_by(Payment.id.desc()).limit(limit)
-    if after is not None:
-        query = query.where(Payment.id < after)
-    if user_id is not None:
-        query = query.where(Payment.user_id == user_id)
-    if offer_id is not None:
-        query = query.where(Payment.offer_id == offer_id)
-    return list((await session.scalars(query)).all())
+    return await newest_first(session, Payment, community_id, after=after, limit=limit, user_id=user_id, offer_id=offer_id)
