@@ -64,13 +64,6 @@ FLOOR = (
 )
 
 
-def positional(sql: str, *names: str) -> str:
-    """A text() statement's :names as asyncpg's $1, $2, ... (to prepare it on a raw connection)."""
-    for i, name in enumerate(names, 1):
-        sql = sql.replace(f":{name}", f"${i}")
-    return sql
-
-
 def background_runs(database_url: str, community_id: int, offer_id: int, group_id: int, run_id: int, in_run, stop, done) -> None:
     """In its own process: process the run, then remove or add the group for everyone again,
     process that run, ... until told to stop (after the current run). Each run's time to `done`."""
@@ -211,8 +204,8 @@ async def bench(settings: Settings, buyers: int, samples: int, rounds: int, seco
         )
         worker.start()
         raw = await asyncpg.connect(make_url(settings.database_url).set(drivername="postgresql").render_as_string(hide_password=False))
-        can_open = await raw.prepare(positional(access._CAN_OPEN.text, "community_id", "user_id", "group_id"))
-        check = await raw.prepare(positional(access.ACCESS_CHECK.text, "token_hash", "community_id", "group_id"))
+        can_open = await raw.prepare(access.positional(access._CAN_OPEN.text, "community_id", "user_id", "group_id"))
+        check = await raw.prepare(access._ACCESS_CHECK_SQL)
         buyer_hash = accounts.hash_secret(buyer_signup["secret"])
         while not in_run.value:
             await asyncio.sleep(0.01)

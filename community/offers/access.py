@@ -193,7 +193,16 @@ ACCESS_CHECK = text(
       AND (t.expires_at IS NULL OR t.expires_at > now())
     """
 )
-_ACCESS_CHECK_SQL = ACCESS_CHECK.text.replace(":token_hash", "$1").replace(":community_id", "$2").replace(":group_id", "$3")
+
+
+def positional(sql: str, *names: str) -> str:
+    """A text() statement's :names as asyncpg's $1, $2, ... (to prepare it on a raw connection)."""
+    for i, name in enumerate(names, 1):
+        sql = sql.replace(f":{name}", f"${i}")
+    return sql
+
+
+_ACCESS_CHECK_SQL = positional(ACCESS_CHECK.text, "token_hash", "community_id", "group_id")
 
 # A connection that lost its server (a restart, a failover): the check is retried once on another.
 _GONE = (
