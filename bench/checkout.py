@@ -31,9 +31,9 @@ from harness import log, out, scratch_settings, timed
 from litestar import Litestar, get
 
 from community.app import create_app
-from community.checkout.sandbox import StripeSandbox
 from community.migrate import upgrade
 from community.settings import Settings
+from stripe_sandbox import StripeSandbox
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')

@@ -134,7 +134,7 @@ def _demo_stripe(settings: Settings):
         return
     import secrets
 
-    from community.checkout.sandbox import StripeSandbox
+    from stripe_sandbox import StripeSandbox
 
     with StripeSandbox(api_key="sk_test_demo") as sandbox:
         platform_secret, connect_secret = f"whsec_{secrets.token_hex(16)}", f"whsec_{secrets.token_hex(16)}"

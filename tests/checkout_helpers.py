@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from community.checkout.sandbox import StripeSandbox
 from community.settings import Settings
+from stripe_sandbox import StripeSandbox
 from tests.conftest import Account, StripeFixture
 from tests.helpers import run_jobs
 from tests.test_access import make_group  # noqa: F401 - re-exported for the checkout tests

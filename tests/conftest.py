@@ -27,13 +27,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from community.app import create_app
-from community.checkout.sandbox import StripeSandbox
 from community.db import create_engine, session_factory, to_async_url
 from community.migrate import upgrade
 from community.models import metadata
 from community.runtime import services
 from community.settings import Settings
 from community.stripe_client import stripe_client
+from stripe_sandbox import StripeSandbox
 
 
 @dataclass

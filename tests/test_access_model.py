@@ -16,13 +16,20 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from community.db import utcnow
 from community.errors import Conflict
 from community.offers import access, entitlements, grants, runs
-from community.offers.models import EntitlementSource, EntitlementStatus, Offer, OfferStatus, Pricing
+from community.offers.models import (
+    EntitlementSource,
+    EntitlementStatus,
+    Offer,
+    OfferStatus,
+    Pricing,
+)
 from tests.conftest import sign_up
 
 API = "/api/v1"

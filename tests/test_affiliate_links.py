@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from community.affiliates.links import ClickRecorder, Target
 from community.affiliates.models import Click
 from community.app import create_app
-from community.checkout.models import Checkout
+from community.billing.models import Checkout
 from tests.checkout_helpers import (
     API,
     CSRF,

@@ -15,8 +15,13 @@ import stripe
 from sqlalchemy import func, select
 
 from community.accounts.models import Member
-from community.billing.models import DiscountRedemption, Payment
-from community.checkout.models import Checkout, CheckoutState, StripeEvent
+from community.billing.models import (
+    Checkout,
+    CheckoutState,
+    DiscountRedemption,
+    Payment,
+    StripeEvent,
+)
 from community.offers.models import Entitlement
 from community.stripe_client import stripe_client
 from tests.checkout_helpers import (

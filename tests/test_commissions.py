@@ -29,8 +29,7 @@ from community.affiliates.models import (
     LedgerEntry,
 )
 from community.billing import service as billing
-from community.billing.models import Payment
-from community.checkout.models import Checkout
+from community.billing.models import Checkout, Payment
 from community.jobs import OutboxJob
 from community.offers.models import (
     Entitlement,

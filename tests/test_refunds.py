@@ -18,8 +18,14 @@ from sqlalchemy import func, select, text
 from community.billing import events as billing_events
 from community.billing import refunds
 from community.billing import service as billing
-from community.billing.models import Dispute, Payment, Refund, RefundState, Subscription
-from community.checkout.models import StripeEvent
+from community.billing.models import (
+    Dispute,
+    Payment,
+    Refund,
+    RefundState,
+    StripeEvent,
+    Subscription,
+)
 from community.errors import NotYetKnown
 from community.jobs import JobState, OutboxJob
 from community.notifications.service import SEND_EMAIL

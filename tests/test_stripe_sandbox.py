@@ -24,9 +24,9 @@ import httpx
 import pytest
 import stripe
 
-from community.checkout.sandbox import SandboxError, StripeSandbox
-from community.checkout.sandbox.state import add_months
-from community.checkout.sandbox.store import Store
+from stripe_sandbox import SandboxError, StripeSandbox
+from stripe_sandbox.state import add_months
+from stripe_sandbox.store import Store
 
 # stripe's HTTPXClient hands httpx a str body as `data=`; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
@@ -911,7 +911,7 @@ async def test_http_controls(sandbox: StripeSandbox, sc: stripe.StripeClient, br
 def test_standalone_server() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "community.checkout.sandbox", "--port", str(port)],
+        [sys.executable, "-m", "stripe_sandbox", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

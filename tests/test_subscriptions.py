@@ -21,10 +21,8 @@ from community import jobs
 from community.billing import events as billing_events
 from community.billing import service as billing
 from community.billing import subscriptions
-from community.billing.models import Payment, Subscription
+from community.billing.models import Payment, StripeEvent, Subscription
 from community.checkout import webhooks
-from community.checkout.models import StripeEvent
-from community.checkout.sandbox import sign
 from community.errors import NotYetKnown
 from community.jobs import JobState, OutboxJob
 from community.notifications.service import SEND_EMAIL
@@ -32,6 +30,7 @@ from community.offers import access
 from community.offers.models import Entitlement, EntitlementEvent
 from community.offers.tasks import sweep_expired
 from community.stripe_client import stripe_client
+from stripe_sandbox import sign
 from tests.checkout_helpers import API, submit_checkout
 from tests.conftest import CONNECT_WEBHOOK_SECRET, PLATFORM_WEBHOOK_SECRET
 from tests.helpers import relay, run_jobs

@@ -34,8 +34,7 @@ from community.affiliates.models import (
     EntryKind,
     LedgerEntry,
 )
-from community.billing.models import Payment, PaymentKind
-from community.checkout.models import Checkout
+from community.billing.models import Checkout, Payment, PaymentKind
 from community.db import utcnow
 from community.jobs import JobContext
 from community.offers.models import Offer

@@ -36,7 +36,7 @@ from community.accounts import service as accounts
 from community.billing import memberships, notices
 from community.billing import service as billing
 from community.billing.memberships import CancelFailed
-from community.billing.models import Dispute, Payment, Refund, RefundState
+from community.billing.models import Dispute, Payment, Refund, RefundState, StripeEvent
 from community.billing.subscriptions import from_stamp, id_of, metadata_id
 from community.db import utcnow
 from community.errors import Conflict, DomainError, Invalid, NotYetKnown, check_storable
@@ -468,10 +468,7 @@ async def list_refunds(session: AsyncSession, community_id: int, payment_id: int
 # ---------------------------------------------------------------- webhook events
 
 
-# `row` is the webhook inbox's StripeEvent (checkout's model, a floor above: not imported).
-
-
-async def _payment_for(session: AsyncSession, row: Any, charge_id: str | None, intent_id: str | None, metadata: dict[str, Any]) -> Payment:
+async def _payment_for(session: AsyncSession, row: StripeEvent, charge_id: str | None, intent_id: str | None, metadata: dict[str, Any]) -> Payment:
     """The payment (locked) this charge's event is about, found through our records on the
     event's account. Not found: ours but not recorded yet (its checkout's metadata) -> retry;
     otherwise not ours."""
@@ -496,7 +493,7 @@ class _NotOurs(Exception):
     pass
 
 
-async def on_charge_refunded(session: AsyncSession, settings: Settings, row: Any) -> str:
+async def on_charge_refunded(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
     obj = (row.payload.get("data") or {}).get("object") or {}
     try:
         payment = await _payment_for(session, row, id_of(obj.get("id")), id_of(obj.get("payment_intent")), obj.get("metadata") or {})
@@ -523,7 +520,7 @@ async def _settle_listed(
     await _sync_refunded(session, settings, payment, charge)
 
 
-async def on_dispute(session: AsyncSession, settings: Settings, row: Any) -> str:
+async def on_dispute(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
     """charge.dispute.created / updated / closed: the dispute as Stripe holds it now."""
     obj = (row.payload.get("data") or {}).get("object") or {}
     dispute_id = id_of(obj.get("id"))

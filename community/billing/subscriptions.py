@@ -30,8 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community.accounts.models import User
 from community.billing import notices
 from community.billing import service as billing
-from community.billing.models import Payment, PaymentKind, Subscription
-from community.checkout.models import Checkout, CheckoutState, StripeEvent
+from community.billing.models import (
+    Checkout,
+    CheckoutState,
+    Payment,
+    PaymentKind,
+    StripeEvent,
+    Subscription,
+)
 from community.db import utcnow
 from community.errors import NotYetKnown
 from community.hubs.models import Community

@@ -25,8 +25,8 @@ from community.accounts.guards import Viewer, provide_viewer
 from community.accounts.pages import start_session
 from community.affiliates import links
 from community.billing import service as billing
+from community.billing.models import Checkout, CheckoutState
 from community.checkout import connect, service
-from community.checkout.models import Checkout, CheckoutState
 from community.db import utcnow
 from community.errors import DomainError, NotFound
 from community.hubs.models import Community

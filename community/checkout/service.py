@@ -18,9 +18,8 @@ from community.affiliates import service as affiliates
 from community.affiliates.links import Attribution
 from community.billing import service as billing
 from community.billing import subscriptions
-from community.billing.models import PaymentKind
+from community.billing.models import Checkout, CheckoutState, PaymentKind
 from community.checkout import connect
-from community.checkout.models import Checkout, CheckoutState
 from community.db import utcnow
 from community.errors import Conflict, Invalid, NotFound
 from community.hubs.models import Community

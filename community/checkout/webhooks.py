@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import jobs
 from community.billing import events as billing_events
+from community.billing.models import Checkout, CheckoutState, StripeEvent
 from community.checkout import connect, service
-from community.checkout.models import Checkout, CheckoutState, StripeEvent
 from community.db import utcnow
 from community.errors import DomainError, Invalid, NotYetKnown
 from community.jobs import JobContext

@@ -8,7 +8,6 @@ Create Date: 2026-11-21 09:09:16.690150
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0006'
 down_revision = '0005'
 branch_labels = None

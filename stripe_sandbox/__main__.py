@@ -1,4 +1,4 @@
-"""`python -m community.checkout.sandbox --port 12111`: the Stripe sandbox on its own, until Ctrl-C."""
+"""`python -m stripe_sandbox --port 12111`: the Stripe sandbox on its own, until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import signal
 import threading
 
-from community.checkout.sandbox import StripeSandbox
+from stripe_sandbox import StripeSandbox
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m community.checkout.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m stripe_sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--api-key", default="sk_test_sandbox", help="the secret key clients must send (sk_test_...)")

@@ -12,8 +12,8 @@ import logging
 import traceback
 from typing import Any
 
-from community.checkout.sandbox import pages
-from community.checkout.sandbox.asgi import (
+from stripe_sandbox import pages
+from stripe_sandbox.asgi import (
     Request,
     Response,
     Router,
@@ -21,10 +21,10 @@ from community.checkout.sandbox.asgi import (
     read_request,
     send_response,
 )
-from community.checkout.sandbox.delivery import Deliverer
-from community.checkout.sandbox.errors import SandboxError
-from community.checkout.sandbox.forms import Params, parse_form
-from community.checkout.sandbox.state import API_VERSION, SandboxState, new_id
+from stripe_sandbox.delivery import Deliverer
+from stripe_sandbox.errors import SandboxError
+from stripe_sandbox.forms import Params, parse_form
+from stripe_sandbox.state import API_VERSION, SandboxState, new_id
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class SandboxApp:
                 404,
                 _error(
                     f"Unrecognized request URL ({request.method}: {request.path}). The sandbox models only part "
-                    "of Stripe's API (see community/checkout/sandbox/app.py)."
+                    "of Stripe's API (see stripe_sandbox/app.py)."
                 ),
                 headers,
             )

@@ -27,8 +27,8 @@ from typing import Any
 
 import stripe
 
-from community.checkout.sandbox.errors import SandboxError, no_such
-from community.checkout.sandbox.forms import Params
+from stripe_sandbox.errors import SandboxError, no_such
+from stripe_sandbox.forms import Params
 
 API_VERSION = stripe.api_version
 DAY = 86400

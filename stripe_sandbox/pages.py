@@ -13,18 +13,18 @@ from pathlib import Path
 
 import jinja2
 
-from community.checkout.sandbox.asgi import (
+from community.money import format_amount
+from stripe_sandbox.asgi import (
     Request,
     Response,
     Router,
     html_response,
     redirect,
 )
-from community.checkout.sandbox.errors import SandboxError
-from community.checkout.sandbox.state import OUTCOMES, SandboxState
-from community.money import format_amount
+from stripe_sandbox.errors import SandboxError
+from stripe_sandbox.state import OUTCOMES, SandboxState
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "sandbox"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 ID = "([^/]+)"
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)

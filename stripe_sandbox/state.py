@@ -8,10 +8,10 @@ billing.py   subscriptions, invoices, the billing portal, the test clock
 
 from __future__ import annotations
 
-from community.checkout.sandbox.accounts import AccountRules
-from community.checkout.sandbox.billing import BillingRules
-from community.checkout.sandbox.checkout import CheckoutRules
-from community.checkout.sandbox.store import (
+from stripe_sandbox.accounts import AccountRules
+from stripe_sandbox.billing import BillingRules
+from stripe_sandbox.checkout import CheckoutRules
+from stripe_sandbox.store import (
     API_VERSION,
     DAY,
     OUTCOMES,

@@ -26,10 +26,10 @@ from typing import Any, Self
 
 import uvicorn
 
-from community.checkout.sandbox.app import SandboxApp
-from community.checkout.sandbox.delivery import Deliverer, Delivery, sign
-from community.checkout.sandbox.errors import SandboxError
-from community.checkout.sandbox.state import OUTCOMES, SandboxState
+from stripe_sandbox.app import SandboxApp
+from stripe_sandbox.delivery import Deliverer, Delivery, sign
+from stripe_sandbox.errors import SandboxError
+from stripe_sandbox.state import OUTCOMES, SandboxState
 
 __all__ = ["OUTCOMES", "Delivery", "SandboxError", "StripeSandbox", "sign"]
 

@@ -6,9 +6,9 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from community.checkout.sandbox.errors import SandboxError, no_such
-from community.checkout.sandbox.forms import Params
-from community.checkout.sandbox.store import (
+from stripe_sandbox.errors import SandboxError, no_such
+from stripe_sandbox.forms import Params
+from stripe_sandbox.store import (
     Obj,
     Store,
     locked,

@@ -15,9 +15,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-from community.checkout.sandbox.errors import SandboxError, no_such
-from community.checkout.sandbox.forms import Params
-from community.checkout.sandbox.store import (
+from community.money import format_amount
+from stripe_sandbox.errors import SandboxError, no_such
+from stripe_sandbox.forms import Params
+from stripe_sandbox.store import (
     DAY,
     RETRY_AFTER_DAYS,
     TRIAL_WILL_END_BEFORE,
@@ -32,7 +33,6 @@ from community.checkout.sandbox.store import (
     public,
     url_param,
 )
-from community.money import format_amount
 
 
 class BillingRules(Store):

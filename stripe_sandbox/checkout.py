@@ -10,9 +10,10 @@ import copy
 import re
 from typing import Any
 
-from community.checkout.sandbox.errors import SandboxError
-from community.checkout.sandbox.forms import Params
-from community.checkout.sandbox.store import (
+from community.money import MINIMUM_CHARGE, format_amount
+from stripe_sandbox.errors import SandboxError
+from stripe_sandbox.forms import Params
+from stripe_sandbox.store import (
     DAY,
     OUTCOMES,
     Obj,
@@ -23,7 +24,6 @@ from community.checkout.sandbox.store import (
     public,
     url_param,
 )
-from community.money import MINIMUM_CHARGE, format_amount
 
 
 class CheckoutRules(Store):

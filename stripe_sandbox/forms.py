@@ -11,7 +11,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from community.checkout.sandbox.errors import SandboxError
+from stripe_sandbox.errors import SandboxError
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
