@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-from community.money import format_amount
+from stripe_sandbox.currencies import format_amount
 from stripe_sandbox.errors import SandboxError, no_such
 from stripe_sandbox.forms import Params
 from stripe_sandbox.store import (

@@ -10,7 +10,7 @@ import copy
 import re
 from typing import Any
 
-from community.money import MINIMUM_CHARGE, format_amount
+from stripe_sandbox.currencies import MINIMUM_CHARGE, format_amount
 from stripe_sandbox.errors import SandboxError
 from stripe_sandbox.forms import Params
 from stripe_sandbox.store import (

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import jinja2
 
-from community.money import format_amount
 from stripe_sandbox.asgi import (
     Request,
     Response,
@@ -21,6 +20,7 @@ from stripe_sandbox.asgi import (
     html_response,
     redirect,
 )
+from stripe_sandbox.currencies import format_amount
 from stripe_sandbox.errors import SandboxError
 from stripe_sandbox.state import OUTCOMES, SandboxState
 
