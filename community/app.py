@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from pathlib import Path
 
 from litestar import Litestar, Router
@@ -13,7 +14,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -72,6 +73,9 @@ from community.web import (
 log = logging.getLogger("community")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+DOCS_ASSETS = "/schema-assets"
+# Swagger UI 5 (OpenAPI 3.1), as the swagger-ui-py package ships it.
+SWAGGER_UI = Path(str(resources.files("swagger_ui") / "static"))
 
 API_CONTROLLERS = [
     AuthController,
@@ -144,6 +148,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             AffiliatePages,
             MediaController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"], name="static"),
+            # Swagger UI's files from its Python package: the API docs work offline, no CDN.
+            create_static_files_router(path=DOCS_ASSETS, directories=[SWAGGER_UI], name="docs-assets", include_in_schema=False),
         ],
         dependencies={"db": Provide(provide_db)},
         lifespan=[lifespan],
@@ -173,7 +179,15 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             version=__version__,
             # Its own router so the docs pages get their own CSP (the closest after_request wins).
             openapi_router=Router(path="/schema", route_handlers=[], after_request=add_docs_headers),
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    path=["/", "/swagger"],
+                    js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+                    favicon="<link rel='icon' type='image/svg+xml' href='/static/favicon.svg'>",
+                )
+            ],
             components=Components(
                 security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", description="An API token")}
             ),

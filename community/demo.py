@@ -202,7 +202,7 @@ def banner(settings: Settings, logins: DemoLogins) -> str:
         "community demo is running",
         f"  Web:        {base}/",
         f"  Log in:     {base}/login",
-        f"  API docs:   {base}/schema  (Swagger UI: {base}/schema/swagger)",
+        f"  API docs:   {base}/schema",
         f"  API:        {base}/api/v1/communities/{logins.community_id}/hubs",
         "  Logins (email / password):",
         *[f"    {email} / {password}" for email, password in logins.people.items()],

@@ -195,13 +195,11 @@ STRICT_CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
-# The API docs (/schema) load Swagger UI / Scalar from their CDN and start them inline. They
-# hold no session-bearing form (the API takes bearer tokens only), so they get this policy.
+# The API docs (/schema) run Swagger UI from our own files and start it inline. They hold no
+# session-bearing form (the API takes bearer tokens only), so they get this policy.
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' data: https://fonts.gstatic.com https://cdn.jsdelivr.net; img-src 'self' data: https:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
 SECURITY_HEADERS = {
