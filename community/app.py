@@ -16,6 +16,7 @@ from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.flash import FlashConfig, FlashPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -41,6 +42,8 @@ from community.checkout.api import (
     StripeWebhooksController,
 )
 from community.checkout.pages import CompletionPages, OfferPages
+from community.checkout.stripe_pages import StripeSetupPages
+from community.console.pages import ConsoleHome
 from community.content.api import PostsController
 from community.content.pages import MemberPages
 from community.db import create_engine, session_factory
@@ -134,12 +137,15 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                 await engine.dispose()
 
     secure_cookies = settings.base_url.startswith("https://")
+    templates = TemplateConfig(directory=PACKAGE_DIR / "templates", engine=JinjaTemplateEngine)
     api = Router(path="/api/v1", route_handlers=API_CONTROLLERS)
     return Litestar(
         route_handlers=[
             api,
             AccountPages,
             HubPages,
+            ConsoleHome,
+            StripeSetupPages,
             MemberPages,
             BillingPages,
             OfferPages,
@@ -155,7 +161,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         lifespan=[lifespan],
         # lifespan adds engine, sessions, redis, access_pool, clicks
         state=State({"settings": settings, "affiliate_keys": Keys(settings.secret_key), "affiliate_targets": Targets()}),
-        template_config=TemplateConfig(directory=PACKAGE_DIR / "templates", engine=JinjaTemplateEngine),
+        template_config=templates,
+        plugins=[FlashPlugin(FlashConfig(template_config=templates))],  # one-time notices after a redirect
         middleware=[
             CookieBackendConfig(
                 secret=derived_key(settings.secret_key, "session"),

@@ -39,6 +39,14 @@ def _client(api_key: str, api_base: str | None) -> stripe.StripeClient:
     )
 
 
+def hosted_origin(settings: Settings, stripe_origin: str) -> str:
+    """Where one of Stripe's hosted pages lives (onboarding, the billing portal): Stripe's own
+    origin, or the local sandbox's, which serves them all."""
+    if settings.stripe_api_base:
+        return "/".join(settings.stripe_api_base.split("/")[:3])
+    return stripe_origin
+
+
 def stripe_client(settings: Settings) -> stripe.StripeClient:
     if not settings.stripe_secret_key:
         raise StripeNotConfigured("Stripe is not configured on this platform (COMMUNITY_STRIPE_SECRET_KEY)")

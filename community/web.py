@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import msgspec
 from litestar import Request, Response
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.errors import (
     DomainError,
+    NotAuthenticated,
     field_errors_from_validation,
     validation_messages,
 )
@@ -162,13 +163,26 @@ def wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path.startswith("/schema")
 
 
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: a path on this site only (never //host or /\\host)."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")) and "\x00" not in target:
+        return target
+    return "/dashboard"
+
+
 def exception_handler(request: Request, exc: Exception) -> Response[Any]:
-    status, detail, errors, headers = _describe(exc)
-    title = _TITLES.get(status, "Error")
     # Raised by a dependency after provide_db started (see there): roll back and release the
     # connection as soon as the error response is sent.
     transaction = _unfinished_transaction(request)
     background = BackgroundTask(transaction.finish, commit=False) if transaction else None
+    if isinstance(exc, NotAuthenticated) and not wants_json(request):
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # A page that needs a logged-in visitor: log in, then come back here.
+        return Redirect(
+            f"/login?{urlencode({'next': safe_next(here)})}", status_code=303, headers=SECURITY_HEADERS, background=background
+        )
+    status, detail, errors, headers = _describe(exc)
+    title = _TITLES.get(status, "Error")
     if wants_json(request):
         body: dict[str, Any] = {"status": status, "title": title, "detail": detail}
         if errors:
@@ -194,6 +208,12 @@ STRICT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+def csp_with_forms_to(origin: str) -> str:
+    """The strict policy, with one more place its forms may lead: browsers apply form-action to
+    the redirect after a post too (a button that sends the visitor on to Stripe's pages)."""
+    return STRICT_CSP.replace("form-action 'self'", f"form-action 'self' {origin}")
+
 
 # The API docs (/schema) run Swagger UI from our own files and start it inline. They hold no
 # session-bearing form (the API takes bearer tokens only), so they get this policy.

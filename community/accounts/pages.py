@@ -8,7 +8,7 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath
+from litestar.params import Body, FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from community import ratelimit
@@ -18,9 +18,11 @@ from community.accounts.guards import SESSION_KEY, Viewer, provide_viewer
 from community.accounts.models import TokenKind
 from community.accounts.service import SESSION_TTL
 from community.errors import DomainError
-from community.web import Db
+from community.forms import refusal
+from community.web import Db, safe_next
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+NextPath = Annotated[str | None, QueryParameter(name="next", max_length=2000)]  # where to go after logging in
 
 
 async def start_session(request: Request, db: Db, user_id: int) -> None:
@@ -38,7 +40,7 @@ async def start_session(request: Request, db: Db, user_id: int) -> None:
 def _form_error(template: str, exc: DomainError, **context: Any) -> Template:
     return Template(
         template_name=template,
-        context={"error": exc.detail, "field": exc.field, **context},
+        context={"error": exc.detail, "field": exc.field, "errors": refusal(exc), **context},
         status_code=exc.status_code,
         headers=exc.headers,
     )
@@ -49,36 +51,36 @@ class AccountPages(Controller):
     dependencies = {"viewer": Provide(provide_viewer)}
 
     @get("/login")
-    async def login_form(self, viewer: Viewer) -> Template | Redirect:
+    async def login_form(self, viewer: Viewer, next_path: NextPath = None) -> Template | Redirect:
         if viewer:
-            return Redirect("/dashboard")
-        return Template("accounts/login.html", context={"email": ""})
+            return Redirect(safe_next(next_path))
+        return Template("accounts/login.html", context={"email": "", "next": safe_next(next_path)})
 
     @post("/login")
     async def login(self, data: Form, request: Request, db: Db, state: State) -> Template | Redirect:
-        email, password = data.get("email", ""), data.get("password", "")
+        email, password, next_path = data.get("email", ""), data.get("password", ""), safe_next(data.get("next"))
         try:
             await check_login_limits(state, request, email)
             user = await service.authenticate(db, email=email, password=password)
         except DomainError as exc:
-            return _form_error("accounts/login.html", exc, email=email)
+            return _form_error("accounts/login.html", exc, email=email, next=next_path)
         await start_session(request, db, user.id)
-        return Redirect("/dashboard")
+        return Redirect(next_path, status_code=303)
 
     @get("/signup")
-    async def signup_form(self) -> Template:
-        return Template("accounts/signup.html", context={"email": "", "name": ""})
+    async def signup_form(self, next_path: NextPath = None) -> Template:
+        return Template("accounts/signup.html", context={"email": "", "name": "", "next": safe_next(next_path)})
 
     @post("/signup")
     async def signup(self, data: Form, request: Request, db: Db) -> Template | Redirect:
-        email, name = data.get("email", ""), data.get("name", "")
+        email, name, next_path = data.get("email", ""), data.get("name", ""), safe_next(data.get("next"))
         try:
             async with db.begin_nested():
                 user = await service.sign_up(db, email=email, password=data.get("password", ""), name=name)
         except DomainError as exc:
-            return _form_error("accounts/signup.html", exc, email=email, name=name)
+            return _form_error("accounts/signup.html", exc, email=email, name=name, next=next_path)
         await start_session(request, db, user.id)
-        return Redirect("/dashboard")
+        return Redirect(next_path, status_code=303)
 
     @get("/login/link")
     async def link_form(self) -> Template:

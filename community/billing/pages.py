@@ -25,19 +25,16 @@ from community.hubs.models import Community
 from community.money import format_amount
 from community.offers.models import Offer
 from community.settings import Settings
-from community.web import STRICT_CSP, Db
+from community.stripe_client import hosted_origin
+from community.web import Db, csp_with_forms_to
 
 PAYMENTS_SHOWN = 100
 STRIPE_BILLING_PORTAL = "https://billing.stripe.com"
 
 
 def _page_csp(settings: Settings) -> str:
-    """The strict policy, with one more place its forms may lead: browsers apply form-action to
-    the redirect after a post too, and "Update payment method" redirects to Stripe's portal."""
-    portal = STRIPE_BILLING_PORTAL
-    if settings.stripe_api_base:  # the local sandbox serves the portal itself
-        portal = "/".join(settings.stripe_api_base.split("/")[:3])
-    return STRICT_CSP.replace("form-action 'self'", f"form-action 'self' {portal}")
+    """ "Update payment method" redirects to Stripe's billing portal."""
+    return csp_with_forms_to(hosted_origin(settings, STRIPE_BILLING_PORTAL))
 
 
 async def _participant(db: Db, community_id: int, viewer: Principal) -> None:

@@ -248,7 +248,7 @@ class CompletionPages(Controller):
             return Redirect("/login")
         await accounts.require_role(db, community_id, viewer.user_id, accounts.EDITORS)
         await connect.refresh(db, stripe_client(state.settings), community_id=community_id)
-        return Redirect(f"/dashboard/communities/{community_id}")
+        return Redirect(f"/dashboard/communities/{community_id}/stripe")
 
     @get("/connect/{community_id:int}/refresh")
     async def connect_refresh(self, community_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.db import flush_or_conflict, get_in_community, utcnow
@@ -290,6 +290,14 @@ async def list_offers(
     if status is not None:
         query = query.where(Offer.status == status)
     return list((await session.scalars(query)).all())
+
+
+async def status_counts(session: AsyncSession, community_id: int) -> dict[OfferStatus, int]:
+    """How many of the community's offers are in each status (every status named)."""
+    rows = await session.execute(
+        select(Offer.status, func.count()).where(Offer.community_id == community_id).group_by(Offer.status)
+    )
+    return {status: 0 for status in OfferStatus} | dict(rows.tuples().all())
 
 
 async def has_holders(session: AsyncSession, community_id: int, offer_id: int) -> bool:

@@ -144,3 +144,19 @@ async def page(context: BrowserContext) -> AsyncIterator[Page]:
     tab.script_errors = script_errors  # type: ignore[attr-defined]
     yield tab
     await tab.close()
+
+
+SERIOUS = ("serious", "critical")
+
+
+async def assert_accessible(page: Page, where: str) -> None:
+    """axe-core (bundled by axe-playwright-python) finds no serious or critical violation."""
+    from axe_playwright_python.async_playwright import Axe
+
+    results = await Axe().run(page)
+    found = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in SERIOUS
+    ]
+    assert found == [], f"{where}: {found}"

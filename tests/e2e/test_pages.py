@@ -76,7 +76,8 @@ async def test_sign_up_lands_on_the_dashboard_and_log_out_returns_to_login(page:
 
     await expect(page).to_have_url(re.compile(r"/dashboard$"))
     await expect(page.get_by_role("heading", level=1)).to_have_text("Hello Grace Hopper")
-    await expect(page.get_by_text("You have no community yet")).to_be_visible()
+    await expect(page.get_by_text("You do not belong to any community yet")).to_be_visible()
+    await expect(page.get_by_role("link", name="Create a community")).to_be_visible()
     logged_in = await session_cookie(context)
     assert logged_in is not None
 
@@ -107,7 +108,9 @@ async def test_sign_up_errors_are_shown_on_the_form(page: Page, http: httpx.Asyn
     await page.wait_for_load_state()
 
     assert path_of(page) == "/signup"
-    await expect(page.get_by_role("alert")).to_contain_text("already exists")
+    await expect(page.get_by_role("alert")).to_contain_text("correct the field")
+    # The refusal, in the API's words, is next to the field it is about (and read with it).
+    await expect(page.get_by_label("Email")).to_have_accessible_description(re.compile("already exists"))
     # What the user typed is kept, except the password.
     await expect(page.get_by_label("Name")).to_have_value("Someone Else")
     await expect(page.get_by_label("Email")).to_have_value("Taken@Example.com")
@@ -135,14 +138,16 @@ async def test_wrong_password_is_refused_then_the_right_one_shows_communities(
     assert accepted.status in (302, 303)
     await expect(page).to_have_url(re.compile(r"/dashboard$"))
     await expect(page.get_by_role("heading", level=1)).to_have_text("Hello Ada Lovelace")
-    link = page.get_by_role("link", name="Analytical Engines")
+    link = page.get_by_role("link", name="Analytical Engines", exact=True)
     await expect(link).to_be_visible()
     await expect(page.get_by_role("listitem").filter(has=link)).to_contain_text("owner")
     await page.screenshot(path="/tmp/e2e-dashboard.png", full_page=True)
 
-    await link.click()
+    await page.get_by_role("link", name="Open the console of Analytical Engines").click()
     await expect(page).to_have_url(re.compile(rf"/dashboard/communities/{guild['id']}$"))
     await expect(page.get_by_role("heading", level=1)).to_contain_text("Analytical Engines")
+    await expect(page.locator("[data-step=groups]")).to_contain_text("2 hubs, 2 groups")
+    await page.get_by_role("navigation", name="Console").get_by_role("link", name="Hubs and groups").click()
     await expect(page.get_by_role("heading", level=2)).to_have_text(["Workshop", "Library"])
     await expect(page.get_by_text("Build things")).to_be_visible()
     await expect(page.get_by_text("Punched cards")).to_be_visible()
@@ -355,7 +360,7 @@ async def test_every_page_sends_a_strict_csp_and_runs_no_inline_script(
 
     await log_in(page, "csp@example.com")
     await expect(page.get_by_role("heading", level=1)).to_have_text("Hello Cecilia <img src=x onerror=alert(1)>")
-    await expect(page.get_by_role("link", name="Header <script>alert(2)</script> Checkers")).to_be_visible()
+    await expect(page.get_by_role("link", name="Header <script>alert(2)</script> Checkers", exact=True)).to_be_visible()
     for path in ["/dashboard", f"/dashboard/communities/{guild['id']}", "/dashboard/communities/999999", "/"]:
         await visit(path)
 
@@ -383,7 +388,7 @@ async def test_another_communitys_page_is_a_readable_404(page: Page, http: httpx
     mine = await create_community(http, bob, "Bob's Place")
 
     await log_in(page, "bob@example.com")
-    await expect(page.get_by_role("link", name="Bob's Place")).to_be_visible()
+    await expect(page.get_by_role("link", name="Bob's Place", exact=True)).to_be_visible()
     await expect(page.get_by_text("Alice's Secret Club")).to_have_count(0)
 
     response = await page.goto(f"/dashboard/communities/{theirs['id']}")
