@@ -117,7 +117,6 @@ class BillingRules(Store):
                     "object": "list",
                     "data": [self._subscription_item(sub_id, item, now, end) for item in items],
                     "has_more": False,
-                    "total_count": len(items),
                     "url": f"/v1/subscription_items?subscription={sub_id}",
                 },
                 "latest_invoice": None,
@@ -141,7 +140,9 @@ class BillingRules(Store):
                 "test_clock": None,
                 "transfer_data": None,
                 "trial_end": trial_end,
-                "trial_settings": {"end_behavior": {"missing_payment_method": session["_missing_pm"]}},
+                "trial_settings": {
+                    "end_behavior": {"billing_cycle_anchor": None, "missing_payment_method": session["_missing_pm"]}
+                },
                 "trial_start": now if trial_end else None,
                 "_names": [item["description"] for item in items],  # product names, for invoice lines
                 "_cycles": 0 if trial_end else 1,  # billing cycles since the anchor (the trial end, or now)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from stripe_sandbox.errors import SandboxError
 from stripe_sandbox.forms import Params
@@ -75,7 +75,7 @@ class Each:
     item: Node
 
 
-Node = Union[Obj, Ref, Include, Hash, ListOf, Each]
+Node = Obj | Ref | Include | Hash | ListOf | Each
 
 NO_OBJECT = Ref(None)
 PRODUCT, PRICE, DISCOUNT = Ref("product"), Ref("price"), Ref("discount")
