@@ -264,7 +264,7 @@ def _step(node: Node, segment: str, path: str) -> Node:
     if isinstance(node, Ref):  # through a reference the sandbox never fills
         raise SandboxError(f"The sandbox does not model expanding {path}.", param="expand")
     if isinstance(node, Obj):
-        fields = SCHEMAS[node.kind]
+        fields = SCHEMAS.get(node.kind, {})  # a kind not listed expands nothing
     elif isinstance(node, Hash):
         fields = node.fields
     else:  # inside an included value that has no expandable fields

@@ -306,8 +306,8 @@ async def _resolve_stripe_ids(settings: Settings, payment: Payment) -> None:
         invoice = await invoices.retrieve(settings, account, invoice_id) if invoice_id else None
     except UNANSWERED:
         raise StripeUnavailable("Stripe did not answer; nothing was refunded, try again") from None
-    paid = invoices.paid_with(invoice) if invoice is not None else None
-    if invoice is None or paid is None or not (paid.payment_intent or paid.charge):
+    paid = invoices.paid_with(invoice) if invoice is not None else invoices.PaidWith(None, None)
+    if invoice is None or not (paid.payment_intent or paid.charge):
         raise Conflict("Stripe has no charge for this payment to refund", field="payment_id")
     invoices.fill(payment, invoice, paid)
 
