@@ -10,9 +10,10 @@ The real `stripe` SDK reaches it through its base-address setting::
         sandbox.advance_clock(31 * 86400)             # the subscription renews
 
 It serves accounts and account links, checkout sessions with a hosted page, customers, coupons,
-payment intents, charges, refunds, disputes, subscriptions, invoices, billing portal sessions
-and events; signs webhook deliveries like Stripe and retries them; and has a test clock. It
-refuses live keys. Nothing here ever talks to the real Stripe.
+payment intents, charges, refunds, disputes, subscriptions, invoices, invoice payments, billing
+portal sessions and events, in the shapes of the SDK's API version (2026-10-28), with `expand[]`
+as Stripe's (expand.py); signs webhook deliveries like Stripe and retries them; and has a test
+clock. It refuses live keys. Nothing here ever talks to the real Stripe.
 """
 
 from __future__ import annotations

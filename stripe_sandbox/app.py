@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from stripe_sandbox import pages
@@ -42,45 +43,54 @@ def _with_params(method: str) -> Any:
 
 
 ID = "([^/]+)"
-API_ROUTES: list[tuple[str, str, Any]] = [
-    ("POST", "/v1/accounts", _with_params("create_account")),
-    ("GET", "/v1/accounts", _with_params("list_accounts")),
-    ("GET", f"/v1/accounts/{ID}", _retrieve("retrieve_account")),
-    ("POST", f"/v1/accounts/{ID}", _with_params("update_account")),
-    ("DELETE", f"/v1/accounts/{ID}", _retrieve("delete_account")),
-    ("POST", "/v1/account_links", _with_params("create_account_link")),
-    ("POST", "/v1/checkout/sessions", _with_params("create_checkout_session")),
-    ("GET", "/v1/checkout/sessions", _with_params("list_checkout_sessions")),
-    ("GET", f"/v1/checkout/sessions/{ID}", _retrieve("retrieve_checkout_session")),
-    ("GET", f"/v1/checkout/sessions/{ID}/line_items", _with_params("list_session_line_items")),
-    ("POST", f"/v1/checkout/sessions/{ID}/expire", _with_params("expire_checkout_session")),
-    ("POST", "/v1/customers", _with_params("create_customer")),
-    ("GET", "/v1/customers", _with_params("list_customers")),
-    ("GET", f"/v1/customers/{ID}", _retrieve("retrieve_customer")),
-    ("POST", f"/v1/customers/{ID}", _with_params("update_customer")),
-    ("POST", "/v1/coupons", _with_params("create_coupon")),
-    ("GET", "/v1/coupons", _with_params("list_coupons")),
-    ("GET", f"/v1/coupons/{ID}", _retrieve("retrieve_coupon")),
-    ("DELETE", f"/v1/coupons/{ID}", _retrieve("delete_coupon")),
-    ("GET", f"/v1/payment_methods/{ID}", _retrieve("retrieve_payment_method")),
-    ("GET", "/v1/payment_intents", _with_params("list_payment_intents")),
-    ("GET", f"/v1/payment_intents/{ID}", _retrieve("retrieve_payment_intent")),
-    ("GET", "/v1/charges", _with_params("list_charges")),
-    ("GET", f"/v1/charges/{ID}", _retrieve("retrieve_charge")),
-    ("POST", "/v1/refunds", _with_params("create_refund")),
-    ("GET", "/v1/refunds", _with_params("list_refunds")),
-    ("GET", f"/v1/refunds/{ID}", _retrieve("retrieve_refund")),
-    ("GET", f"/v1/disputes/{ID}", _retrieve("retrieve_dispute")),
-    ("GET", "/v1/subscriptions", _with_params("list_subscriptions")),
-    ("GET", f"/v1/subscriptions/{ID}", _retrieve("retrieve_subscription")),
-    ("POST", f"/v1/subscriptions/{ID}", _with_params("update_subscription")),
-    ("DELETE", f"/v1/subscriptions/{ID}", _with_params("cancel_subscription")),
-    ("GET", "/v1/invoices", _with_params("list_invoices")),
-    ("GET", f"/v1/invoices/{ID}", _retrieve("retrieve_invoice")),
-    ("POST", "/v1/billing_portal/sessions", _with_params("create_portal_session")),
-    ("GET", "/v1/events", _with_params("list_events")),
-    ("GET", f"/v1/events/{ID}", _retrieve("retrieve_event")),
+# (method, path, handler, what it answers: an object kind, or "list:<kind>"; see expand.py)
+API_ROUTES: list[tuple[str, str, Any, str]] = [
+    ("POST", "/v1/accounts", _with_params("create_account"), "account"),
+    ("GET", "/v1/accounts", _with_params("list_accounts"), "list:account"),
+    ("GET", f"/v1/accounts/{ID}", _retrieve("retrieve_account"), "account"),
+    ("POST", f"/v1/accounts/{ID}", _with_params("update_account"), "account"),
+    ("DELETE", f"/v1/accounts/{ID}", _retrieve("delete_account"), "account"),
+    ("POST", "/v1/account_links", _with_params("create_account_link"), "account_link"),
+    ("POST", "/v1/checkout/sessions", _with_params("create_checkout_session"), "checkout.session"),
+    ("GET", "/v1/checkout/sessions", _with_params("list_checkout_sessions"), "list:checkout.session"),
+    ("GET", f"/v1/checkout/sessions/{ID}", _retrieve("retrieve_checkout_session"), "checkout.session"),
+    ("GET", f"/v1/checkout/sessions/{ID}/line_items", _with_params("list_session_line_items"), "list:item"),
+    ("POST", f"/v1/checkout/sessions/{ID}/expire", _with_params("expire_checkout_session"), "checkout.session"),
+    ("POST", "/v1/customers", _with_params("create_customer"), "customer"),
+    ("GET", "/v1/customers", _with_params("list_customers"), "list:customer"),
+    ("GET", f"/v1/customers/{ID}", _retrieve("retrieve_customer"), "customer"),
+    ("POST", f"/v1/customers/{ID}", _with_params("update_customer"), "customer"),
+    ("POST", "/v1/coupons", _with_params("create_coupon"), "coupon"),
+    ("GET", "/v1/coupons", _with_params("list_coupons"), "list:coupon"),
+    ("GET", f"/v1/coupons/{ID}", _retrieve("retrieve_coupon"), "coupon"),
+    ("DELETE", f"/v1/coupons/{ID}", _retrieve("delete_coupon"), "coupon"),
+    ("GET", f"/v1/payment_methods/{ID}", _retrieve("retrieve_payment_method"), "payment_method"),
+    ("GET", "/v1/payment_intents", _with_params("list_payment_intents"), "list:payment_intent"),
+    ("GET", f"/v1/payment_intents/{ID}", _retrieve("retrieve_payment_intent"), "payment_intent"),
+    ("GET", "/v1/charges", _with_params("list_charges"), "list:charge"),
+    ("GET", f"/v1/charges/{ID}", _retrieve("retrieve_charge"), "charge"),
+    ("POST", "/v1/refunds", _with_params("create_refund"), "refund"),
+    ("GET", "/v1/refunds", _with_params("list_refunds"), "list:refund"),
+    ("GET", f"/v1/refunds/{ID}", _retrieve("retrieve_refund"), "refund"),
+    ("GET", f"/v1/disputes/{ID}", _retrieve("retrieve_dispute"), "dispute"),
+    ("GET", "/v1/subscriptions", _with_params("list_subscriptions"), "list:subscription"),
+    ("GET", f"/v1/subscriptions/{ID}", _retrieve("retrieve_subscription"), "subscription"),
+    ("POST", f"/v1/subscriptions/{ID}", _with_params("update_subscription"), "subscription"),
+    ("DELETE", f"/v1/subscriptions/{ID}", _with_params("cancel_subscription"), "subscription"),
+    ("GET", "/v1/invoices", _with_params("list_invoices"), "list:invoice"),
+    ("GET", f"/v1/invoices/{ID}", _retrieve("retrieve_invoice"), "invoice"),
+    ("GET", "/v1/invoice_payments", _with_params("list_invoice_payments"), "list:invoice_payment"),
+    ("GET", f"/v1/invoice_payments/{ID}", _retrieve("retrieve_invoice_payment"), "invoice_payment"),
+    ("POST", "/v1/billing_portal/sessions", _with_params("create_portal_session"), "billing_portal.session"),
+    ("GET", "/v1/events", _with_params("list_events"), "list:event"),
+    ("GET", f"/v1/events/{ID}", _retrieve("retrieve_event"), "event"),
 ]
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    call: Any
+    returns: str
 
 
 class SandboxApp:
@@ -91,8 +101,8 @@ class SandboxApp:
         self.deliverer = deliverer
         self.api_key = api_key
         self.api = Router()
-        for method, pattern, handler in API_ROUTES:
-            self.api.add(method, pattern, handler)
+        for method, pattern, handler, returns in API_ROUTES:
+            self.api.add(method, pattern, ApiRoute(handler, returns))
         self.other = Router()
         pages.register(self.other, state)
         _register_controls(self.other, state, deliverer)
@@ -142,7 +152,7 @@ class SandboxApp:
                 ),
                 headers,
             )
-        handler, ids = found
+        route, ids = found
         account = request.headers.get("stripe-account") or None
         idempotency_key = request.headers.get("idempotency-key") if request.method == "POST" else None
         with self.state.lock:
@@ -160,7 +170,7 @@ class SandboxApp:
                 return json_response(exc.status, exc.body(), headers)
             self.state.request = {"id": request_id, "idempotency_key": idempotency_key}
             try:
-                status, body = 200, handler(self.state, account, Params(params), *ids)
+                status, body = 200, self.state.answer(route.call, route.returns, account, Params(params), *ids)
             except SandboxError as exc:
                 status, body = exc.status, exc.body()
             finally:

@@ -1,4 +1,8 @@
-"""Subscriptions, invoices, the billing portal, and the test clock.
+"""Subscriptions and their items, the billing portal, and the test clock (invoices: invoices.py).
+
+Since the 2025-03-31 API a subscription's current period lives on each of its items
+(`items.data[].current_period_start/end`), not on the subscription; the sandbox's items all
+share one period.
 
 The clock: `advance_clock` moves sandbox time forward and runs what falls due on the way in time
 order, each at its own time (events carry it as `created`): three days before a trial ends
@@ -15,28 +19,55 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-from stripe_sandbox.currencies import format_amount
 from stripe_sandbox.errors import SandboxError, no_such
 from stripe_sandbox.forms import Params
 from stripe_sandbox.store import (
-    DAY,
-    RETRY_AFTER_DAYS,
     TRIAL_WILL_END_BEFORE,
     Obj,
     Store,
     add_months,
-    coupon_discount,
     locked,
     new_id,
-    percent_of,
     period_end,
     public,
     url_param,
 )
 
 
+def current_period(sub: Obj) -> tuple[int, int]:
+    """The subscription's current period (start, end), as its items hold it."""
+    item = sub["items"]["data"][0]
+    return item["current_period_start"], item["current_period_end"]
+
+
+def _plan(price: Obj) -> Obj:
+    """The legacy `plan` view of a recurring price, which subscription items still carry."""
+    recurring = price["recurring"]
+    return {
+        "id": price["id"],
+        "object": "plan",
+        "active": price["active"],
+        "amount": price["unit_amount"],
+        "amount_decimal": price["unit_amount_decimal"],
+        "billing_scheme": "per_unit",
+        "created": price["created"],
+        "currency": price["currency"],
+        "interval": recurring["interval"],
+        "interval_count": recurring["interval_count"],
+        "livemode": False,
+        "metadata": {},
+        "meter": None,
+        "nickname": None,
+        "product": price["product"],
+        "tiers_mode": None,
+        "transform_usage": None,
+        "trial_period_days": None,
+        "usage_type": recurring["usage_type"],
+    }
+
+
 class BillingRules(Store):
-    # ---- subscriptions and invoices ----------------------------------------------------------
+    # ---- subscriptions ----------------------------------------------------------------------
 
     def _complete_subscription(self, session: Obj, customer: Obj, pm: Obj | None, pending: bool) -> None:
         now = self.now()
@@ -52,50 +83,66 @@ class BillingRules(Store):
             "sub_",
             session["_account"],
             {
+                "application": None,
                 "application_fee_percent": session["_fee_percent"],
+                "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
                 "billing_cycle_anchor": anchor,
+                "billing_cycle_anchor_config": None,
+                "billing_mode": {"flexible": {"proration_discounts": "itemized"}, "type": "flexible", "updated_at": now},
+                "billing_schedules": [],
+                "billing_thresholds": None,
                 "cancel_at": None,
                 "cancel_at_period_end": False,
                 "canceled_at": None,
-                "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+                "cancellation_details": {"comment": None, "feedback": None, "feedback_option": None, "reason": None},
                 "collection_method": "charge_automatically",
                 "currency": session["currency"],
-                "current_period_start": now,
-                "current_period_end": end,
                 "customer": customer["id"],
+                "customer_account": None,
+                "days_until_due": None,
                 "default_payment_method": pm["id"] if pm else None,
+                "default_source": None,
+                "default_tax_rates": [],
                 "description": session["_sub_description"],
                 "discounts": [new_id("di_")] if coupon else [],
                 "ended_at": None,
+                "invoice_settings": {
+                    "account_tax_ids": None,
+                    "custom_fields": None,
+                    "description": None,
+                    "footer": None,
+                    "issuer": {"type": "self"},
+                },
                 "items": {
                     "object": "list",
-                    "data": [
-                        {
-                            "id": new_id("si_", 14),
-                            "object": "subscription_item",
-                            "created": now,
-                            "current_period_start": now,
-                            "current_period_end": end,
-                            "discounts": [],
-                            "metadata": {},
-                            "price": copy.deepcopy(item["price"]),
-                            "quantity": item["quantity"],
-                            "subscription": sub_id,
-                            "tax_rates": [],
-                        }
-                        for item in items
-                    ],
+                    "data": [self._subscription_item(sub_id, item, now, end) for item in items],
                     "has_more": False,
-                    "total_count": len(items),
                     "url": f"/v1/subscription_items?subscription={sub_id}",
                 },
                 "latest_invoice": None,
+                "livemode": False,
+                "managed_payments": None,
                 "metadata": dict(session["_sub_metadata"]),
+                "next_pending_invoice_item_invoice": None,
+                "on_behalf_of": None,
                 "pause_collection": None,
+                "payment_settings": {
+                    "payment_method_options": None,
+                    "payment_method_types": None,
+                    "save_default_payment_method": "off",
+                },
+                "pending_invoice_item_interval": None,
+                "pending_setup_intent": None,
+                "pending_update": None,
+                "schedule": None,
                 "start_date": now,
                 "status": "trialing" if trial_end else ("incomplete" if pending else "active"),
+                "test_clock": None,
+                "transfer_data": None,
                 "trial_end": trial_end,
-                "trial_settings": {"end_behavior": {"missing_payment_method": session["_missing_pm"]}},
+                "trial_settings": {
+                    "end_behavior": {"billing_cycle_anchor": None, "missing_payment_method": session["_missing_pm"]}
+                },
                 "trial_start": now if trial_end else None,
                 "_names": [item["description"] for item in items],  # product names, for invoice lines
                 "_cycles": 0 if trial_end else 1,  # billing cycles since the anchor (the trial end, or now)
@@ -115,6 +162,7 @@ class BillingRules(Store):
         if trial_end and trial_end - TRIAL_WILL_END_BEFORE <= now:
             self._trial_will_end(sub)
         invoice = self._new_invoice(sub, "subscription_create", now, end, trial=bool(trial_end))
+        session["invoice"] = invoice["id"]  # a subscription-mode session names its first invoice
         if invoice["amount_due"] == 0:
             self._mark_paid(invoice, None)
             session["payment_status"] = "no_payment_required"
@@ -128,187 +176,28 @@ class BillingRules(Store):
             self._pay_invoice(invoice, sub)
             session["payment_status"] = "paid"
 
+    def _subscription_item(self, sub_id: str, item: Obj, start: int, end: int) -> Obj:
+        price = copy.deepcopy(item["price"])
+        return {
+            "id": new_id("si_", 14),
+            "object": "subscription_item",
+            "billing_thresholds": None,
+            "created": start,
+            "current_period_end": end,
+            "current_period_start": start,
+            "current_trial": None,
+            "discounts": [],
+            "metadata": {},
+            "plan": _plan(price),
+            "price": price,
+            "quantity": item["quantity"],
+            "subscription": sub_id,
+            "tax_rates": [],
+        }
+
     def _trial_will_end(self, sub: Obj) -> None:
         sub["_trial_will_end_sent"] = True
         self._emit("customer.subscription.trial_will_end", sub)
-
-    def _new_invoice(
-        self, sub: Obj, reason: str, start: int, end: int, *, trial: bool = False, previous_start: int | None = None
-    ) -> Obj:
-        """An invoice for the service period start..end (on its lines). Its own period_start/end are
-        Stripe's: the period *before* the invoice (previous_start..now), or now..now for the first."""
-        lines = []
-        subtotal = 0
-        for name, item in zip(sub["_names"], sub["items"]["data"], strict=True):
-            price = item["price"]
-            amount = 0 if trial else price["unit_amount"] * item["quantity"]
-            subtotal += amount
-            interval = price["recurring"]["interval"]
-            lines.append(
-                {
-                    "id": new_id("il_"),
-                    "object": "line_item",
-                    "amount": amount,
-                    "currency": price["currency"],
-                    "description": f"{'Trial period for ' if trial else ''}{item['quantity']} × {name} "
-                    f"(at {format_amount(price['unit_amount'], price['currency'])} / {interval})",
-                    "period": {"start": start, "end": end},
-                    "quantity": item["quantity"],
-                    "pricing": {
-                        "type": "price_details",
-                        "price_details": {"price": price["id"], "product": price["product"]},
-                        "unit_amount_decimal": price["unit_amount_decimal"],
-                    },
-                    "parent": {
-                        "type": "subscription_item_details",
-                        "subscription_item_details": {
-                            "subscription": sub["id"],
-                            "subscription_item": item["id"],
-                            "proration": False,
-                        },
-                    },
-                    "metadata": {},
-                }
-            )
-        discount = self._subscription_discount(sub, subtotal, start)
-        total = subtotal - discount
-        customer = self.objects[sub["customer"]]
-        self._invoice_numbers += 1
-        now = self.now()
-        invoice = self._new(
-            "invoice",
-            "in_",
-            sub["_account"],
-            {
-                "amount_due": total,
-                "amount_paid": 0,
-                "amount_remaining": total,
-                "attempt_count": 0,
-                "attempted": False,
-                "billing_reason": reason,
-                "collection_method": "charge_automatically",
-                "currency": sub["currency"],
-                "customer": customer["id"],
-                "customer_email": customer["email"],
-                "customer_name": customer["name"],
-                "discounts": list(sub["discounts"]) if discount else [],
-                "hosted_invoice_url": None,
-                "lines": {"object": "list", "data": lines, "has_more": False, "total_count": len(lines), "url": ""},
-                "metadata": {},
-                "next_payment_attempt": None,
-                "number": f"SANDBOX-{self._invoice_numbers:05d}",
-                "parent": {
-                    "type": "subscription_details",
-                    "quote_details": None,
-                    "subscription_details": {"subscription": sub["id"], "metadata": dict(sub["metadata"])},
-                },
-                "payments": {"object": "list", "data": [], "has_more": False, "url": ""},
-                "period_start": previous_start if previous_start is not None else now,
-                "period_end": now,
-                "status": "open",
-                "status_transitions": {
-                    "finalized_at": now,
-                    "paid_at": None,
-                    "voided_at": None,
-                    "marked_uncollectible_at": None,
-                },
-                "subtotal": subtotal,
-                "total": total,
-                "total_discount_amounts": [{"amount": discount, "discount": sub["discounts"][0]}] if discount else [],
-                "_subscription": sub["id"],
-                "_payment_intent": None,
-            },
-        )
-        invoice["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
-        sub["latest_invoice"] = invoice["id"]
-        return invoice
-
-    def _subscription_discount(self, sub: Obj, subtotal: int, period_start: int) -> int:
-        coupon = sub["_coupon"]
-        if not coupon or subtotal == 0:
-            return 0
-        if coupon["duration"] == "once":
-            if sub["_coupon_used"]:
-                return 0
-            sub["_coupon_used"] = True
-        elif coupon["duration"] == "repeating" and period_start >= sub["_discount_end"]:
-            return 0
-        return coupon_discount(coupon, subtotal)
-
-    def _invoice_intent(self, invoice: Obj, sub: Obj) -> Obj:
-        if invoice["_payment_intent"]:
-            return self.objects[invoice["_payment_intent"]]
-        customer = self.objects[sub["customer"]]
-        fee_percent = sub["application_fee_percent"]
-        fee = None if fee_percent is None else percent_of(invoice["amount_due"], fee_percent)
-        pi = self._new_intent(
-            sub["_account"],
-            invoice["amount_due"],
-            invoice["currency"],
-            customer,
-            description="Subscription update"
-            if invoice["billing_reason"] != "subscription_create"
-            else "Subscription creation",
-            application_fee_amount=fee,
-        )
-        invoice["_payment_intent"] = pi["id"]
-        invoice["payments"]["data"].append(
-            {
-                "id": new_id("inpay_"),
-                "object": "invoice_payment",
-                "amount_paid": None,
-                "amount_requested": invoice["amount_due"],
-                "currency": invoice["currency"],
-                "invoice": invoice["id"],
-                "is_default": True,
-                "payment": {"type": "payment_intent", "payment_intent": pi["id"]},
-                "status": "open",
-            }
-        )
-        return pi
-
-    def _pay_invoice(self, invoice: Obj, sub: Obj) -> bool:
-        """One payment attempt with the subscription's (or the customer's default) payment method."""
-        customer = self.objects[sub["customer"]]
-        pm_id = sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"]
-        pi = self._invoice_intent(invoice, sub)
-        failures = invoice["attempt_count"] + 1  # if this attempt fails too
-        invoice.update(
-            attempted=True,
-            attempt_count=failures,
-            # set before the failure is announced, as Stripe's invoice.payment_failed carries it
-            next_payment_attempt=self.now() + RETRY_AFTER_DAYS[failures - 1] * DAY
-            if failures <= len(RETRY_AFTER_DAYS)
-            else None,
-        )
-        if pm_id is None:
-            pi["last_payment_error"] = {
-                "type": "invalid_request_error",
-                "code": "payment_method_missing",
-                "message": "The customer has no payment method.",
-            }
-            self._emit("invoice.payment_failed", invoice)
-            return False
-        pm = self.objects[pm_id]
-        declines = customer["_card_declines"] and pm["type"] == "card"
-        charge = self._new_charge(pi, pm, status="failed" if declines else "succeeded")
-        pi.update(payment_method=pm_id, latest_charge=charge["id"])
-        if declines:
-            self._fail_payment(pi, charge)
-            self._emit("invoice.payment_failed", invoice)
-            return False
-        pi.update(status="succeeded", amount_received=pi["amount"], last_payment_error=None)
-        self._emit("charge.succeeded", charge)
-        self._emit("payment_intent.succeeded", pi)
-        self._mark_paid(invoice, pi)
-        return True
-
-    def _mark_paid(self, invoice: Obj, pi: Obj | None) -> None:
-        invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0, next_payment_attempt=None)
-        invoice["status_transitions"]["paid_at"] = self.now()
-        for payment in invoice["payments"]["data"]:
-            payment.update(status="paid", amount_paid=invoice["amount_due"])
-        self._emit("invoice.paid", invoice)
 
     def retrieve_subscription(self, account: str | None, sub_id: str) -> Obj:
         return public(self._get("subscription", sub_id, account))
@@ -344,7 +233,7 @@ class BillingRules(Store):
             )
             sub.update(
                 cancel_at_period_end=cancel,
-                cancel_at=sub["current_period_end"] if cancel else None,
+                cancel_at=current_period(sub)[1] if cancel else None,
                 canceled_at=self.now() if cancel else None,
             )
             sub["cancellation_details"]["reason"] = "cancellation_requested" if cancel else None
@@ -380,16 +269,6 @@ class BillingRules(Store):
         sub.update(status="canceled", ended_at=now, canceled_at=sub["canceled_at"] or now, cancel_at=None)
         sub["cancellation_details"]["reason"] = reason
         self._emit("customer.subscription.deleted", sub, previous=previous)
-
-    def retrieve_invoice(self, account: str | None, invoice_id: str) -> Obj:
-        return public(self._get("invoice", invoice_id, account))
-
-    def list_invoices(self, account: str | None, p: Params) -> Obj:
-        p.only("limit", "starting_after", "ending_before", "customer", "subscription", "status", "created")
-        filters = {"customer": p.str("customer"), "_subscription": p.str("subscription"), "status": p.str("status")}
-        return self._list(
-            "invoice", account, p, "/v1/invoices", lambda i: all(v is None or i[k] == v for k, v in filters.items())
-        )
 
     def create_portal_session(self, account: str | None, p: Params) -> Obj:
         p.only("customer", "return_url", "configuration", "locale", "flow_data", "on_behalf_of")
@@ -471,7 +350,7 @@ class BillingRules(Store):
                     )
                 candidates.append((sub["trial_end"], 3, seq, lambda sub=sub: self._period_ends(sub)))
             elif sub["status"] in ("active", "past_due"):
-                candidates.append((sub["current_period_end"], 3, seq, lambda sub=sub: self._period_ends(sub)))
+                candidates.append((current_period(sub)[1], 3, seq, lambda sub=sub: self._period_ends(sub)))
             if sub["status"] == "past_due":
                 for invoice in self._open_invoices(sub):
                     if invoice["next_payment_attempt"] is not None:
@@ -511,23 +390,16 @@ class BillingRules(Store):
                 self._emit("customer.subscription.paused", sub)
                 self._emit("customer.subscription.updated", sub, previous=previous)
                 return
-        previous = {
-            "status": sub["status"],
-            "current_period_start": sub["current_period_start"],
-            "current_period_end": sub["current_period_end"],
-        }
+        previous = {"status": sub["status"], "items": copy.deepcopy(sub["items"])}
         recurring = sub["items"]["data"][0]["price"]["recurring"]
-        start = sub["current_period_end"]
+        previous_start, start = current_period(sub)
         sub["_cycles"] += 1
         end = period_end(
             sub["billing_cycle_anchor"], recurring["interval"], recurring["interval_count"], sub["_cycles"]
         )
-        sub.update(current_period_start=start, current_period_end=end)
         for item in sub["items"]["data"]:
             item.update(current_period_start=start, current_period_end=end)
-        invoice = self._new_invoice(
-            sub, "subscription_cycle", start, end, previous_start=previous["current_period_start"]
-        )
+        invoice = self._new_invoice(sub, "subscription_cycle", start, end, previous_start=previous_start)
         paid = invoice["amount_due"] == 0
         if paid:
             self._mark_paid(invoice, None)

@@ -1,7 +1,8 @@
 """Checkout sessions and what paying on the hosted page does; payment intents, charges,
 refunds and disputes.
 
-A subscription session's completion is billing's work (`_complete_subscription` in billing.py).
+A subscription session's completion is billing's work (`_complete_subscription` in billing.py;
+its invoices: invoices.py).
 """
 
 from __future__ import annotations
@@ -273,6 +274,8 @@ class CheckoutRules(Store):
                 recurring = {
                     "interval": interval,
                     "interval_count": rp.int("interval_count", minimum=1, maximum=limit) or 1,
+                    "meter": None,
+                    "trial_period_days": None,
                     "usage_type": "licensed",
                 }
             if mode == "payment" and recurring:
@@ -297,14 +300,22 @@ class CheckoutRules(Store):
                         "id": new_id("price_"),
                         "object": "price",
                         "active": False,
+                        "billing_scheme": "per_unit",
+                        "created": self.now(),
                         "currency": currency,
+                        "custom_unit_amount": None,
+                        "livemode": False,
+                        "lookup_key": None,
+                        "metadata": {},
+                        "nickname": None,
+                        "product": new_id("prod_", 14),
+                        "recurring": recurring,
+                        "tax_behavior": "unspecified",
+                        "tiers_mode": None,
+                        "transform_quantity": None,
+                        "type": "recurring" if recurring else "one_time",
                         "unit_amount": unit_amount,
                         "unit_amount_decimal": str(unit_amount),
-                        "recurring": recurring,
-                        "type": "recurring" if recurring else "one_time",
-                        "product": new_id("prod_", 14),
-                        "livemode": False,
-                        "metadata": {},
                     },
                 }
             )
@@ -349,6 +360,16 @@ class CheckoutRules(Store):
             "data": copy.deepcopy(session["_items"]),
             "has_more": False,
             "url": f"/v1/checkout/sessions/{session_id}/line_items",
+        }
+
+    def _include_session_line_items(self, session: Obj, account: str | None) -> Obj:
+        """`expand[]=line_items` (includable, as in Stripe)."""
+        stored = self._get("checkout.session", session["id"], account)
+        return {
+            "object": "list",
+            "data": copy.deepcopy(stored["_items"]),
+            "has_more": False,
+            "url": f"/v1/checkout/sessions/{session['id']}/line_items",
         }
 
     def expire_checkout_session(self, account: str | None, p: Params, session_id: str) -> Obj:
@@ -539,8 +560,7 @@ class CheckoutRules(Store):
                 self._emit("customer.subscription.updated", sub, previous=previous)
             else:
                 self._emit("invoice.payment_failed", invoice)
-                invoice.update(status="void", next_payment_attempt=None)
-                invoice["status_transitions"]["voided_at"] = self.now()
+                self._void_invoice(invoice)
                 sub.update(status="incomplete_expired", ended_at=self.now())
                 self._emit("customer.subscription.deleted", sub, previous=previous)
         if succeeded:
@@ -788,6 +808,11 @@ class CheckoutRules(Store):
         return self._list(
             "refund", account, p, "/v1/refunds", lambda r: all(v is None or r[k] == v for k, v in filters.items())
         )
+
+    def _include_charge_refunds(self, charge: Obj, account: str | None) -> Obj:
+        """`expand[]=refunds` (includable since 2022-11-15, as in Stripe)."""
+        refunds = self.list_refunds(account, Params({"charge": charge["id"], "limit": "100"}))
+        return {**refunds, "url": f"/v1/charges/{charge['id']}/refunds"}
 
     def _open_dispute(self, charge: Obj) -> bool:
         return any(

@@ -63,9 +63,10 @@ class Params:
         return key in self.data
 
     def only(self, *allowed: str, ignored: tuple[str, ...] = ()) -> None:
-        """Reject parameters this endpoint does not know (Stripe answers them with a 400)."""
+        """Reject parameters this endpoint does not know (Stripe answers them with a 400). A
+        request's top-level `expand` is every endpoint's (see expand.py)."""
         for key in self.data:
-            if key not in allowed and key not in ignored and key != "expand":
+            if key not in allowed and key not in ignored and not (key == "expand" and not self.prefix):
                 raise SandboxError(
                     f"Received unknown parameter: {self.name(key)} (the sandbox does not model it)",
                     param=self.name(key),

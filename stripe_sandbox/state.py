@@ -3,7 +3,9 @@
 store.py     objects behind one lock, events, idempotency, lists, time
 accounts.py  connected accounts and onboarding, customers and payment methods, coupons
 checkout.py  checkout sessions and the hosted page's outcomes, payment intents, charges, refunds, disputes
-billing.py   subscriptions, invoices, the billing portal, the test clock
+billing.py   subscriptions and their items, the billing portal, the test clock
+invoices.py  invoices and invoice payments
+expand.py    expand[]: expandable ids and includable fields, for every response
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from stripe_sandbox.accounts import AccountRules
 from stripe_sandbox.billing import BillingRules
 from stripe_sandbox.checkout import CheckoutRules
+from stripe_sandbox.invoices import InvoiceRules
 from stripe_sandbox.store import (
     API_VERSION,
     DAY,
@@ -23,5 +26,5 @@ from stripe_sandbox.store import (
 __all__ = ["API_VERSION", "DAY", "OUTCOMES", "SandboxState", "add_months", "new_id", "public"]
 
 
-class SandboxState(BillingRules, CheckoutRules, AccountRules):
+class SandboxState(BillingRules, InvoiceRules, CheckoutRules, AccountRules):
     """All of the sandbox's objects and rules; every public method takes the one lock."""

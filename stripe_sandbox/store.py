@@ -27,6 +27,7 @@ from typing import Any
 
 import stripe
 
+from stripe_sandbox import expand
 from stripe_sandbox.errors import SandboxError, no_such
 from stripe_sandbox.forms import Params
 
@@ -210,6 +211,26 @@ class Store:
         else:
             page = found[:limit]
         return {"object": "list", "data": [public(o) for o in page], "has_more": len(found) > len(page), "url": path}
+
+    # ---- answering a request: expand[] -------------------------------------------------------
+
+    def answer(self, call: Callable[..., Obj], returns: str, account: str | None, p: Params, *ids: str) -> Obj:
+        """One API request: its `expand[]` paths checked first (a bad one answers 400 and changes
+        nothing), then the request, then its answer expanded (see expand.py)."""
+        paths = expand.paths(p)
+        expand.check(returns, paths)
+        body = call(self, account, p, *ids)
+        return expand.apply(
+            body,
+            returns,
+            paths,
+            lambda kind, object_id: self._expanded(kind, object_id, account),
+            lambda method, holder: getattr(self, method)(holder, account),
+        )
+
+    def _expanded(self, kind: str, object_id: str, account: str | None) -> Obj | None:
+        obj = self._find(kind, object_id, account)
+        return public(obj) if obj is not None else None
 
     # ---- events -------------------------------------------------------------------------
 

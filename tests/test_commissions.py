@@ -38,6 +38,7 @@ from community.offers.models import (
     Offer,
     Pricing,
 )
+from community.stripe_client import stripe_client
 from tests.checkout_helpers import API, submit_checkout
 from tests.conftest import Account, sign_up
 from tests.helpers import run_jobs
@@ -427,8 +428,8 @@ async def test_through_stripe_a_link_earns_on_purchase_and_renewal_and_gives_bac
     app, client, owner, shop, stripe_env, settings, sessions  # noqa: F811 - the checkout shop fixture
 ) -> None:
     """A visitor clicks an affiliate's link and subscribes; Stripe renews; the owner refunds part
-    of the purchase and the renewal is charged back. Every step arrives as webhooks (delivered
-    twice too) and ends in the ledger."""
+    of the purchase; a renewal is partly refunded in Stripe's dashboard and the rest charged
+    back. Every step arrives as webhooks (delivered twice too) and ends in the ledger."""
     cid = shop["community"]["id"]
     offer, path = await sell(
         client, owner, shop, pricing="recurring", amount=2000, interval_months=1, resell_enabled=True,
@@ -471,13 +472,21 @@ async def test_through_stripe_a_link_earns_on_purchase_and_renewal_and_gives_bac
         f"{API}/communities/{cid}/payments/{purchase.id}/refunds", json={"amount": 500, "reason": "goodwill"}, headers=owner.headers
     )
     assert refunded.status_code == 201, refunded.text
-    assert renewals[0].stripe_charge_id
-    stripe_env.sandbox.dispute(renewals[0].stripe_charge_id)  # the renewal is charged back in full
+    # The renewal's charge, known from its invoice's payments (no invoice event carries them):
+    # a quarter is refunded in Stripe's dashboard, then the rest is charged back.
+    assert renewals[0].stripe_charge_id and renewals[0].stripe_payment_intent_id
+    await stripe_client(settings).v1.refunds.create_async(
+        {"charge": renewals[0].stripe_charge_id, "amount": 500}, {"stripe_account": shop["account_id"]}
+    )
     await post(client, take(stripe_env))
     await drain(settings, sessions)
     assert await entries_of(sessions, commission.id) == [("earned", 400), ("reversal", -100)]
+    assert await entries_of(sessions, (await commission_of(sessions, renewals[0].id)).id) == [("earned", 400), ("reversal", -100)]
+    stripe_env.sandbox.dispute(renewals[0].stripe_charge_id)  # the rest (15.00) is charged back
+    await post(client, take(stripe_env))
+    await drain(settings, sessions)
     charged_back = await commission_of(sessions, renewals[0].id)
     assert charged_back.state == CommissionState.reversed
-    assert await entries_of(sessions, charged_back.id) == [("earned", 400), ("reversal", -400)]
+    assert await entries_of(sessions, charged_back.id) == [("earned", 400), ("reversal", -100), ("reversal", -300)]
     totals = (await earnings(sessions, Program(cid, offer["id"], affiliate_id, affiliate, affiliate)))["USD"]
     assert (totals.pending, totals.sales, totals.reversed) == (300, 1, 500)

@@ -327,6 +327,10 @@ async def test_refunding_a_subscription_payment_with_revoke_cancels_it_at_stripe
     await deliver_and_process(client, stripe_env, settings)  # subscription deleted, charge refunded: nothing more
     shown = await read(client, owner, shop, payment)
     assert (shown["refunded_amount"], shown["status"]) == (500, "partially_refunded")
+    # found through its first invoice's payments: the payment now names them
+    assert shown["stripe_invoice_id"] and shown["stripe_payment_intent_id"] and shown["stripe_charge_id"]
+    assert stripe_env.sandbox.get(shown["stripe_charge_id"])["amount_refunded"] == 500
+    assert await count(sessions, Refund) == 1  # its charge.refunded found our row, not a "dashboard" one
     entitlement = (await client.get(f"{API}/communities/{shop['community']['id']}/entitlements/{payment['entitlement_id']}", headers=owner.headers)).json()
     assert entitlement["status"] == "refunded" and entitlement["live"] is False
     assert await spent(sessions, shop, buyer.id) == {"USD": 1500}
@@ -360,6 +364,118 @@ async def test_a_refund_delivered_before_the_purchase_waits_for_it(client, owner
         assert event.outcome == "refunded 1000 of 3000"
         assert await session.scalar(select(func.count()).select_from(OutboxJob).where(OutboxJob.state == JobState.failed)) == 0
     assert await count(sessions, Refund) == 1
+
+
+# ---------------------------------------------------------------- subscription payments (invoices as endive sends them)
+
+
+async def subscribe_and_renew(client, owner, shop, stripe_env, settings, *, email: str = "member@example.com"):
+    """A member subscribes (20.00 USD a month) and is charged once more at the period's end;
+    returns (member, first payment, renewal) as the API shows them."""
+    buyer, purchase = await buy(client, owner, shop, stripe_env, settings, email=email, pricing="recurring", amount=2000, interval_months=1)
+    sandbox = stripe_env.sandbox
+    sandbox.advance_clock(sandbox.get(purchase["stripe_subscription_id"])["items"]["data"][0]["current_period_end"] - sandbox.now() + 60)
+    await deliver_and_process(client, stripe_env, settings)
+    listed = (await client.get(f"{API}/communities/{shop['community']['id']}/payments", headers=owner.headers)).json()["items"]
+    [renewal] = [p for p in listed if p["kind"] == "renewal"]
+    return buyer, await read(client, owner, shop, purchase), renewal
+
+
+def invoice_charge(stripe_env, invoice_id: str) -> str:
+    """The charge that paid an invoice, as Stripe holds it (its invoice payment's intent's latest charge)."""
+    state = stripe_env.sandbox.state
+    [paid] = [state.objects[i] for i in state.index["invoice_payment"] if state.objects[i]["invoice"] == invoice_id]
+    return stripe_env.sandbox.get(paid["payment"]["payment_intent"])["latest_charge"]
+
+
+async def test_an_owner_refunds_a_renewal_and_a_first_payment_in_part_and_in_full(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, first, renewal = await subscribe_and_renew(client, owner, shop, stripe_env, settings)
+    for payment in (first, renewal):  # each knows the intent and charge its invoice was paid with
+        assert payment["stripe_charge_id"] == invoice_charge(stripe_env, payment["stripe_invoice_id"])
+        assert stripe_env.sandbox.get(payment["stripe_charge_id"])["payment_intent"] == payment["stripe_payment_intent_id"]
+    assert await spent(sessions, shop, buyer.id) == {"USD": 4000}
+
+    part = await refund(client, owner, shop, renewal, amount=500, reason="a week unused")
+    assert part.status_code == 201, part.text
+    await deliver_and_process(client, stripe_env, settings)
+    shown = await read(client, owner, shop, renewal)
+    assert (shown["refunded_amount"], shown["status"]) == (500, "partially_refunded")
+    rest = await refund(client, owner, shop, renewal, reason="the rest")  # everything left by default
+    assert (rest.status_code, rest.json()["amount"], rest.json()["state"]) == (201, 1500, "succeeded")
+    whole = await refund(client, owner, shop, first, reason="the first month too")
+    assert (whole.status_code, whole.json()["amount"]) == (201, 2000)
+    await deliver_and_process(client, stripe_env, settings)
+
+    for payment in (first, renewal):
+        shown = await read(client, owner, shop, payment)
+        assert (shown["refunded_amount"], shown["status"], shown["net_amount"]) == (2000, "refunded", 0)
+        charge = stripe_env.sandbox.get(payment["stripe_charge_id"])
+        assert (charge["amount_refunded"], charge["refunded"]) == (2000, True)
+    # charge.refunded found our three rows (no "made in Stripe" duplicates)
+    assert await count(sessions, Refund) == 3 and await count(sessions, Refund, Refund.state == RefundState.succeeded) == 3
+    assert await spent(sessions, shop, buyer.id) == {"USD": 0}
+    assert len(await emails(sessions, "refund of")) == 3
+    assert await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)  # access was kept
+
+
+async def test_a_dashboard_refund_and_a_dispute_of_a_renewal_move_its_totals(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, first, renewal = await subscribe_and_renew(client, owner, shop, stripe_env, settings)
+    on_account = {"stripe_account": shop["account_id"]}
+    made = await stripe_client(settings).v1.refunds.create_async({"charge": renewal["stripe_charge_id"], "amount": 700}, on_account)
+    await deliver_and_process(client, stripe_env, settings)
+    shown = await read(client, owner, shop, renewal)
+    assert (shown["refunded_amount"], shown["status"]) == (700, "partially_refunded")
+    [row] = (await client.get(f"{base(shop, renewal)}/refunds", headers=owner.headers)).json()
+    assert (row["stripe_refund_id"], row["amount"], row["state"], row["actor_id"]) == (made.id, 700, "succeeded", None)
+    assert await spent(sessions, shop, buyer.id) == {"USD": 3300}
+
+    opened = stripe_env.sandbox.dispute(renewal["stripe_charge_id"])  # the rest is charged back
+    await deliver_and_process(client, stripe_env, settings)
+    shown = await read(client, owner, shop, renewal)
+    assert (opened["amount"], shown["disputed_amount"], shown["net_amount"]) == (1300, 1300, 0)
+    assert await spent(sessions, shop, buyer.id) == {"USD": 2000}
+    untouched = await read(client, owner, shop, first)
+    assert (untouched["refunded_amount"], untouched["disputed_amount"]) == (0, 0)
+    async with sessions() as session:
+        dispute = await session.scalar(select(Dispute))
+        assert (dispute.payment_id, dispute.stripe_dispute_id) == (renewal["id"], opened["id"])
+
+
+async def test_charge_events_before_their_invoice_is_recorded_find_their_payment(client, owner, shop, stripe_env, sessions, settings) -> None:
+    """A refund made in the dashboard reaches us before the invoice that names its charge has
+    been recorded: the first payment (recorded from its checkout) gets its ids from the
+    invoice Stripe says the charge's intent paid; a renewal not recorded yet is waited for."""
+    buyer, first = await buy(client, owner, shop, stripe_env, settings, pricing="recurring", amount=2000, interval_months=1)
+    first_charge = invoice_charge(stripe_env, first["stripe_invoice_id"])
+    async with sessions() as session, session.begin():  # as if the first invoice.paid had not come yet
+        await session.execute(text("UPDATE payments SET stripe_payment_intent_id = NULL, stripe_charge_id = NULL, stripe_invoice_id = NULL"))
+    sandbox = stripe_env.sandbox
+    sandbox.advance_clock(sandbox.get(first["stripe_subscription_id"])["items"]["data"][0]["current_period_end"] - sandbox.now() + 60)
+    renewal_invoice = sandbox.get(first["stripe_subscription_id"])["latest_invoice"]
+    held = sandbox.take_deliveries(stripe_env.connect_endpoint)  # the renewal's events, not delivered yet
+    on_account = {"stripe_account": shop["account_id"]}
+    for charge, amount in ((first_charge, 300), (invoice_charge(stripe_env, renewal_invoice), 400)):
+        await stripe_client(settings).v1.refunds.create_async({"charge": charge, "amount": amount}, on_account)
+    route = f"{API}/webhooks/stripe/connect"
+    for delivery in sandbox.take_deliveries(stripe_env.connect_endpoint):  # the refunds first
+        assert (await client.post(route, content=delivery.payload, headers=delivery.headers)).status_code == 200
+    async with sessions() as session:
+        rows = (await session.scalars(select(StripeEvent).where(StripeEvent.type == "charge.refunded").order_by(StripeEvent.id))).all()
+        assert await billing_events.HANDLERS["charge.refunded"](session, settings, rows[0]) == "refunded 300 of 2000"
+        with pytest.raises(NotYetKnown):  # the renewal is ours but not recorded yet: retried
+            await billing_events.HANDLERS["charge.refunded"](session, settings, rows[1])
+        await session.rollback()
+    for delivery in held:
+        assert (await client.post(route, content=delivery.payload, headers=delivery.headers)).status_code == 200
+    while await run_jobs(settings, retry_base_seconds=0.2):
+        pass
+    async with sessions() as session:
+        payments = {p.kind.value: p for p in await session.scalars(select(Payment))}
+        assert (payments["purchase"].refunded_amount, payments["renewal"].refunded_amount) == (300, 400)
+        assert payments["purchase"].stripe_charge_id == first_charge and payments["purchase"].stripe_invoice_id == first["stripe_invoice_id"]
+        assert await session.scalar(select(func.count()).select_from(OutboxJob).where(OutboxJob.state == JobState.failed)) == 0
+    assert await count(sessions, Refund) == 2
+    assert await spent(sessions, shop, buyer.id) == {"USD": 3300}
 
 
 # ---------------------------------------------------------------- refunds left pending

@@ -94,6 +94,12 @@ def types(events: list[Any]) -> list[str]:
     return [e.type if hasattr(e, "type") else e["type"] for e in events]
 
 
+def period(sub: Any) -> tuple[int, int]:
+    """A subscription's current period: on its items since API 2025-03-31, not on the subscription."""
+    item = sub["items"]["data"][0]
+    return item["current_period_start"], item["current_period_end"]
+
+
 # ---- keys, accounts, onboarding -------------------------------------------------------------------
 
 
@@ -652,41 +658,49 @@ async def test_subscription_renewals_failures_and_recovery(sandbox: StripeSandbo
         sc, sandbox, acct, subscription_data={"metadata": {"offer": "9"}, "application_fee_percent": 10}
     )
     assert (done["payment_status"], sub.status, sub.metadata.to_dict()) == ("paid", "active", {"offer": "9"})
-    start, end = sub.current_period_start, sub.current_period_end
-    assert end == add_months(start, 1)
-    assert sub["items"].data[0].current_period_end == end and sub.default_payment_method
+    start, end = period(sub)
+    assert end == add_months(start, 1) and sub.default_payment_method
+    assert "current_period_end" not in sub and "current_period_start" not in sub  # gone since 2025-03-31
     first = await sc.v1.invoices.retrieve_async(sub.latest_invoice, options=on(acct))
     assert (first.status, first.amount_paid, first.billing_reason) == ("paid", 1000, "subscription_create")
-    assert first.parent.subscription_details.subscription == sub.id
+    assert first.parent.subscription_details.subscription == sub.id and done["invoice"] == first.id
     assert types(sandbox.take_deliveries(endpoint)) == [
         "customer.created",
         "customer.subscription.created",
+        "invoice.created",
+        "invoice.finalized",
         "charge.succeeded",
         "payment_intent.succeeded",
+        "invoice_payment.paid",
         "invoice.paid",
+        "invoice.payment_succeeded",
         "checkout.session.completed",
     ]
 
     sandbox.advance_clock(end - sandbox.now() + 60)  # renewal paid
     sub = await sc.v1.subscriptions.retrieve_async(sub.id, options=on(acct))
-    assert (sub.status, sub.current_period_start, sub.current_period_end) == ("active", end, add_months(start, 2))
+    assert (sub.status, period(sub)) == ("active", (end, add_months(start, 2)))
     invoices = await sc.v1.invoices.list_async(params={"subscription": sub.id}, options=on(acct))
     renewal = invoices.data[0]
     assert len(invoices.data) == 2 and renewal.billing_reason == "subscription_cycle" and renewal.status == "paid"
     assert renewal.lines.data[0].period.start == end and renewal.created == end
-    charge_pi = await sc.v1.payment_intents.retrieve_async(
-        renewal.payments.data[0].payment.payment_intent, options=on(acct)
-    )
+    [paid] = (await sc.v1.invoice_payments.list_async(params={"invoice": renewal.id}, options=on(acct))).data
+    assert (paid.status, paid.amount_paid, paid.payment.type, paid.invoice) == ("paid", 1000, "payment_intent", renewal.id)
+    charge_pi = await sc.v1.payment_intents.retrieve_async(paid.payment.payment_intent, options=on(acct))
     assert (charge_pi.status, charge_pi.application_fee_amount) == ("succeeded", 100)
     assert types(sandbox.take_deliveries(endpoint)) == [
+        "invoice.created",
+        "invoice.finalized",
         "charge.succeeded",
         "payment_intent.succeeded",
+        "invoice_payment.paid",
         "invoice.paid",
+        "invoice.payment_succeeded",
         "customer.subscription.updated",
     ]
 
     sandbox.set_card_declines(sub.customer, True)
-    second_end = sub.current_period_end
+    second_end = period(sub)[1]
     sandbox.advance_clock(second_end - sandbox.now() + 60)  # renewal fails
     sub = await sc.v1.subscriptions.retrieve_async(sub.id, options=on(acct))
     failed = await sc.v1.invoices.retrieve_async(sub.latest_invoice, options=on(acct))
@@ -698,13 +712,100 @@ async def test_subscription_renewals_failures_and_recovery(sandbox: StripeSandbo
         if d.type == "invoice.payment_failed"
     ]
     assert failure.data.object.id == failed.id and failure.data.object.next_payment_attempt == second_end + 3 * DAY
+    [still_open] = (await sc.v1.invoice_payments.list_async(params={"invoice": failed.id}, options=on(acct))).data
+    assert (still_open.status, still_open.amount_paid) == ("open", None)
 
     sandbox.set_card_declines(sub.customer, False)  # the buyer fixes the card; the next retry works
     sandbox.advance_clock(3 * DAY)
     sub = await sc.v1.subscriptions.retrieve_async(sub.id, options=on(acct))
     failed = await sc.v1.invoices.retrieve_async(failed.id, options=on(acct))
     assert (sub.status, failed.status, failed.attempt_count) == ("active", "paid", 2)
-    assert types(sandbox.take_deliveries(endpoint))[-2:] == ["invoice.paid", "customer.subscription.updated"]
+    assert types(sandbox.take_deliveries(endpoint))[-4:] == [
+        "invoice_payment.paid",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "customer.subscription.updated",
+    ]
+
+
+async def test_invoice_payments_are_includable_and_never_in_events(sandbox: StripeSandbox, sc: stripe.StripeClient) -> None:
+    """At the pinned API version an invoice names no payment intent or charge of its own; its
+    `payments` come only when asked for (`expand[]=payments`, `data.payments` on a list) and
+    never in an event, and the charge is the payment intent's `latest_charge`."""
+    acct = await connected_account(sc, sandbox)
+    _, sub = await subscribe(sc, sandbox, acct)
+    invoice = await sc.v1.invoices.retrieve_async(sub.latest_invoice, options=on(acct))
+    for removed in ("payments", "payment_intent", "charge", "subscription", "paid", "confirmation_secret"):
+        assert removed not in invoice, removed
+    expanded = await sc.v1.invoices.retrieve_async(
+        invoice.id, params={"expand": ["payments.data.payment.payment_intent", "confirmation_secret"]}, options=on(acct)
+    )
+    [payment] = expanded.payments.data
+    intent = payment.payment.payment_intent
+    assert (payment.object, payment.status, payment.amount_paid, payment.is_default) == ("invoice_payment", "paid", 1000, True)
+    assert (intent.object, intent.status) == ("payment_intent", "succeeded")
+    charge = await sc.v1.charges.retrieve_async(intent.latest_charge, options=on(acct))
+    assert (charge.amount, charge.payment_intent) == (1000, intent.id)
+    assert expanded.confirmation_secret.client_secret == intent.client_secret
+    listed = await sc.v1.invoices.list_async(params={"subscription": sub.id, "expand": ["data.payments"]}, options=on(acct))
+    assert listed.data[0].payments.data[0].id == payment.id
+    assert "payments" not in (await sc.v1.invoices.list_async(params={"subscription": sub.id}, options=on(acct))).data[0]
+    by_intent = await sc.v1.invoice_payments.list_async(
+        params={"payment": {"type": "payment_intent", "payment_intent": intent.id}, "expand": ["data.invoice"]},
+        options=on(acct),
+    )
+    assert [(p.id, p.invoice.id) for p in by_intent.data] == [(payment.id, invoice.id)]
+    assert (await sc.v1.invoice_payments.retrieve_async(payment.id, options=on(acct))).payment.payment_intent == intent.id
+    # never in an event, whatever its type
+    for event in sandbox.events():
+        if event["data"]["object"]["object"] == "invoice":
+            assert "payments" not in event["data"]["object"], event["type"]
+    # other expandable ids: the checkout session's, the subscription's
+    session_id = sandbox.events("checkout.session.completed")[-1]["data"]["object"]["id"]
+    session_seen = await sc.v1.checkout.sessions.retrieve_async(
+        session_id, params={"expand": ["subscription.latest_invoice", "line_items", "customer"]}, options=on(acct)
+    )
+    assert session_seen.subscription.latest_invoice.id == invoice.id and session_seen.customer.id == sub.customer
+    assert session_seen.line_items.data[0].amount_total == 1000
+    assert "line_items" not in await sc.v1.checkout.sessions.retrieve_async(session_id, options=on(acct))
+
+
+async def test_bad_expand_paths_answer_400_and_change_nothing(sandbox: StripeSandbox, sc: stripe.StripeClient) -> None:
+    acct = await connected_account(sc, sandbox)
+    _, sub = await subscribe(sc, sandbox, acct)
+    refused = {
+        ("list", "payments"): "This property cannot be expanded (payments).",  # a list's paths start with data
+        ("list", "data"): "This property cannot be expanded (data).",
+        ("list", "data.parent"): "This property cannot be expanded (parent).",  # a hash, not an id
+        ("list", "data.nope"): "This property cannot be expanded (nope).",
+        ("list", "data.payments.data.payment.payment_intent"): "You cannot expand more than 4 levels of a property.",
+        ("one", "status"): "This property cannot be expanded (status).",
+        ("one", "payments.payment"): "This property cannot be expanded (payment).",
+        ("one", "lines"): "This property cannot be expanded (lines).",
+    }
+    for (where, path), message in refused.items():
+        with pytest.raises(stripe.InvalidRequestError) as bad:
+            if where == "list":
+                await sc.v1.invoices.list_async(params={"subscription": sub.id, "expand": [path]}, options=on(acct))
+            else:
+                await sc.v1.invoices.retrieve_async(sub.latest_invoice, params={"expand": [path]}, options=on(acct))
+        assert (bad.value.http_status, bad.value.error.type, bad.value.user_message) == (400, "invalid_request_error", message)
+    # refused before the request runs: an update with a bad expand changes nothing
+    with pytest.raises(stripe.InvalidRequestError):
+        await sc.v1.subscriptions.update_async(
+            sub.id, params={"cancel_at_period_end": True, "expand": ["latest_invoice.nope"]}, options=on(acct)
+        )
+    assert (await sc.v1.subscriptions.retrieve_async(sub.id, options=on(acct))).cancel_at_period_end is False
+    updated = await sc.v1.subscriptions.update_async(
+        sub.id, params={"cancel_at_period_end": True, "expand": ["latest_invoice"]}, options=on(acct)
+    )
+    assert updated.cancel_at_period_end and updated.latest_invoice.object == "invoice"
+    # an expand nested in another parameter is an unknown parameter there
+    with pytest.raises(stripe.InvalidRequestError) as nested:
+        await sc.v1.subscriptions.update_async(
+            sub.id, params={"cancellation_details": {"comment": "x", "expand": ["a"]}}, options=on(acct)  # type: ignore[typeddict-unknown-key]
+        )
+    assert nested.value.param == "cancellation_details[expand]"
 
 
 async def test_failed_payments_end_the_subscription_after_the_retries(
@@ -712,11 +813,11 @@ async def test_failed_payments_end_the_subscription_after_the_retries(
 ) -> None:
     acct = await connected_account(sc, sandbox)
     _, biweekly = await subscribe(sc, sandbox, acct, line_items=[item(900, interval="week", interval_count=2)])
-    assert biweekly.current_period_end == biweekly.current_period_start + 14 * DAY
+    assert period(biweekly)[1] == period(biweekly)[0] + 14 * DAY
     await sc.v1.subscriptions.cancel_async(biweekly.id, options=on(acct))
     _, sub = await subscribe(sc, sandbox, acct)
     sandbox.set_card_declines(sub.customer, True)
-    sandbox.advance_clock(sub.current_period_end - sandbox.now() + 1 + (3 + 5 + 7) * DAY)
+    sandbox.advance_clock(period(sub)[1] - sandbox.now() + 1 + (3 + 5 + 7) * DAY)
     sub = await sc.v1.subscriptions.retrieve_async(sub.id, options=on(acct))
     assert sub.status == "canceled" and sub.cancellation_details.reason == "payment_failed"
     assert len(sandbox.events("invoice.payment_failed")) == 4
@@ -746,7 +847,7 @@ async def test_trials_with_and_without_a_card(
     assert (done.status, done.payment_status) == ("complete", "no_payment_required")
     sub = await sc.v1.subscriptions.retrieve_async(done.subscription, options=on(acct))
     assert (sub.status, sub.default_payment_method, sub.trial_end) == ("trialing", None, sub.trial_start + 14 * DAY)
-    assert sub.current_period_end == sub.trial_end
+    assert period(sub)[1] == sub.trial_end
     first = await sc.v1.invoices.retrieve_async(sub.latest_invoice, options=on(acct))
     assert (first.status, first.amount_due) == ("paid", 0)
 
@@ -772,7 +873,7 @@ async def test_trials_with_and_without_a_card(
     sub = await sc.v1.subscriptions.retrieve_async(sub.id, options=on(acct))
     assert (sub.status, sub.ended_at) == ("canceled", sub.trial_end)
     carded = await sc.v1.subscriptions.retrieve_async(carded.id, options=on(acct))
-    assert carded.status == "active" and carded.current_period_end == add_months(carded.trial_end, 1)
+    assert carded.status == "active" and period(carded)[1] == add_months(carded.trial_end, 1)
     invoice = await sc.v1.invoices.retrieve_async(carded.latest_invoice, options=on(acct))
     assert (invoice.status, invoice.amount_paid) == ("paid", 1500)
     assert [e["data"]["object"]["id"] for e in sandbox.events("customer.subscription.deleted")] == [sub.id]
@@ -818,15 +919,15 @@ async def test_cancel_at_period_end_and_cancel_now(
     updated = await sc.v1.subscriptions.update_async(
         sub.id, params={"cancel_at_period_end": True, "metadata": {"note": "leaving"}}, options=on(acct)
     )
-    assert updated.cancel_at_period_end and updated.cancel_at == sub.current_period_end
+    assert updated.cancel_at_period_end and updated.cancel_at == period(sub)[1]
     assert updated.metadata.to_dict() == {"note": "leaving"}
     last = sandbox.events("customer.subscription.updated")[-1]
     assert last["data"]["previous_attributes"]["cancel_at_period_end"] is False
-    sandbox.advance_clock(sub.current_period_end - sandbox.now() - 60)
+    sandbox.advance_clock(period(sub)[1] - sandbox.now() - 60)
     assert (await sc.v1.subscriptions.retrieve_async(sub.id, options=on(acct))).status == "active"
     sandbox.advance_clock(120)
     ended = await sc.v1.subscriptions.retrieve_async(sub.id, options=on(acct))
-    assert (ended.status, ended.ended_at) == ("canceled", sub.current_period_end)
+    assert (ended.status, ended.ended_at) == ("canceled", period(sub)[1])
     assert len((await sc.v1.invoices.list_async(params={"subscription": sub.id}, options=on(acct))).data) == 1
     with pytest.raises(stripe.InvalidRequestError):
         await sc.v1.subscriptions.update_async(sub.id, params={"cancel_at_period_end": False}, options=on(acct))
@@ -848,7 +949,7 @@ async def test_repeating_coupon_on_a_subscription(sandbox: StripeSandbox, sc: st
     assert done["amount_total"] == 500
     for _ in range(3):
         sub = await sc.v1.subscriptions.retrieve_async(sub.id, options=on(acct))
-        sandbox.advance_clock(sub.current_period_end - sandbox.now() + 1)
+        sandbox.advance_clock(period(sub)[1] - sandbox.now() + 1)
     invoices = await sc.v1.invoices.list_async(params={"subscription": sub.id}, options=on(acct))
     assert [i.amount_paid for i in reversed(invoices.data)] == [500, 500, 1000, 1000]
 
@@ -893,9 +994,9 @@ async def test_http_controls(sandbox: StripeSandbox, sc: stripe.StripeClient, br
     sub = sandbox.get(paid.json()["subscription"])
     before = (await browser.get("/_sandbox/clock")).json()["now"]
     advanced = await browser.post(
-        "/_sandbox/clock/advance", data={"seconds": str(sub["current_period_end"] - before + 5)}
+        "/_sandbox/clock/advance", data={"seconds": str(period(sub)[1] - before + 5)}
     )
-    assert advanced.json()["now"] >= sub["current_period_end"]
+    assert advanced.json()["now"] >= period(sub)[1]
     renewals = (await browser.get("/_sandbox/events", params={"type": "invoice.paid"})).json()["data"]
     assert len(renewals) == 2
     taken = (await browser.post(f"/_sandbox/webhook_endpoints/{endpoint}/take")).json()["data"]

@@ -16,6 +16,7 @@ STRIPE_CALLERS = [
     "community/billing/refunds.py",
     "community/billing/memberships.py",
     "community/billing/subscriptions.py",
+    "community/billing/invoices.py",
 ]
 MYPY = [sys.executable, "-m", "mypy", "--ignore-missing-imports", "--follow-imports=silent", "--no-incremental"]
 

@@ -162,10 +162,16 @@ async def snapshot(sessions, member: Member) -> dict[str, Any]:
             "log": [str(change) for change, _ in log],
             "told": [str(change) for change, told in log if told],  # the access run's emails
             "history": list(history),
-            "payments": [(p.kind.value, p.amount, p.stripe_invoice_id is not None) for p in payments],
+            # True: the payment names its invoice, payment intent and charge (refunds and
+            # disputes, ours or the dashboard's, find it by them)
+            "payments": [(p.kind.value, p.amount, _knows_its_charge(p)) for p in payments],
             "total": await billing.total_spent(session, community_id=member.community_id, user_id=member.user_id),
             "emails": [(job.payload["to"], job.payload["subject"]) for job in emails],
         }
+
+
+def _knows_its_charge(payment: Payment) -> bool:
+    return None not in (payment.stripe_invoice_id, payment.stripe_payment_intent_id, payment.stripe_charge_id)
 
 
 async def sent(settings, sessions, to: str, subject: str) -> str:
@@ -204,6 +210,31 @@ async def test_renewals_record_payments_and_extend_the_period(client, owner, sho
         assert after["log"] == ["gained"]  # nobody was told anything about access
         assert [s for _, s in new_emails(start, after)] == ["Payment received: Pro Membership (20.00 USD)"] * months
         await replay_changes_nothing(client, settings, sessions, member, deliveries)
+
+
+async def test_payments_record_the_intent_and_charge_their_invoice_was_paid_with(client, owner, shop, stripe_env, settings, sessions) -> None:  # noqa: F811
+    """Invoices as API 2026-10-28 sends them: no invoice event carries `payments` (nor the
+    payment_intent and charge invoices had before 2025), so the purchase and each renewal get
+    their payment intent and charge by re-fetching the invoice with its payments expanded."""
+    member = await subscribe(client, owner, shop, stripe_env, settings, sessions)
+    to_period_end(stripe_env.sandbox, member)
+    deliveries = await deliver(client, stripe_env, settings, sessions)
+    sent_invoices = [json.loads(d.payload)["data"]["object"] for _, d in deliveries if d.type.startswith("invoice.")]
+    assert {"invoice.paid", "invoice.payment_succeeded"} <= {d.type for _, d in deliveries}
+    for invoice in sent_invoices:
+        assert not {"payments", "payment_intent", "charge", "subscription"} & set(invoice), invoice["id"]
+        assert invoice["parent"]["subscription_details"]["subscription"] == member.subscription_id
+    async with sessions() as session:
+        payments = (await session.scalars(select(Payment).where(Payment.user_id == member.user_id).order_by(Payment.id))).all()
+    assert [p.kind.value for p in payments] == ["purchase", "renewal"]
+    on_account = {"stripe_account": member.account_id}
+    for payment in payments:
+        [paid] = (await stripe_client(settings).v1.invoice_payments.list_async({"invoice": payment.stripe_invoice_id}, on_account)).data
+        intent = await stripe_client(settings).v1.payment_intents.retrieve_async(paid.payment.payment_intent, options=on_account)
+        assert (payment.stripe_payment_intent_id, payment.stripe_charge_id) == (intent.id, intent.latest_charge)
+        charge = await stripe_client(settings).v1.charges.retrieve_async(payment.stripe_charge_id, options=on_account)
+        assert (charge.amount, charge.status) == (payment.amount, "succeeded")
+    assert len({p.stripe_charge_id for p in payments}) == 2
 
 
 # ---------------------------------------------------------------- failed renewals and grace

@@ -33,11 +33,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.accounts import service as accounts
-from community.billing import memberships, notices
+from community.billing import invoices, memberships, notices
 from community.billing import service as billing
 from community.billing.memberships import CancelFailed
 from community.billing.models import Dispute, Payment, Refund, RefundState, StripeEvent
-from community.billing.subscriptions import from_stamp, id_of, metadata_id
+from community.billing.stripe_objects import from_stamp, id_of, metadata_id
 from community.db import utcnow
 from community.errors import Conflict, DomainError, Invalid, NotYetKnown, check_storable
 from community.hubs.models import Community
@@ -292,30 +292,24 @@ async def _lock(session: AsyncSession, payment: Payment) -> Payment:
 
 
 async def _resolve_stripe_ids(settings: Settings, payment: Payment) -> None:
-    """A subscription's first payment, recorded from its checkout, knows no payment intent:
-    find it through the subscription's first invoice (read-only calls), so that the refund can
-    name it and its charge.refunded finds this payment."""
+    """A subscription's first payment is recorded from its checkout, before its invoice says
+    what paid it (the invoice.paid job adds that): until then it names no payment intent or
+    charge. Read them from the invoice's payments (read-only calls; see invoices.py), so that
+    the refund can name them and its charge.refunded finds this payment."""
     if payment.stripe_charge_id or payment.stripe_payment_intent_id:
         return
-    client = stripe_client(settings)
-    options: Any = {"stripe_account": payment.stripe_account_id or ""}
-    invoice = None
+    account = payment.stripe_account_id or ""
     try:
-        if payment.stripe_invoice_id:
-            invoice = await client.v1.invoices.retrieve_async(payment.stripe_invoice_id, options=options)
-        elif payment.stripe_subscription_id:
-            invoices = await client.v1.invoices.list_async(
-                {"subscription": payment.stripe_subscription_id, "limit": 100}, options
-            )
-            invoice = next((i for i in invoices.data if i.billing_reason == "subscription_create"), None)
+        invoice_id = payment.stripe_invoice_id
+        if invoice_id is None and payment.stripe_subscription_id:
+            invoice_id = await invoices.first_invoice(settings, account, payment.stripe_subscription_id)
+        invoice = await invoices.retrieve(settings, account, invoice_id) if invoice_id else None
     except UNANSWERED:
         raise StripeUnavailable("Stripe did not answer; nothing was refunded, try again") from None
-    for paid in (invoice.payments.data if invoice is not None and invoice.payments else []):
-        intent = paid.payment.payment_intent
-        if intent:
-            payment.stripe_payment_intent_id = id_of(intent)
-            return
-    raise Conflict("Stripe has no charge for this payment to refund", field="payment_id")
+    paid = invoices.paid_with(invoice) if invoice is not None else invoices.PaidWith(None, None)
+    if invoice is None or not (paid.payment_intent or paid.charge):
+        raise Conflict("Stripe has no charge for this payment to refund", field="payment_id")
+    invoices.fill(payment, invoice, paid)
 
 
 async def settle(session: AsyncSession, settings: Settings, payment: Payment, stripe_refund: dict[str, Any]) -> Refund | None:
@@ -468,10 +462,13 @@ async def list_refunds(session: AsyncSession, community_id: int, payment_id: int
 # ---------------------------------------------------------------- webhook events
 
 
-async def _payment_for(session: AsyncSession, row: StripeEvent, charge_id: str | None, intent_id: str | None, metadata: dict[str, Any]) -> Payment:
+async def _payment_for(
+    session: AsyncSession, settings: Settings, row: StripeEvent, charge_id: str | None, intent_id: str | None, metadata: dict[str, Any]
+) -> Payment:
     """The payment (locked) this charge's event is about, found through our records on the
-    event's account. Not found: ours but not recorded yet (its checkout's metadata) -> retry;
-    otherwise not ours."""
+    event's account, or through the invoice its payment intent paid (a subscription payment
+    whose ids we did not have yet). Not found: ours but not recorded yet (its checkout's
+    metadata, or our subscription's invoice) -> retry; otherwise not ours."""
     matches = [column == value for column, value in ((Payment.stripe_charge_id, charge_id), (Payment.stripe_payment_intent_id, intent_id)) if value]
     payment = None
     if matches:
@@ -481,6 +478,9 @@ async def _payment_for(session: AsyncSession, row: StripeEvent, charge_id: str |
             .order_by(Payment.id)
             .limit(1)
         )
+    if payment is None and intent_id and row.account:
+        # An invoice's charge we have no ids for yet: Stripe says which invoice it paid.
+        payment = await invoices.payment_for_intent(session, settings, row.account, intent_id, charge_id)
     if payment is None:
         if metadata.get("checkout_id"):
             raise NotYetKnown(f"the payment of charge {charge_id} is not recorded yet")
@@ -496,7 +496,7 @@ class _NotOurs(Exception):
 async def on_charge_refunded(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
     obj = (row.payload.get("data") or {}).get("object") or {}
     try:
-        payment = await _payment_for(session, row, id_of(obj.get("id")), id_of(obj.get("payment_intent")), obj.get("metadata") or {})
+        payment = await _payment_for(session, settings, row, id_of(obj.get("id")), id_of(obj.get("payment_intent")), obj.get("metadata") or {})
     except _NotOurs:
         return "not ours"
     await _settle_listed(session, settings, payment, {"charge": id_of(obj.get("id")) or "", "limit": 100})
@@ -527,7 +527,7 @@ async def on_dispute(session: AsyncSession, settings: Settings, row: StripeEvent
     if not dispute_id:
         return "not ours"
     try:
-        payment = await _payment_for(session, row, id_of(obj.get("charge")), id_of(obj.get("payment_intent")), {})
+        payment = await _payment_for(session, settings, row, id_of(obj.get("charge")), id_of(obj.get("payment_intent")), {})
     except _NotOurs:
         return "not ours"
     current = await stripe_client(settings).v1.disputes.retrieve_async(

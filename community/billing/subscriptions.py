@@ -28,16 +28,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts.models import User
-from community.billing import notices
+from community.billing import invoices, notices
 from community.billing import service as billing
 from community.billing.models import (
     Checkout,
     CheckoutState,
-    Payment,
     PaymentKind,
     StripeEvent,
     Subscription,
 )
+from community.billing.stripe_objects import field, from_stamp, id_of, metadata_id
 from community.db import utcnow
 from community.errors import NotYetKnown
 from community.hubs.models import Community
@@ -58,61 +58,19 @@ ENDS_AT_PERIOD_END = "ends at period end"
 # ---------------------------------------------------------------- reading Stripe objects
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """A field of a Stripe object or of an event's JSON (absent fields read as `default`)."""
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    try:
-        return getattr(obj, name)
-    except AttributeError:
-        return default
-
-
-def id_of(value: Any) -> str | None:
-    """The id of a Stripe object, expanded or not (a reference is the id itself)."""
-    return value if value is None or isinstance(value, str) else _get(value, "id")
-
-
-def metadata_id(value: Any) -> int | None:
-    """One of our row ids as written in a Stripe object's metadata; anything else (typed by
-    hand in the dashboard, too long for a bigint) names no row of ours."""
-    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18 else None
-
-
-def from_stamp(stamp: int | None) -> dt.datetime | None:
-    """A Stripe timestamp (seconds, UTC); unset reads as None."""
-    return dt.datetime.fromtimestamp(stamp, dt.UTC) if stamp else None
-
-
 def period_end(current: Any) -> dt.datetime | None:
-    """Since API 2025-03-31 the period lives on the subscription's items (older versions: on
-    the subscription itself)."""
-    ends = [_get(item, "current_period_end") for item in _get(_get(current, "items"), "data") or []]
+    """When the current period ends: on the subscription's items (the subscription has no
+    period of its own since API 2025-03-31); the earliest, should items differ."""
+    ends = [field(item, "current_period_end") for item in field(field(current, "items"), "data") or []]
     ends = [end for end in ends if end]
-    return from_stamp(min(ends) if ends else _get(current, "current_period_end"))
+    return from_stamp(min(ends)) if ends else None
 
 
 def _period_amount(current: Any) -> int:
     return sum(
-        (_get(_get(item, "price"), "unit_amount") or 0) * (_get(item, "quantity") or 1)
-        for item in _get(_get(current, "items"), "data") or []
+        (field(field(item, "price"), "unit_amount") or 0) * (field(item, "quantity") or 1)
+        for item in field(field(current, "items"), "data") or []
     )
-
-
-def invoice_subscription_id(invoice: Any) -> str | None:
-    """Current API: invoice.parent.subscription_details.subscription (older: invoice.subscription)."""
-    details = _get(_get(invoice, "parent"), "subscription_details")
-    return id_of(_get(details, "subscription") or _get(invoice, "subscription"))
-
-
-def _invoice_payment_intent(invoice: Any) -> str | None:
-    for payment in _get(_get(invoice, "payments"), "data") or []:
-        intent = id_of(_get(_get(payment, "payment"), "payment_intent"))
-        if intent and _get(payment, "status") in ("paid", None):
-            return intent
-    return id_of(_get(invoice, "payment_intent"))  # API versions before 2025-03-31
 
 
 # ---------------------------------------------------------------- Stripe calls
@@ -132,7 +90,7 @@ async def fetch(settings: Settings, subscription: Subscription) -> stripe.Subscr
 async def _unpaid_invoice(settings: Settings, subscription: Subscription, current: Any) -> tuple[dt.datetime | None, int | None]:
     """When the unpaid invoice was first tried (finalized, then charged at once), and what it
     asks for: the grace period counts from there, whichever event tells us first."""
-    invoice_id = id_of(_get(current, "latest_invoice"))
+    invoice_id = id_of(field(current, "latest_invoice"))
     if invoice_id is None:
         return None, None
     invoice = await stripe_client(settings).v1.invoices.retrieve_async(
@@ -140,16 +98,7 @@ async def _unpaid_invoice(settings: Settings, subscription: Subscription, curren
     )
     if invoice.status != "open":
         return None, None
-    return from_stamp(_get(_get(invoice, "status_transitions"), "finalized_at") or invoice.created), invoice.amount_due
-
-
-async def _charge_of(settings: Settings, account: str | None, payment_intent: str | None) -> str | None:
-    if payment_intent is None:
-        return None
-    intent = await stripe_client(settings).v1.payment_intents.retrieve_async(
-        payment_intent, options={"stripe_account": account} if account else None
-    )
-    return id_of(intent.latest_charge)
+    return from_stamp(field(field(invoice, "status_transitions"), "finalized_at") or invoice.created), invoice.amount_due
 
 
 # ---------------------------------------------------------------- our rows
@@ -192,9 +141,9 @@ async def start(
             offer_id=entitlement.offer_id,
             stripe_account_id=checkout.stripe_account_id,
             stripe_subscription_id=checkout.stripe_subscription_id,
-            stripe_customer_id=id_of(_get(current, "customer")),
-            status=_get(current, "status") or "incomplete",
-            currency=(_get(current, "currency") or checkout.currency).upper(),
+            stripe_customer_id=id_of(field(current, "customer")),
+            status=field(current, "status") or "incomplete",
+            currency=(field(current, "currency") or checkout.currency).upper(),
             amount=_period_amount(current),
         )
         .on_conflict_do_nothing()
@@ -252,12 +201,12 @@ async def _copy_state(
     settings: Settings, subscription: Subscription, current: Any, *, grace_days: int, stripe_now: dt.datetime
 ) -> int | None:
     """Copy Stripe's fields. When a grace period starts with this change: the amount unpaid."""
-    subscription.status = _get(current, "status") or subscription.status
-    subscription.cancel_at_period_end = bool(_get(current, "cancel_at_period_end"))
+    subscription.status = field(current, "status") or subscription.status
+    subscription.cancel_at_period_end = bool(field(current, "cancel_at_period_end"))
     subscription.current_period_end = period_end(current) or subscription.current_period_end
-    subscription.trial_end = from_stamp(_get(current, "trial_end"))
-    subscription.canceled_at = from_stamp(_get(current, "canceled_at"))
-    subscription.stripe_customer_id = id_of(_get(current, "customer")) or subscription.stripe_customer_id
+    subscription.trial_end = from_stamp(field(current, "trial_end"))
+    subscription.canceled_at = from_stamp(field(current, "canceled_at"))
+    subscription.stripe_customer_id = id_of(field(current, "customer")) or subscription.stripe_customer_id
     subscription.amount = _period_amount(current) or subscription.amount
     subscription.synced_at = utcnow()
     if subscription.status == GRACE:
@@ -272,7 +221,7 @@ async def _copy_state(
 
 def _target(subscription: Subscription, current: Any, stripe_now: dt.datetime) -> Target | None:
     status = subscription.status
-    stop = from_stamp(_get(current, "cancel_at")) or (
+    stop = from_stamp(field(current, "cancel_at")) or (
         subscription.current_period_end if subscription.cancel_at_period_end else None
     )
     if status in OPEN:
@@ -382,7 +331,7 @@ async def _subscription_of(
     subscription = await _locked(session, row.account, subscription_id)
     if subscription is not None:
         return subscription, ""
-    checkout_id = metadata_id(_get(metadata, "checkout_id"))
+    checkout_id = metadata_id(field(metadata, "checkout_id"))
     if checkout_id is None:
         return None, "not ours"
     checkout = await session.scalar(select(Checkout).where(Checkout.id == checkout_id).with_for_update())
@@ -419,77 +368,60 @@ async def _sync_event(session: AsyncSession, settings: Settings, row: StripeEven
 
 
 async def _invoice_event(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
-    """invoice.paid / invoice.payment_failed: record a paid renewal once, then apply the
-    subscription's current state (a payment extends or restores; a failure starts the grace)."""
+    """invoice.paid / invoice.payment_failed: record a paid invoice once (re-fetched: the event
+    carries no payments), then apply the subscription's current state (a payment extends or
+    restores; a failure starts the grace)."""
     invoice = (row.payload.get("data") or {}).get("object") or {}
-    details = _get(_get(invoice, "parent"), "subscription_details")
+    details = field(field(invoice, "parent"), "subscription_details")
     subscription, why = await _subscription_of(
-        session, settings, row, invoice_subscription_id(invoice), _get(details, "metadata"), wait=row.type == "invoice.paid"
+        session, settings, row, invoices.subscription_of(invoice), field(details, "metadata"), wait=row.type == "invoice.paid"
     )
     if subscription is None:
         return why
     row.community_id = subscription.community_id
     recorded = ""
-    if row.type == "invoice.paid":
-        recorded = await _record_invoice(session, settings, subscription, invoice)
+    if row.type == "invoice.paid" and isinstance(invoice.get("id"), str):
+        recorded = await _record_invoice(session, settings, subscription, invoice["id"])
     current = await fetch(settings, subscription)
     state = await apply_stripe_state(session, settings, subscription, current, reason=f"Stripe: {row.type}", at=_event_time(row))
     return f"{recorded}; {state}" if recorded else state
 
 
-async def _record_invoice(session: AsyncSession, settings: Settings, subscription: Subscription, invoice: dict[str, Any]) -> str:
-    """A paid invoice: the first one is the purchase the checkout recorded (we add its invoice,
-    payment and receipt); a later one with money in it is a renewal, recorded once and told to
-    the member."""
-    invoice_id, amount = invoice.get("id"), invoice.get("amount_paid") or 0
+async def _record_invoice(session: AsyncSession, settings: Settings, subscription: Subscription, invoice_id: str) -> str:
+    """A paid invoice, with the payment intent and charge that paid it: the first one is the
+    purchase the checkout recorded (it gets its invoice, intent, charge and receipt); a later
+    one with money in it is a renewal, recorded once and told to the member."""
     account = subscription.stripe_account_id
-    existing = await billing.find_payment(session, community_id=subscription.community_id, stripe_account_id=account, stripe_invoice_id=invoice_id)
-    if existing is not None:
-        return "payment already recorded"
-    intent = _invoice_payment_intent(invoice)
-    receipt = invoice.get("hosted_invoice_url")
-    if invoice.get("billing_reason") == "subscription_create":
-        return await _attach_to_purchase(session, settings, subscription, invoice_id, intent, receipt) if amount else "nothing paid"
-    if amount <= 0:
+    known = await billing.find_payment(
+        session, community_id=subscription.community_id, stripe_account_id=account, stripe_invoice_id=invoice_id
+    )
+    if known is not None and known.stripe_payment_intent_id and known.stripe_charge_id:
+        return "payment already recorded"  # a repeated event: nothing to ask Stripe
+    invoice = await invoices.retrieve(settings, account, invoice_id)
+    paid = invoices.paid_with(invoice)
+    recorded = await invoices.recorded_payment(session, account, invoice)
+    if recorded is not None:
+        invoices.fill(recorded, invoice, paid)
+        return "first invoice: the purchase" if recorded.kind is PaymentKind.purchase else "payment already recorded"
+    if invoice.billing_reason == invoices.FIRST_INVOICE:
+        return "first invoice: no purchase recorded" if invoice.amount_paid else "nothing paid"
+    if invoice.amount_paid <= 0:
         return "nothing paid"
-    discount = sum(d.get("amount") or 0 for d in invoice.get("total_discount_amounts") or [])
-    paid_at = from_stamp((invoice.get("status_transitions") or {}).get("paid_at"))
+    discount = sum(d.amount for d in invoice.total_discount_amounts or [])
     payment = await billing.record_payment(
         session, community_id=subscription.community_id, user_id=subscription.user_id, offer_id=subscription.offer_id,
         entitlement_id=subscription.entitlement_id, checkout_id=None, kind=PaymentKind.renewal.value,
-        amount=amount, discount_amount=discount, currency=invoice.get("currency") or subscription.currency,
-        stripe_account_id=account, stripe_invoice_id=invoice_id, stripe_payment_intent_id=intent,
-        stripe_charge_id=await _charge_of(settings, account, intent),
-        stripe_subscription_id=subscription.stripe_subscription_id, paid_at=paid_at,
+        amount=invoice.amount_paid, discount_amount=discount, currency=invoice.currency or subscription.currency,
+        stripe_account_id=account, stripe_invoice_id=invoice.id, stripe_payment_intent_id=paid.payment_intent,
+        stripe_charge_id=paid.charge, stripe_subscription_id=subscription.stripe_subscription_id,
+        paid_at=from_stamp(invoice.status_transitions.paid_at),
     )
+    receipt = invoice.hosted_invoice_url
     payment.receipt_url = receipt
     user, context = await _context(session, settings, subscription)
-    context.update(amount=format_amount(amount, payment.currency), receipt_url=receipt or "")
+    context.update(amount=format_amount(invoice.amount_paid, payment.currency), receipt_url=receipt or "")
     await queue_email(session, to=user.email, template="payment_succeeded", community_id=subscription.community_id, **context)
     return "renewal recorded"
-
-
-async def _attach_to_purchase(
-    session: AsyncSession, settings: Settings, subscription: Subscription, invoice_id: str | None, intent: str | None, receipt: str | None
-) -> str:
-    purchase = await session.scalar(
-        select(Payment)
-        .where(
-            Payment.community_id == subscription.community_id,
-            Payment.kind == PaymentKind.purchase,
-            Payment.stripe_account_id == subscription.stripe_account_id,
-            Payment.stripe_subscription_id == subscription.stripe_subscription_id,
-        )
-        .with_for_update()
-    )
-    if purchase is None:
-        return "first invoice: no purchase recorded"
-    purchase.stripe_invoice_id = purchase.stripe_invoice_id or invoice_id
-    if purchase.stripe_payment_intent_id is None and intent is not None:
-        purchase.stripe_payment_intent_id = intent
-        purchase.stripe_charge_id = purchase.stripe_charge_id or await _charge_of(settings, subscription.stripe_account_id, intent)
-    purchase.receipt_url = purchase.receipt_url or receipt
-    return "first invoice: the purchase"
 
 
 async def _trial_will_end(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
@@ -499,13 +431,13 @@ async def _trial_will_end(session: AsyncSession, settings: Settings, row: Stripe
         return outcome
     if subscription.status != "trialing":
         return f"{outcome}; trial already over"
-    if subscription.cancel_at_period_end or _get(current, "cancel_at"):
+    if subscription.cancel_at_period_end or field(current, "cancel_at"):
         return f"{outcome}; cancelled, so not charged: the cancellation email told the end"
     if subscription.trial_warned_for == subscription.trial_end:
         return f"{outcome}; trial ending already told"
     subscription.trial_warned_for = subscription.trial_end
     user, context = await _context(session, settings, subscription)
-    has_card = bool(_get(current, "default_payment_method") or _get(current, "default_source"))
+    has_card = bool(field(current, "default_payment_method") or field(current, "default_source"))
     context.update(trial_ends=_day(subscription.trial_end), has_card=has_card)
     await queue_email(session, to=user.email, template="trial_ending", community_id=subscription.community_id, **context)
     return f"{outcome}; trial ending told"
