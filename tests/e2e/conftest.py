@@ -91,7 +91,11 @@ class Loopback(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.host.endswith(".localhost"):
-            request.url = request.url.copy_with(host="127.0.0.1")  # the Host header stays as it was
+            # A copy: the client files the answer's cookies under the original request's name.
+            request = httpx.Request(
+                request.method, request.url.copy_with(host="127.0.0.1"), headers=request.headers,  # Host: as it was
+                stream=request.stream, extensions=request.extensions,
+            )
         return await super().handle_async_request(request)
 
 
