@@ -35,7 +35,7 @@ def new_code() -> str:
 
 async def link_url(session: AsyncSession, settings: Settings, affiliate: Affiliate) -> str:
     """The affiliate's link, on its community's own origin (where checkout reads its cookie)."""
-    slug = await session.scalar(select(Community.slug).where(Community.id == affiliate.community_id))
+    slug = (await session.execute(select(Community.slug).where(Community.id == affiliate.community_id))).scalar_one()
     return f"{settings.pages_origin(slug)}/r/{affiliate.code}"
 
 

@@ -77,7 +77,7 @@ def completion_url(settings: Settings, checkout: Checkout) -> str:
 
 async def thanks_url(session: AsyncSession, settings: Settings, checkout: Checkout) -> str:
     # Runs the owner's custom code: on its community's own origin.
-    slug = await session.scalar(select(Community.slug).where(Community.id == checkout.community_id))
+    slug = (await session.execute(select(Community.slug).where(Community.id == checkout.community_id))).scalar_one()
     return f"{settings.pages_origin(slug)}/checkout/{checkout.token}/thanks"
 
 
