@@ -79,7 +79,7 @@ async def bench(settings: Settings, sandbox: StripeSandbox, requests: int, concu
         }, headers=headers)).json()
         await api.put(f"{base}/offers/{offer['id']}/groups", json={"add": [group["id"]]}, headers=headers)
         await api.post(f"{base}/offers/{offer['id']}/publish", headers=headers)
-        path = f"/o/{community['slug']}/{offer['slug']}"
+        path = f"{settings.pages_origin(community['slug'])}/o/{community['slug']}/{offer['slug']}"  # on its community's origin
 
         buyer = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
         token = CSRF.search((await buyer.get(f"{path}/checkout")).text).group(1)

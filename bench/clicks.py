@@ -53,13 +53,14 @@ def serve(settings: Settings, port: int) -> None:
     uvicorn.run(server, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
 
 
-def link_requests(prefix: str, codes: list[str], run: str):
-    """GET {prefix}{code} with a visitor cookie of its own each time: every one a click to count."""
+def link_requests(prefix: str, codes: list[str], run: str, host: str):
+    """GET {prefix}{code} with a visitor cookie of its own each time: every one a click to count.
+    `host`: the community's origin, where its links answer (elsewhere they move there)."""
 
     def request(n: int, sent: int) -> bytes:
         code = codes[(n + sent) % len(codes)]
         visitor = f"{run}-{n:03d}-{sent:012d}"  # unique per request: every click counts
-        return f"GET {prefix}{code} HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nCookie: community_vid={visitor}\r\n\r\n".encode()
+        return f"GET {prefix}{code} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bench\r\nCookie: community_vid={visitor}\r\n\r\n".encode()
 
     return request
 
@@ -101,16 +102,17 @@ async def stored_clicks(settings: Settings) -> int:
 async def bench(settings: Settings, options: argparse.Namespace) -> None:
     await upgrade(settings.database_url)
     codes = await setup(settings, options.affiliates)
+    host = settings.pages.host("bench")  # the community "Bench"
     log(f"{len(codes)} affiliates of one offer; starting uvicorn in its own process")
     async with server_process(serve, settings, "/bare/r/x") as (port, server_pid):
         run = secrets.token_hex(3)
-        warm_up, *_ = await load(port, server_pid, link_requests("/r/", codes, f"{run}w"), b"302", options.warm_up, options.concurrency)  # clicks too
-        await load(port, server_pid, link_requests("/bare/r/", codes, f"{run}w"), b"302", options.warm_up, options.concurrency)
+        warm_up, *_ = await load(port, server_pid, link_requests("/r/", codes, f"{run}w", host), b"302", options.warm_up, options.concurrency)  # clicks too
+        await load(port, server_pid, link_requests("/bare/r/", codes, f"{run}w", host), b"302", options.warm_up, options.concurrency)
         done: dict[str, list[tuple[int, float]]] = {"bare": [], "link": []}
         log(f"{options.rounds} alternating rounds of {options.round_seconds:g} s per endpoint, {options.concurrency} keep-alive connections")
         for round_ in range(options.rounds):
             for name, prefix in (("bare", "/bare/r/"), ("link", "/r/")):
-                requests = link_requests(prefix, codes, f"{run}r{round_}")
+                requests = link_requests(prefix, codes, f"{run}r{round_}", host)
                 count, elapsed, server_cpu, _ = await load(port, server_pid, requests, b"302", options.round_seconds, options.concurrency)
                 done[name].append((count, elapsed))
                 log(f"  {name:4s} {count / elapsed:6.0f}/s  server process CPU {server_cpu:4.0%} of a core")

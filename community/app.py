@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -12,6 +13,7 @@ from litestar import Litestar, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -26,7 +28,14 @@ from community import __version__
 from community.accounts.api import AuthController, MeController
 from community.accounts.pages import AccountPages
 from community.affiliates.api import AffiliatesController, MyAffiliatesController
-from community.affiliates.links import ClickRecorder, Keys, LinkPages, Targets
+from community.affiliates.links import (
+    COOKIE_PREFIX,
+    VISITOR_COOKIE,
+    ClickRecorder,
+    Keys,
+    LinkPages,
+    Targets,
+)
 from community.affiliates.owner_api import AffiliateReportController
 from community.affiliates.pages import AffiliatePages
 from community.billing.api import DiscountCodesController, PaymentsController
@@ -65,11 +74,13 @@ from community.offers.access_api import (
 from community.offers.api import MediaController, OffersController
 from community.settings import Settings
 from community.web import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    OriginSplit,
     add_docs_headers,
     add_security_headers,
     derived_key,
     exception_handler,
-    origin_split,
     provide_db,
 )
 
@@ -79,6 +90,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DOCS_ASSETS = "/schema-assets"
 # Swagger UI 5 (OpenAPI 3.1), as the swagger-ui-py package ships it.
 SWAGGER_UI = Path(str(resources.files("swagger_ui") / "static"))
+THANKS = "^/checkout/[^/]+/thanks"
 
 API_CONTROLLERS = [
     AuthController,
@@ -136,7 +148,10 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                 await app.state.redis.aclose()
                 await engine.dispose()
 
-    secure_cookies = settings.base_url.startswith("https://")
+    settings.pages  # noqa: B018 - an unusable COMMUNITY_PAGES_URL stops here, naming the variable
+    # Every cookie is host-only (no Domain); on https each is __Host-, which no other host can set.
+    secure_cookies, prefix = settings.secure_cookies, settings.cookie_prefix
+    pages_cookies = re.compile(rf"{re.escape(prefix)}(?:{CSRF_COOKIE}|{VISITOR_COOKIE}|{COOKIE_PREFIX}\d+)")
     templates = TemplateConfig(directory=PACKAGE_DIR / "templates", engine=JinjaTemplateEngine)
     api = Router(path="/api/v1", route_handlers=API_CONTROLLERS)
     return Litestar(
@@ -160,26 +175,31 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         dependencies={"db": Provide(provide_db)},
         lifespan=[lifespan],
         # lifespan adds engine, sessions, redis, access_pool, clicks
-        state=State({"settings": settings, "affiliate_keys": Keys(settings.secret_key), "affiliate_targets": Targets()}),
+        state=State({
+            "settings": settings, "affiliate_keys": Keys(settings.secret_key, prefix), "affiliate_targets": Targets(),
+        }),
         template_config=templates,
         plugins=[FlashPlugin(FlashConfig(template_config=templates))],  # one-time notices after a redirect
         middleware=[
+            # Outermost: an offer page only ever answers on its own community's origin.
+            DefineMiddleware(OriginSplit, settings=settings, pages_cookies=pages_cookies),
             CookieBackendConfig(
                 secret=derived_key(settings.secret_key, "session"),
-                key="community_session",
+                key=f"{prefix}{SESSION_COOKIE}",
                 httponly=True,
                 samesite="lax",
                 secure=secure_cookies,
                 max_age=30 * 24 * 3600,
-                exclude=["^/api/", "^/r/"],  # the API and affiliate links never read the cookie session: skip its cost
+                exclude=["^/api/", "^/r/", THANKS],  # the API, affiliate links and thanks never read the cookie session
             ).middleware
         ],
         csrf_config=CSRFConfig(
             secret=derived_key(settings.secret_key, "csrf").hex(),
-            cookie_name="community_csrf",
+            cookie_name=f"{prefix}{CSRF_COOKIE}",
             cookie_secure=secure_cookies,
             cookie_httponly=True,
-            exclude=["^/api/", "^/r/"],  # the API authenticates with bearer tokens, never cookies; /r/ only redirects
+            # The API authenticates with bearer tokens, never cookies; /r/ only redirects; thanks has no form.
+            exclude=["^/api/", "^/r/", THANKS],
         ),
         openapi_config=OpenAPIConfig(
             title="community API",
@@ -201,7 +221,6 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             security=[{"BearerToken": []}],
         ),
         exception_handlers={Exception: exception_handler},
-        before_request=origin_split(settings.base_url, settings.pages_url),
         after_request=add_security_headers,
         request_max_body_size=settings.max_body_bytes,
         debug=False,

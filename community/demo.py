@@ -23,6 +23,7 @@ from community.hubs.models import Community
 from community.offers import entitlements, grants
 from community.offers import service as offers
 from community.offers.models import EntitlementStatus, OfferStatus
+from community.origins import PLACEHOLDER
 from community.settings import Settings
 from community.stripe_client import stripe_client
 
@@ -163,7 +164,7 @@ async def _seed_shop(
                 add=[groups[name] for name in group_names if name in groups], remove=[], mode="everyone",
             )
             await offers.set_status(session, community.id, offer.id, OfferStatus.published)
-        paths.append(f"{settings.public_pages_url}/o/{community.slug}/{slug}")
+        paths.append(f"{settings.pages_origin(community.slug)}/o/{community.slug}/{slug}")
     if await discounts.find_code(session, community.id, DEMO_CODE) is None:
         await discounts.create_code(session, community.id, {"code": DEMO_CODE, "kind": "percent", "percent_bps": 2000})
     return paths
@@ -204,6 +205,8 @@ def banner(settings: Settings, logins: DemoLogins) -> str:
         f"  Log in:     {base}/login",
         f"  API docs:   {base}/schema",
         f"  API:        {base}/api/v1/communities/{logins.community_id}/hubs",
+        f"  Offer pages: {settings.pages_origin(DEMO_SLUG)}  (every community on its own origin, {settings.pages.origin(PLACEHOLDER)}:",
+        "               owners' code runs there, never where a member's session or another community's pages live)",
         "  Logins (email / password):",
         *[f"    {email} / {password}" for email, password in logins.people.items()],
         f"  API token (owner): {logins.api_token}",

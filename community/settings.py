@@ -8,8 +8,16 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from community.origins import (
+    PagesOrigins,
+    PatternError,
+    development_pattern,
+    registrable_domain,
+)
 
 
 class SettingsError(RuntimeError):
@@ -22,6 +30,7 @@ PRODUCTION_REQUIRED = (
     "COMMUNITY_DATABASE_URL",
     "COMMUNITY_REDIS_URL",
     "COMMUNITY_BASE_URL",
+    "COMMUNITY_PAGES_URL",
     "COMMUNITY_SMTP_URL",
     "COMMUNITY_STRIPE_SECRET_KEY",
     "COMMUNITY_STRIPE_WEBHOOK_SECRET",
@@ -37,7 +46,7 @@ class Settings:
     redis_url: str | None = None
     secret_key: str = ""
     base_url: str = "http://127.0.0.1:8000"
-    pages_url: str | None = None
+    pages_url: str | None = None  # the COMMUNITY_PAGES_URL pattern; None: origins.development_pattern
     smtp_url: str | None = None
     mail_from: str = "Community <no-reply@localhost>"
     stripe_secret_key: str = ""
@@ -55,9 +64,23 @@ class Settings:
     def is_production(self) -> bool:
         return self.env == "production"
 
+    @cached_property
+    def pages(self) -> PagesOrigins:
+        """Each community's own origin, where its offer pages (and its owner's code) live."""
+        return pages_origins(self.pages_url or development_pattern(self.base_url), self.base_url)
+
+    def pages_origin(self, community_slug: str) -> str:
+        return self.pages.origin(community_slug)
+
     @property
-    def public_pages_url(self) -> str:
-        return self.pages_url or self.base_url
+    def secure_cookies(self) -> bool:
+        """https (the pages origins share the platform's scheme): every cookie of ours is then
+        Secure and named __Host- (host-only, path /), which no sibling host can set or shadow."""
+        return self.base_url.startswith("https://")
+
+    @property
+    def cookie_prefix(self) -> str:
+        return "__Host-" if self.secure_cookies else ""
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:
         return replace(self, database_url=database_url, redis_url=redis_url)
@@ -87,6 +110,7 @@ class Settings:
 
         base_url = _url("COMMUNITY_BASE_URL", get("COMMUNITY_BASE_URL") or "http://127.0.0.1:8000")
         pages_url = get("COMMUNITY_PAGES_URL")
+        pages_origins(pages_url or development_pattern(base_url), base_url, production=mode == "production")
         fee = _int("COMMUNITY_PLATFORM_FEE_BPS", get("COMMUNITY_PLATFORM_FEE_BPS") or "0", 0, 10_000)
         port = _int("COMMUNITY_PORT", get("COMMUNITY_PORT") or "8000", 1, 65535)
         proxies = tuple(p.strip() for p in (get("COMMUNITY_TRUSTED_PROXIES") or "").split(",") if p.strip())
@@ -97,7 +121,7 @@ class Settings:
             redis_url=get("COMMUNITY_REDIS_URL"),
             secret_key=secret_key,
             base_url=base_url,
-            pages_url=_url("COMMUNITY_PAGES_URL", pages_url) if pages_url else None,
+            pages_url=pages_url,
             smtp_url=get("COMMUNITY_SMTP_URL"),
             mail_from=get("COMMUNITY_MAIL_FROM") or cls.mail_from,
             stripe_secret_key=get("COMMUNITY_STRIPE_SECRET_KEY") or "",
@@ -110,6 +134,34 @@ class Settings:
             port=port,
             trusted_proxies=proxies,
         )
+
+
+def pages_origins(pattern: str, base_url: str, *, production: bool = False) -> PagesOrigins:
+    """Parse COMMUNITY_PAGES_URL and refuse a pattern that would let owners' code near the
+    platform: a community whose origin is the platform's, another scheme than the platform's
+    (cookies are Secure by the platform's), and in production any pages host on the platform's
+    own site (registrable domain), where owners' code could set cookies for the platform's
+    domain and count as same-site for its SameSite cookies."""
+    name = "COMMUNITY_PAGES_URL"
+    try:
+        pages = PagesOrigins.parse(pattern)
+    except PatternError as exc:
+        raise SettingsError(f"{name} {exc}") from None
+    platform = urlsplit(base_url)
+    if pages.scheme != platform.scheme:
+        raise SettingsError(f"{name} must use the scheme of COMMUNITY_BASE_URL ({platform.scheme}), not {pages.scheme}")
+    if production:
+        site = registrable_domain(platform.hostname or "")
+        if registrable_domain(pages.sample_host()) == site:
+            raise SettingsError(
+                f"{name} must be on another registrable domain than COMMUNITY_BASE_URL (both are on {site}): "
+                "owners' code on the pages could set cookies for the platform's domain and would count as "
+                "the platform's own site, so a member's session would ride along its requests. Serve the "
+                "pages from a domain of its own, as GitHub Pages serves user content from github.io, not github.com"
+            )
+    if pages.slug_of(platform.netloc) is not None:
+        raise SettingsError(f"{name} would give a community the platform's own host ({platform.netloc})")
+    return pages
 
 
 def _url(name: str, value: str) -> str:

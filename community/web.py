@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Generic, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, Response
@@ -25,6 +25,7 @@ from community.errors import (
     field_errors_from_validation,
     validation_messages,
 )
+from community.origins import is_slug
 
 log = logging.getLogger("community.web")
 
@@ -255,33 +256,94 @@ add_docs_headers = _headers_hook(DOCS_CSP)
 Db = NamedDependency[AsyncSession]
 
 
-# Paths an offer-pages origin serves: the pages that run owners' code, and their assets.
-# /r/{code} (an affiliate link) is here too: its attribution cookie must live where checkout runs.
-OFFER_PAGE_PATHS = re.compile(r"^/(o/[^/]+/[^/]+(/checkout)?|checkout/[^/]+/thanks|r/[^/]+)/?$")
-PAGES_ORIGIN_ASSETS = re.compile(r"^/(static|media)/")
+# ---------------------------------------------------------------- origins
+
+SESSION_COOKIE = "community_session"
+CSRF_COOKIE = "community_csrf"
+
+# An offer page names its community in its path: it belongs on that community's origin.
+OFFER_PAGE = re.compile(r"^/o/([^/]+)/[^/]+(?:/checkout|/quote)?/?$")
+# These name it only through a lookup (a checkout token, an affiliate code): their handlers move
+# a request that came to another host (moved_to_community), once they know where it belongs.
+LOOKED_UP_PAGE = re.compile(r"^/(?:checkout/[^/]+/thanks|r/[^/]+)/?$")
+PAGES_ORIGIN_ASSETS = re.compile(r"^/(?:static|media)/")
 
 
-def origin_split(base_url: str, pages_url: str | None):
-    """With COMMUNITY_PAGES_URL set, owners' code runs on that origin only: offer pages asked
-    for on the platform's origin move there, and everything else asked for there (log-in,
-    dashboard, API) moves back, so no member session cookie ever exists on the pages origin."""
-    if not pages_url or urlsplit(pages_url).netloc == urlsplit(base_url).netloc:
+def _requested(scope: Any) -> str:
+    """The path and query as the client sent them (still percent-encoded)."""
+    path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query else path
+
+
+def _host(scope: Any) -> str:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return value.decode("latin-1")
+    return ""
+
+
+async def _send_moved(send: Any, location: str) -> None:
+    headers = [
+        (b"location", location.encode("latin-1")),
+        (b"content-length", b"0"),
+        (b"cache-control", b"no-store"),  # a changed COMMUNITY_PAGES_URL or slug must not stay cached
+        *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
+    ]
+    await send({"type": "http.response.start", "status": 308, "headers": headers})  # 308 keeps a POST a POST
+    await send({"type": "http.response.body", "body": b""})
+
+
+class OriginSplit:
+    """The outermost middleware: which origin answers what (docs/DESIGN.md §7).
+
+    An offer page asked for anywhere but on its own community's origin moves there. On a
+    community's origin, anything but its offer pages, the looked-up pages, static files and
+    media moves back to the platform, so no member page, form or API answers where owners'
+    code runs. And the app sees only the cookies those pages use (`pages_cookies`): a session
+    cookie that a sibling community's code set for a shared parent domain is never read there,
+    nor set back."""
+
+    def __init__(self, app: Any, settings: Any, pages_cookies: re.Pattern[str]) -> None:
+        self.app = app
+        self.pages = settings.pages
+        self.base_url = settings.base_url
+        self.pages_cookies = pages_cookies
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        on_pages = self.pages.slug_of(_host(scope))
+        path = scope["path"]
+        offer = OFFER_PAGE.match(path)
+        target = None
+        if offer is not None:
+            wanted = offer.group(1)
+            if wanted != on_pages and is_slug(wanted):  # any other slug names no community: the app says 404
+                target = self.pages.origin(wanted)
+        elif on_pages is not None and not (LOOKED_UP_PAGE.match(path) or PAGES_ORIGIN_ASSETS.match(path)):
+            target = self.base_url
+        if target is not None:
+            await _send_moved(send, target + _requested(scope))
+            return
+        if on_pages is not None:
+            scope["headers"] = [
+                (name, self._only_pages_cookies(value) if name == b"cookie" else value) for name, value in scope["headers"]
+            ]
+        await self.app(scope, receive, send)
+
+    def _only_pages_cookies(self, header: bytes) -> bytes:
+        kept = [
+            pair for pair in header.split(b";")
+            if self.pages_cookies.fullmatch(pair.split(b"=", 1)[0].strip().decode("latin-1"))
+        ]
+        return b";".join(kept)
+
+
+def moved_to_community(request: Request, settings: Any, community_slug: str) -> str | None:
+    """For a looked-up page (thanks, /r/): the same address on its community's origin when the
+    request came to another host; None when it is already there."""
+    if settings.pages.slug_of(request.headers.get("host", "")) == community_slug:
         return None
-
-    pages_host = urlsplit(pages_url).netloc
-
-    async def redirect_across(request: Request) -> Response[Any] | None:
-        path = request.url.path
-        on_pages_host = request.headers.get("host", "") == pages_host
-        if OFFER_PAGE_PATHS.match(path):
-            if on_pages_host:
-                return None
-            target = pages_url
-        elif on_pages_host and not PAGES_ORIGIN_ASSETS.match(path):
-            target = base_url
-        else:
-            return None
-        query = f"?{request.url.query}" if request.url.query else ""
-        return Redirect(f"{target}{path}{query}", status_code=308)  # 308 keeps a POST a POST
-
-    return redirect_across
+    return settings.pages_origin(community_slug) + _requested(request.scope)

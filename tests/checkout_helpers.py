@@ -46,12 +46,30 @@ async def offer_for_sale(
     return published.json()
 
 
+# The suite's settings (base_url http://testserver) leave COMMUNITY_PAGES_URL to its default,
+# http://{community}.localhost: each community's offer pages answer on that origin only.
+PAGES = "http://{slug}.localhost"
+
+
+def community_origin(community_slug: str) -> str:
+    return PAGES.format(slug=community_slug)
+
+
 def offer_path(community: dict[str, Any], offer: dict[str, Any]) -> str:
-    return f"/o/{community['slug']}/{offer['slug']}"
+    """The offer's landing page, on its community's origin."""
+    return f"{community_origin(community['slug'])}/o/{community['slug']}/{offer['slug']}"
+
+
+def on_its_origin(path: str) -> str:
+    """/o/{community}/... as an absolute URL on that community's origin (other URLs as they are)."""
+    if path.startswith("/o/"):
+        return community_origin(path.split("/")[2]) + path
+    return path
 
 
 async def submit_checkout(client: httpx.AsyncClient, path: str, **form: str) -> httpx.Response:
     """The buyer fills in the checkout page and presses the button (CSRF token included)."""
+    path = on_its_origin(path)
     page = await client.get(f"{path}/checkout")
     assert page.status_code == 200, page.text
     token = CSRF.search(page.text)

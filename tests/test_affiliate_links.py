@@ -21,6 +21,7 @@ from community.billing.models import Checkout
 from tests.checkout_helpers import (
     API,
     CSRF,
+    community_origin,
     connect_stripe,
     make_group,
     offer_for_sale,
@@ -76,7 +77,12 @@ async def shop(client: httpx.AsyncClient, owner: Account, community: dict[str, A
         account = await sign_up(client, f"{name}@example.com")
         await comp(client, owner, community["id"], offer["id"], f"{name}@example.com")
         affiliates.append((account, await enrol(client, account, offer["id"])))
-    return {"community": community, "offer": offer, "group": group, "path": offer_path(community, offer), "affiliates": affiliates}
+    return {
+        "community": community, "offer": offer, "group": group, "affiliates": affiliates,
+        "origin": community_origin(community["slug"]),  # where its links and offer pages answer
+        "path": offer_path(community, offer),  # the landing page there
+        "page": f"/o/{community['slug']}/{offer['slug']}",  # the same, as a link's redirect names it
+    }
 
 
 async def checkout_of(sessions, email: str) -> Checkout:
@@ -122,7 +128,7 @@ async def test_program_settings_have_defaults_and_bounds(client: httpx.AsyncClie
 
 async def test_only_holders_opt_in_and_get_one_link(client: httpx.AsyncClient, owner: Account, shop: dict[str, Any], settings) -> None:
     account, mine = shop["affiliates"][0]
-    assert mine["link"] == f"{settings.public_pages_url}/r/{mine['code']}"
+    assert mine["link"] == f"{community_origin(shop['community']['slug'])}/r/{mine['code']}"  # its community's origin
     assert mine["program_description"] == PROGRAM["resell_description"]
     assert (mine["status"], mine["clicks"], mine["sales"]) == ("active", 0, 0)
     zeros = dict.fromkeys(("sales", "rejected", "revenue", "pending", "approved", "paid", "reversed"), 0)
@@ -168,9 +174,9 @@ async def test_owners_list_suspend_and_reinstate(client: httpx.AsyncClient, owne
 async def test_a_link_counts_a_click_and_sets_a_signed_cookie(app: Litestar, sessions, shop: dict[str, Any]) -> None:
     _, ann = shop["affiliates"][0]
     async with visitor_client(app) as browser:
-        response = await browser.get(f"/r/{ann['code']}", headers={"referer": "https://blog.example/post"})
+        response = await browser.get(f"{shop['origin']}/r/{ann['code']}", headers={"referer": "https://blog.example/post"})
         assert response.status_code == 302
-        assert response.headers["location"] == shop["path"]  # the landing page (it has one)
+        assert response.headers["location"] == shop["page"]  # the landing page (it has one), on this origin
         cookie = browser.cookies.get(f"ref_{shop['offer']['id']}")
         assert cookie and cookie.startswith(f"{ann['id']}.{shop['offer']['id']}.")
         set_cookies = response.headers.get_list("set-cookie")
@@ -205,10 +211,10 @@ async def test_repeated_clicks_within_an_hour_count_once(app: Litestar, sessions
     (_, ann), (_, ben) = shop["affiliates"]
     async with visitor_client(app) as browser, visitor_client(app, "198.51.100.10") as cookieless:
         for _ in range(3):
-            assert (await browser.get(f"/r/{ann['code']}")).status_code == 302
+            assert (await browser.get(f"{shop['origin']}/r/{ann['code']}")).status_code == 302
             cookieless.cookies.clear()  # refuses cookies: known by address and browser
-            assert (await cookieless.get(f"/r/{ann['code']}")).status_code == 302
-        await browser.get(f"/r/{ben['code']}")  # another link is another click
+            assert (await cookieless.get(f"{shop['origin']}/r/{ann['code']}")).status_code == 302
+        await browser.get(f"{shop['origin']}/r/{ben['code']}")  # another link is another click
     await app.state.clicks.flush()
     assert await click_count(sessions, ann["id"]) == 2
     assert await click_count(sessions, ben["id"]) == 1
@@ -218,7 +224,7 @@ async def test_an_hour_later_the_same_visitor_counts_again_and_workers_agree(app
     """Two recorders stand for two worker processes: each has its own memory, and the flush
     still writes a visitor's repeat within the hour only once."""
     _, ann = shop["affiliates"][0]
-    target = Target(ann["id"], shop["community"]["id"], shop["offer"]["id"], shop["path"], 30)
+    target = Target(ann["id"], shop["community"]["id"], shop["offer"]["id"], shop["page"], 30, shop["community"]["slug"])
     one, two = ClickRecorder(), ClickRecorder()
     one.start(engine)
     two.start(engine)
@@ -242,7 +248,7 @@ async def test_a_graceful_shutdown_loses_no_click(settings, sessions, shop: dict
     async with running(app):
         for n in range(40):
             async with visitor_client(app, f"192.0.2.{n + 1}") as browser:
-                assert (await browser.get(f"/r/{ann['code']}")).status_code == 302
+                assert (await browser.get(f"{shop['origin']}/r/{ann['code']}")).status_code == 302
         assert app.state.clicks.pending > 0  # still in memory when the shutdown begins
     assert await click_count(sessions, ann["id"]) == 40
 
@@ -253,7 +259,7 @@ async def test_clicks_are_written_within_a_second_without_a_flush_call(app: Lite
 
     _, ann = shop["affiliates"][0]
     async with visitor_client(app) as browser:
-        await browser.get(f"/r/{ann['code']}")
+        await browser.get(f"{shop['origin']}/r/{ann['code']}")
     deadline = time.monotonic() + 1.5
     while await click_count(sessions, ann["id"]) == 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -266,8 +272,8 @@ async def test_clicks_are_written_within_a_second_without_a_flush_call(app: Lite
 async def test_the_last_click_wins_and_travels_to_stripe(app: Litestar, sessions, shop: dict[str, Any], stripe_env: StripeFixture) -> None:
     (_, ann), (_, ben) = shop["affiliates"]
     async with visitor_client(app) as browser:
-        await browser.get(f"/r/{ann['code']}")
-        await browser.get(f"/r/{ben['code']}")
+        await browser.get(f"{shop['origin']}/r/{ann['code']}")
+        await browser.get(f"{shop['origin']}/r/{ben['code']}")
         response = await submit_checkout(browser, shop["path"], email="buyer@example.com", name="Buyer")
         assert response.status_code == 303, response.text
     checkout = await checkout_of(sessions, "buyer@example.com")
@@ -323,8 +329,8 @@ async def test_a_suspended_affiliates_link_still_leads_to_the_offer(app: Litesta
     _, ann = shop["affiliates"][0]
     await client.post(f"{API}/communities/{shop['community']['id']}/affiliates/{ann['id']}/suspend", headers=owner.headers)
     async with visitor_client(app) as browser:
-        response = await browser.get(f"/r/{ann['code']}")
-        assert (response.status_code, response.headers["location"]) == (302, shop["path"])
+        response = await browser.get(f"{shop['origin']}/r/{ann['code']}")
+        assert (response.status_code, response.headers["location"]) == (302, shop["page"])
         assert (await submit_checkout(browser, shop["path"], email="buyer@example.com")).status_code == 303
     assert (await checkout_of(sessions, "buyer@example.com")).affiliate_id == ann["id"]
     mine = await client.get(f"{API}/me/affiliates/{ann['id']}", headers=shop["affiliates"][0][0].headers)
@@ -338,7 +344,7 @@ async def test_the_affiliate_sees_clicks_per_day_and_a_chart(app: Litestar, clie
     account, ann = shop["affiliates"][0]
     for n in range(3):
         async with visitor_client(app, f"192.0.2.{n + 1}") as browser:
-            await browser.get(f"/r/{ann['code']}")
+            await browser.get(f"{shop['origin']}/r/{ann['code']}")
     await app.state.clicks.flush()
     mine = (await client.get(f"{API}/me/affiliates/{ann['id']}", headers=account.headers)).json()
     assert (mine["clicks"], mine["sales"], mine["conversion_rate"]) == (3, 0, 0.0)
@@ -356,19 +362,21 @@ async def test_the_affiliate_sees_clicks_per_day_and_a_chart(app: Litestar, clie
         assert f'href="/affiliates/{ann["id"]}"' in programs.text
 
 
-async def test_links_live_on_the_offer_pages_origin(settings, sessions, shop: dict[str, Any]) -> None:
-    """With COMMUNITY_PAGES_URL set, a link asked for on the platform moves to the pages origin,
-    where its cookie is set and where checkout reads it."""
+async def test_links_live_on_their_communitys_origin(settings, sessions, shop: dict[str, Any]) -> None:
+    """With a COMMUNITY_PAGES_URL pattern, a link asked for on the platform moves to its
+    community's origin, where its cookie is set and where checkout reads it."""
     import dataclasses
 
     _, ann = shop["affiliates"][0]
-    pages = "http://pages.testserver"
-    async with running(create_app(dataclasses.replace(settings, pages_url=pages))) as app, visitor_client(app) as browser:
-        moved = await browser.get(f"/r/{ann['code']}")
-        assert (moved.status_code, moved.headers["location"]) == (308, f"{pages}/r/{ann['code']}")
+    pages = f"http://{shop['community']['slug']}.pages.testserver"
+    patterned = dataclasses.replace(settings, pages_url="http://{community}.pages.testserver")
+    async with running(create_app(patterned)) as app, visitor_client(app) as browser:
+        moved = await browser.get(f"/r/{ann['code']}?utm_source=news")
+        assert (moved.status_code, moved.headers["location"]) == (308, f"{pages}/r/{ann['code']}?utm_source=news")
+        assert "set-cookie" not in moved.headers  # nothing set on the platform's origin
         followed = await browser.get(moved.headers["location"])
-        assert (followed.status_code, followed.headers["location"]) == (302, shop["path"])
-        assert (await submit_checkout(browser, f"{pages}{shop['path']}", email="far@example.com")).status_code == 303
+        assert (followed.status_code, followed.headers["location"]) == (302, shop["page"])
+        assert (await submit_checkout(browser, f"{pages}{shop['page']}", email="far@example.com")).status_code == 303
     assert (await checkout_of(sessions, "far@example.com")).affiliate_id == ann["id"]
     assert await click_count(sessions, ann["id"]) == 1  # written by that app's shutdown
 

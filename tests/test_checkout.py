@@ -468,7 +468,7 @@ async def test_staff_preview_a_draft_without_its_custom_code(client, owner, shop
     draft = (await client.post(f"{API}/communities/{cid}/offers", json={
         "title": "Secret plan", "pricing": "free", "landing_page": {"headline": "Coming soon"}, "checkout_code_head": HEAD_CODE,
     }, headers=owner.headers)).json()
-    assert (await client.get(f"/o/{shop['community']['slug']}/{draft['slug']}")).status_code == 404  # not public yet
+    assert (await client.get(offer_path(shop["community"], draft))).status_code == 404  # not public yet
     preview_url = f"/dashboard/communities/{cid}/offers/{draft['id']}/preview"
     assert (await client.get(preview_url)).headers["location"].endswith("/login")
     login = await client.post(f"{API}/auth/login", json={"email": owner.email, "password": "correct horse battery"})
@@ -486,23 +486,24 @@ async def test_staff_preview_a_draft_without_its_custom_code(client, owner, shop
 
 
 async def test_offer_pages_on_their_own_origin(client, owner, shop, stripe_env, sessions, settings) -> None:
-    """With COMMUNITY_PAGES_URL set, owners' code runs only on that origin and the member's
-    session cookie only ever exists on the platform's."""
+    """With a COMMUNITY_PAGES_URL pattern, owners' code runs only on its community's origin and
+    the member's session cookie only ever exists on the platform's."""
     import dataclasses
 
     from community.app import create_app
     from tests.conftest import running
 
-    offer, path = await sell(client, owner, shop, landing_page={"headline": "Learn"})
-    pages = "http://pages.testserver"
-    async with running(create_app(dataclasses.replace(settings, pages_url=pages))) as app:
+    offer, _ = await sell(client, owner, shop, landing_page={"headline": "Learn"})
+    path = f"/o/{shop['community']['slug']}/{offer['slug']}"
+    pages = f"http://{shop['community']['slug']}.pages.testserver"
+    async with running(create_app(dataclasses.replace(settings, pages_url="http://{community}.pages.testserver"))) as app:
         transport = httpx.ASGITransport(app=app, client=("203.0.113.8", 4000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as buyer:
             moved = await buyer.get(f"{path}?utm_source=x")  # an offer page asked for on the platform
             assert moved.status_code == 308 and moved.headers["location"] == f"{pages}{path}?utm_source=x"
             landing = await buyer.get(f"{pages}{path}")
             assert landing.status_code == 200 and HEAD_CODE in landing.text
-            back = await buyer.get(f"{pages}/login")  # platform pages never answer on the pages origin
+            back = await buyer.get(f"{pages}/login")  # platform pages never answer on a community's origin
             assert back.status_code == 308 and back.headers["location"] == "http://testserver/login"
             assert (await buyer.get(f"{pages}{API}/me")).status_code == 308
             assert (await buyer.get(f"{pages}/static/site.css")).status_code == 200
@@ -511,6 +512,7 @@ async def test_offer_pages_on_their_own_origin(client, owner, shop, stripe_env, 
             session_id = session_id_of(redirect)
             sent = stripe_env.sandbox.get(session_id)
             assert sent["success_url"].startswith("http://testserver/checkout/")  # logs in on the platform
+            assert sent["cancel_url"] == f"{pages}{path}/checkout"  # back to the community's origin
             stripe_env.sandbox.pay(session_id, outcome="success")
             checkout = await the_checkout(sessions)
             completion = await complete(buyer, checkout)

@@ -39,7 +39,7 @@ from community.offers.models import (
     Pricing,
 )
 from community.stripe_client import stripe_client
-from tests.checkout_helpers import API, submit_checkout
+from tests.checkout_helpers import API, community_origin, submit_checkout
 from tests.conftest import Account, sign_up
 from tests.helpers import run_jobs
 from tests.test_access import comp, make_offer
@@ -442,7 +442,7 @@ async def test_through_stripe_a_link_earns_on_purchase_and_renewal_and_gives_bac
     code, affiliate_id = enrolled.json()["code"], enrolled.json()["id"]
 
     async with visitor_client(app) as browser:
-        assert (await browser.get(f"/r/{code}")).status_code == 302
+        assert (await browser.get(f"{community_origin(shop['community']['slug'])}/r/{code}")).status_code == 302
         redirect = await submit_checkout(browser, path, email="buyer@example.com", name="Buyer")
     stripe_env.sandbox.pay(session_id_of(redirect), outcome="success")
     deliveries = take(stripe_env)

@@ -20,7 +20,10 @@ def test_production_refuses_missing_secrets_naming_them(tmp_path: Path) -> None:
     for name in PRODUCTION_REQUIRED:
         assert name in str(error.value)
     env = {name: "x" * 40 for name in PRODUCTION_REQUIRED}
-    env.update(COMMUNITY_ENV="production", COMMUNITY_BASE_URL="https://c.example.com", COMMUNITY_DATA_DIR=str(tmp_path))
+    env.update(
+        COMMUNITY_ENV="production", COMMUNITY_BASE_URL="https://c.example.com", COMMUNITY_DATA_DIR=str(tmp_path),
+        COMMUNITY_PAGES_URL="https://{community}.offers.example.net",  # a pattern, on a site of its own
+    )
     settings = Settings.from_env(env)
     assert settings.is_production and not (tmp_path / "secret_key").exists()
 

@@ -35,7 +35,7 @@ StatusFilter = Annotated[Literal["active", "suspended"] | None, QueryParameter(d
 async def program(db: Db, state: State, affiliate: Affiliate) -> ProgramOut:
     offer = await db.get_one(Offer, affiliate.offer_id)
     figures = await service.figures(db, affiliate, offer)
-    return program_out(affiliate, offer, service.link_url(state.settings.public_pages_url, affiliate), figures)
+    return program_out(affiliate, offer, await service.link_url(db, state.settings, affiliate), figures)
 
 
 class MyAffiliatesController(Controller):

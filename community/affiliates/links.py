@@ -36,7 +36,7 @@ from community.affiliates.models import Affiliate
 from community.errors import NotFound
 from community.hubs.models import Community
 from community.offers.models import Offer, OfferStatus
-from community.web import SECURITY_HEADERS, derived_key
+from community.web import SECURITY_HEADERS, derived_key, moved_to_community
 
 log = logging.getLogger("community.affiliates")
 
@@ -61,6 +61,7 @@ class Target:
     offer_id: int
     path: str  # the offer's landing page, or its checkout page when it has none
     window_days: int
+    community_slug: str  # its origin is where the link answers (and its cookie lives)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +76,17 @@ def _b64(data: bytes) -> str:
 
 
 class Keys:
-    """The secrets of links: one to sign attribution cookies, one to hash visitors."""
+    """The secrets of links: one to sign attribution cookies, one to hash visitors; and the
+    cookies' names (on https __Host-: no sibling community's host can set them for this one)."""
 
-    def __init__(self, secret_key: str) -> None:
+    def __init__(self, secret_key: str, cookie_prefix: str = "") -> None:
         self.cookie = derived_key(secret_key, "affiliate-cookie")
         self.visitor = derived_key(secret_key, "affiliate-visitor")
+        self.visitor_cookie = f"{cookie_prefix}{VISITOR_COOKIE}"
+        self.attribution_prefix = f"{cookie_prefix}{COOKIE_PREFIX}"
+
+    def attribution_cookie(self, offer_id: int) -> str:
+        return f"{self.attribution_prefix}{offer_id}"
 
     def hash(self, value: str) -> str:
         return blake2b(value.encode(), key=self.visitor, digest_size=16).hexdigest()
@@ -106,7 +113,7 @@ class Keys:
 
 
 def attribution_from(request: Request, keys: Keys, offer_id: int) -> Attribution | None:
-    return keys.read_attribution(request.cookies.get(f"{COOKIE_PREFIX}{offer_id}"), offer_id)
+    return keys.read_attribution(request.cookies.get(keys.attribution_cookie(offer_id)), offer_id)
 
 
 # ---------------------------------------------------------------- code -> target
@@ -149,7 +156,7 @@ class Targets:
         path = f"/o/{community_slug}/{offer_slug}"
         if not any((landing or {}).values()):
             path += "/checkout"  # what the landing page would redirect to
-        return Target(affiliate_id, community_id, offer_id, path, window)
+        return Target(affiliate_id, community_id, offer_id, path, window, community_slug)
 
 
 # ---------------------------------------------------------------- click buffer
@@ -271,7 +278,7 @@ def visitor(request: Request, keys: Keys) -> tuple[str, str, str]:
     gets an id derived from address and user agent, so a client that refuses cookies still
     counts once an hour."""
     address = client_address(request)
-    vid = request.cookies.get(VISITOR_COOKIE, "")
+    vid = request.cookies.get(keys.visitor_cookie, "")
     if not VISITOR_ID.match(vid):
         vid = _b64(blake2b(f"{address}|{request.headers.get('user-agent', '')}".encode(), key=keys.visitor, digest_size=16).digest())
     return vid, keys.hash(f"v:{vid}"), keys.hash(f"a:{address}")
@@ -283,12 +290,13 @@ def click(request: Request, state: Any, target: Target) -> list[tuple[str, str, 
     vid, visitor_hash, ip_hash = visitor(request, state.affiliate_keys)
     headers = request.headers
     state.clicks.record(target, visitor_hash, ip_hash, headers.get("user-agent", ""), headers.get("referer", ""), now)
-    attribution = state.affiliate_keys.attribution_value(target.affiliate_id, target.offer_id, now)
-    return [(VISITOR_COOKIE, vid, 365 * 86400), (f"{COOKIE_PREFIX}{target.offer_id}", attribution, target.window_days * 86400)]
+    keys = state.affiliate_keys
+    attribution = keys.attribution_value(target.affiliate_id, target.offer_id, now)
+    return [(keys.visitor_cookie, vid, 365 * 86400), (keys.attribution_cookie(target.offer_id), attribution, target.window_days * 86400)]
 
 
 def _secure(state: Any) -> bool:
-    return state.settings.public_pages_url.startswith("https://")
+    return state.settings.secure_cookies
 
 
 def _set_cookie(name: str, value: str, max_age: int, secure: bool) -> tuple[bytes, bytes]:
@@ -322,15 +330,16 @@ _REDIRECT_HEADERS = [
 
 
 class _Redirect:
-    """A bare 302 sent as is (Litestar's Response objects rebuild their headers item by item)."""
+    """A bare redirect sent as is (Litestar's Response objects rebuild their headers item by item)."""
 
-    __slots__ = ("headers",)
+    __slots__ = ("headers", "status")
 
-    def __init__(self, location: str, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, location: str, headers: list[tuple[bytes, bytes]], status: int = 302) -> None:
         self.headers = [(b"location", location.encode()), *_REDIRECT_HEADERS, *headers]
+        self.status = status
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 302, "headers": self.headers})
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -339,8 +348,9 @@ async def _as_sent(response: Any) -> Any:
 
 
 class LinkPages(Controller):
-    """/r/{code}: on the offer pages' origin, so the cookie is where checkout reads it. No
-    database session, no session cookie, no CSRF cookie: a lookup from memory, a buffered
+    """/r/{code}: on its community's own origin, so the cookie is where checkout reads it (a
+    link asked for on another host moves there first: only the code tells which community).
+    No database session, no session cookie, no CSRF cookie: a lookup from memory, a buffered
     click, a redirect."""
 
     include_in_schema = False
@@ -350,4 +360,6 @@ class LinkPages(Controller):
         target = await state.affiliate_targets.get(state.engine, code)
         if target is None:
             raise NotFound("this link leads nowhere")
+        if (elsewhere := moved_to_community(request, state.settings, target.community_slug)) is not None:
+            return _Redirect(elsewhere, [], status=308)  # nothing counted or set on the wrong host
         return _Redirect(target.path, _set_cookie_headers(state, click(request, state, target)))

@@ -85,7 +85,7 @@ class AffiliatePages(Controller):
         return Template("affiliates/program.html", context={
             "affiliate": affiliate,
             "offer": offer,
-            "link": service.link_url(state.settings.public_pages_url, affiliate),
+            "link": await service.link_url(db, state.settings, affiliate),
             "figures": figures,
             "earnings": [earnings_row(t) for t in figures.earnings],
             "conversion": f"{figures.conversion_bps / 100:.1f}%",

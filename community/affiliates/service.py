@@ -21,6 +21,7 @@ from community.errors import Conflict, NotFound
 from community.hubs.models import Community
 from community.offers import entitlements
 from community.offers.models import Entitlement, Offer, OfferStatus
+from community.settings import Settings
 
 CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud and typed by hand
 CODE_LENGTH = 8
@@ -32,8 +33,10 @@ def new_code() -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
-def link_url(pages_url: str, affiliate: Affiliate) -> str:
-    return f"{pages_url}/r/{affiliate.code}"
+async def link_url(session: AsyncSession, settings: Settings, affiliate: Affiliate) -> str:
+    """The affiliate's link, on its community's own origin (where checkout reads its cookie)."""
+    slug = (await session.execute(select(Community.slug).where(Community.id == affiliate.community_id))).scalar_one()
+    return f"{settings.pages_origin(slug)}/r/{affiliate.code}"
 
 
 # ---------------------------------------------------------------- enrolment

@@ -65,8 +65,8 @@ class Membership:
 
 
 def _offer_page_url(settings: Settings, community: Community, offer: Offer) -> str:
-    # The offer's checkout page (served by checkout, a floor above; the same address).
-    return f"{settings.public_pages_url}/o/{community.slug}/{offer.slug}/checkout"
+    # The offer's checkout page on its community's origin (served by checkout, a floor above).
+    return f"{settings.pages_origin(community.slug)}/o/{community.slug}/{offer.slug}/checkout"
 
 
 def subscription_is_live(subscription: Subscription | None) -> bool:

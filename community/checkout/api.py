@@ -3,8 +3,6 @@ webhook endpoints, and the public price preview of the checkout page."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
@@ -13,10 +11,10 @@ from sqlalchemy import select
 
 from community.accounts.api import client_address
 from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
-from community.billing import service as billing
-from community.checkout import connect, webhooks
-from community.errors import DomainError, NotFound
-from community.offers.models import Offer, OfferStatus, Pricing
+from community.checkout import connect, quotes, webhooks
+from community.checkout.quotes import QuoteIn, QuoteOut
+from community.errors import NotFound
+from community.offers.models import Offer, OfferStatus
 from community.stripe_client import stripe_client
 from community.web import Db, ObjectId
 
@@ -95,20 +93,6 @@ class StripeWebhooksController(Controller):
         return await self._receive(request, db, state.settings.stripe_connect_webhook_secret, connect_endpoint=True)
 
 
-class QuoteIn(msgspec.Struct, forbid_unknown_fields=True):
-    code: Annotated[str, msgspec.Meta(max_length=40)] = ""
-    email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
-
-
-class QuoteOut(msgspec.Struct):
-    list_amount: int
-    discount_amount: int
-    amount_due: int
-    currency: str
-    code: str | None
-    free: bool
-
-
 class QuoteController(Controller):
     """Public, like the checkout page it serves: the price with a discount code applied."""
 
@@ -121,21 +105,4 @@ class QuoteController(Controller):
         offer = await db.scalar(select(Offer).where(Offer.id == offer_id, Offer.status == OfferStatus.published))
         if offer is None:
             raise NotFound("offer not found")
-        if offer.pricing is Pricing.free:
-            return QuoteOut(0, 0, 0, offer.currency, None, True)
-        address = client_address(request)
-        if data.code:
-            await billing.check_guess_rate(state.redis, address=address)
-        try:
-            quote = await billing.quote(
-                db, community_id=offer.community_id, offer_id=offer.id, pricing=offer.pricing.value,
-                amount=offer.amount, currency=offer.currency, code=data.code or None, email=data.email or None,
-            )
-        except DomainError:
-            if data.code:
-                await billing.note_failed_guess(state.redis, address=address)
-            raise
-        return QuoteOut(
-            quote.list_amount, quote.discount_amount, quote.amount_due, quote.currency, quote.code,
-            free=offer.pricing is Pricing.one_time and quote.is_free,
-        )
+        return await quotes.quote(db, state.redis, offer, data, address=client_address(request))

@@ -2,7 +2,9 @@
 (the owner's custom code with the purchase details) -> the community or the owner's URL.
 
 Only the landing, checkout and thanks pages of an offer render its custom code; they send a
-policy that lets it run. Every other page keeps the strict policy (web.STRICT_CSP).
+policy that lets it run, and answer only on their community's own origin (web.OriginSplit), so
+the code never runs where a member's session or another community's pages live. Every other
+page keeps the strict policy (web.STRICT_CSP).
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 import nh3
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, FromQuery
+from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
 from markdown_it import MarkdownIt
 
@@ -26,7 +28,7 @@ from community.accounts.pages import start_session
 from community.affiliates import links
 from community.billing import service as billing
 from community.billing.models import Checkout, CheckoutState
-from community.checkout import connect, service
+from community.checkout import connect, quotes, service
 from community.db import utcnow
 from community.errors import DomainError, NotFound
 from community.hubs.models import Community
@@ -35,7 +37,7 @@ from community.offers import service as offers
 from community.offers.models import Offer, Pricing
 from community.offers.storage import storage_for
 from community.stripe_client import stripe_client
-from community.web import Db
+from community.web import Db, moved_to_community
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -90,6 +92,7 @@ def _offer_context(state: State, community: Community, offer: Offer) -> dict[str
         "page": offer.landing_page or {},
         "body_html": render_markdown((offer.landing_page or {}).get("body", "") or offer.description),
         "checkout_url": f"{service.offer_page_url(state.settings, community, offer)}/checkout",
+        "login_url": f"{state.settings.base_url}/login",  # the platform's: this page is on the community's origin
         "button": _button(offer),
         "thumbnail_url": storage.url(offer.thumbnail) if offer.thumbnail else None,
         "cover_url": storage.url(offer.cover) if offer.cover else None,
@@ -97,10 +100,10 @@ def _offer_context(state: State, community: Community, offer: Offer) -> dict[str
 
 
 class OfferPages(Controller):
-    """Public offer pages (served on COMMUNITY_PAGES_URL when it is set)."""
+    """Public offer pages, on their community's own origin. They know no member: the session
+    cookie lives on the platform's origin only, so a buyer here is who the form says."""
 
     include_in_schema = False
-    dependencies = {"viewer": Provide(provide_viewer)}
 
     @get("/o/{community_slug:str}/{offer_slug:str}")
     async def landing(
@@ -129,16 +132,24 @@ class OfferPages(Controller):
         return links.as_cookies(state, links.click(request, state, target))
 
     @get("/o/{community_slug:str}/{offer_slug:str}/checkout")
-    async def checkout_form(
-        self, community_slug: FromPath[str], offer_slug: FromPath[str], viewer: Viewer, db: Db, state: State
-    ) -> Template:
+    async def checkout_form(self, community_slug: FromPath[str], offer_slug: FromPath[str], db: Db, state: State) -> Template:
         community, offer = await service.published_offer(db, community_slug, offer_slug)
-        user = await accounts.get_user(db, viewer.user_id) if viewer else None
-        return self._checkout_page(state, community, offer, user=user, email=user.email if user else "", name=user.name if user else "")
+        return self._checkout_page(state, community, offer, email="", name="")
+
+    @post("/o/{community_slug:str}/{offer_slug:str}/quote", status_code=200)
+    async def quote(
+        self, community_slug: FromPath[str], offer_slug: FromPath[str], data: JSONBody[quotes.QuoteIn], request: Request, db: Db, state: State
+    ) -> quotes.QuoteOut | Response[dict[str, Any]]:
+        """The checkout page's price preview (same origin, CSRF header): what the API's quote says."""
+        try:
+            _, offer = await service.published_offer(db, community_slug, offer_slug)
+            return await quotes.quote(db, state.redis, offer, data, address=client_address(request))
+        except DomainError as exc:  # the page's script shows the reason
+            return Response({"status": exc.status_code, "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @post("/o/{community_slug:str}/{offer_slug:str}/checkout")
     async def checkout(
-        self, community_slug: FromPath[str], offer_slug: FromPath[str], data: Form, request: Request, viewer: Viewer, db: Db, state: State
+        self, community_slug: FromPath[str], offer_slug: FromPath[str], data: Form, request: Request, db: Db, state: State
     ) -> Template | Redirect:
         community, offer = await service.published_offer(db, community_slug, offer_slug)
         email, name, code = data.get("email", ""), data.get("name", ""), data.get("discount_code", "").strip()
@@ -149,15 +160,14 @@ class OfferPages(Controller):
             async with db.begin_nested():  # a refusal leaves nothing half-written
                 started = await service.start(
                     db, state.settings, community=community, offer=offer, email=email, name=name,
-                    viewer_id=viewer.user_id if viewer else None, code=code or None,
+                    viewer_id=None, code=code or None,
                     attribution=links.attribution_from(request, state.affiliate_keys, offer.id),
                 )
         except DomainError as exc:
             if code and exc.field == "discount_code":
                 await billing.note_failed_guess(state.redis, address=address)
-            user = await accounts.get_user(db, viewer.user_id) if viewer else None
             return self._checkout_page(
-                state, community, offer, user=user, email=email, name=name, code=code,
+                state, community, offer, email=email, name=name, code=code,
                 error=exc.detail, field=exc.field, status_code=exc.status_code,
             )
         return Redirect(started.redirect_url, status_code=303)
@@ -171,14 +181,18 @@ class OfferPages(Controller):
         )
 
     @get("/checkout/{token:str}/thanks")
-    async def thanks(self, token: FromPath[str], db: Db, state: State) -> Template:
+    async def thanks(self, token: FromPath[str], request: Request, db: Db, state: State) -> Template | Redirect:
         """The confirmation step: the owner's code sees the purchase (conversion pixels), then
-        the page forwards by itself to where the offer sends its buyers."""
+        the page forwards by itself to where the offer sends its buyers. Only the token tells
+        whose checkout it is: asked for on another host, it moves to its community's origin
+        (the token's holder learns nothing the page itself would not show)."""
         checkout = await service.checkout_by_token(db, token)
         if checkout.state is not CheckoutState.fulfilled:
             raise NotFound("checkout not found")
-        offer = await db.get_one(Offer, checkout.offer_id)
         community = await db.get_one(Community, checkout.community_id)
+        if (elsewhere := moved_to_community(request, state.settings, community.slug)) is not None:
+            return Redirect(elsewhere, status_code=308)
+        offer = await db.get_one(Offer, checkout.offer_id)
         paid = checkout.amount_due
         return Template(
             "checkout/thanks.html",
@@ -220,7 +234,7 @@ class CompletionPages(Controller):
         if checkout.state is not CheckoutState.fulfilled:
             return Template("checkout/pending.html", context={"checkout": checkout}, status_code=200)
         await self._log_in(request, viewer, db, checkout)
-        return Redirect(service.thanks_url(state.settings, checkout), status_code=303)
+        return Redirect(await service.thanks_url(db, state.settings, checkout), status_code=303)
 
     async def _log_in(self, request: Request, viewer: Any, db: Db, checkout: Checkout) -> None:
         """A buyer whose account this checkout created is logged in, once. An existing account

@@ -75,13 +75,14 @@ def completion_url(settings: Settings, checkout: Checkout) -> str:
     return f"{settings.base_url}/checkout/{checkout.token}/complete"
 
 
-def thanks_url(settings: Settings, checkout: Checkout) -> str:
-    # Runs the owner's custom code: on the offer pages' origin.
-    return f"{settings.public_pages_url}/checkout/{checkout.token}/thanks"
+async def thanks_url(session: AsyncSession, settings: Settings, checkout: Checkout) -> str:
+    # Runs the owner's custom code: on its community's own origin.
+    slug = (await session.execute(select(Community.slug).where(Community.id == checkout.community_id))).scalar_one()
+    return f"{settings.pages_origin(slug)}/checkout/{checkout.token}/thanks"
 
 
 def offer_page_url(settings: Settings, community: Community, offer: Offer) -> str:
-    return f"{settings.public_pages_url}/o/{community.slug}/{offer.slug}"
+    return f"{settings.pages_origin(community.slug)}/o/{community.slug}/{offer.slug}"
 
 
 def destination_url(settings: Settings, checkout: Checkout, offer: Offer) -> str:

@@ -15,9 +15,11 @@ from community.db import flush_or_conflict
 from community.errors import Invalid, NotFound, check_storable
 from community.hubs.models import Community, Hub, HubGroup
 from community.money import validate_currency
+from community.origins import (  # a community's slug names its pages' host: a DNS label
+    SLUG,
+    SLUG_MAX,
+)
 
-SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-SLUG_MAX = 60
 MIN_GRACE_DAYS, MAX_GRACE_DAYS = 0, 60  # days a member keeps access after a failed renewal
 
 

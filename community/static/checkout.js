@@ -12,9 +12,11 @@
     var code = input.value.trim();
     if (!code) { show("", false); return; }
     var email = form.querySelector("input[name=email]");
-    fetch("/api/v1/offers/" + form.dataset.offer + "/quote", {
+    var csrf = form.querySelector("input[name=_csrf_token]");
+    // The offer's own origin answers (this page cannot reach the platform's API).
+    fetch(window.location.pathname.replace(/\/checkout\/?$/, "/quote"), {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf ? csrf.value : "" },
       body: JSON.stringify({ code: code, email: email && email.value ? email.value : null }),
     }).then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
       .then(function (res) {

@@ -84,10 +84,26 @@ async def live_server(settings: Settings, engine: AsyncEngine) -> AsyncIterator[
         sock.close()
 
 
+class Loopback(httpx.AsyncHTTPTransport):
+    """Browsers and curl resolve every `*.localhost` name to the loopback address (the
+    communities' default origins); Python's resolver here does not. This transport connects to
+    127.0.0.1 for them and keeps the Host header (and the cookie jar) of the real name."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host.endswith(".localhost"):
+            # A copy: the client files the answer's cookies under the original request's name.
+            request = httpx.Request(
+                request.method, request.url.copy_with(host="127.0.0.1"), headers=request.headers,  # Host: as it was
+                stream=request.stream, extensions=request.extensions,
+            )
+        return await super().handle_async_request(request)
+
+
 @pytest.fixture
 async def http(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    """A plain HTTP client against the live server (no redirects followed)."""
-    async with httpx.AsyncClient(base_url=live_server.url, timeout=10) as client:
+    """A plain HTTP client against the live server (no redirects followed); it reaches the
+    communities' origins (`http://{slug}.localhost:{port}`) too."""
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=10, transport=Loopback()) as client:
         yield client
 
 

@@ -30,12 +30,14 @@ async def test_a_visitor_buys_an_offer_and_lands_in_the_community(
         checkout_code_head=OWNER_CODE_HEAD, checkout_code_body=OWNER_CODE_BODY,
     )
 
-    await page.goto(f"/o/{community['slug']}/{offer['slug']}")
+    origin = live_server.settings.pages_origin(community["slug"])  # the community's own origin
+    await page.goto(f"{origin}/o/{community['slug']}/{offer['slug']}")
     await expect(page.get_by_role("heading", name="Master joinery")).to_be_visible()
     await expect(page.locator(".old-price")).to_have_text("39.00 USD")
     await page.get_by_role("link", name="Buy now").click()
 
     await expect(page.locator("#pay")).to_have_text("Pay")
+    assert page.url.startswith(f"{origin}/o/")  # the checkout page is on the community's origin too
     assert await page.evaluate("document.documentElement.dataset.ownerCode") == "ran"  # custom code ran here
     await expect(page.locator("#owner-widget")).to_be_visible()
     await page.get_by_label("Email").fill("visitor@example.com")
