@@ -74,7 +74,7 @@ class RefundRules(Store):
             )
         if self._refund_blocked_by_dispute(charge):
             raise SandboxError(
-                f"Charge {charge['id']} has been charged back; it cannot be refunded.", code="charge_disputed"
+                f"Charge {charge['id']} has been disputed; it cannot be refunded.", code="charge_disputed"
             )
         remaining = charge["amount"] - charge["amount_refunded"]
         if remaining == 0:

@@ -267,51 +267,6 @@ async def test_our_refund_settled_by_the_webhook_when_the_request_died(client, o
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 700
 
 
-# ---------------------------------------------------------------- disputes
-
-
-async def test_disputes_hold_money_until_won_and_keep_it_when_lost(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
-    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
-    opened = stripe_env.sandbox.dispute(charge_id)
-    await deliver_and_process(client, stripe_env, settings)
-    shown = await read(client, owner, shop, payment)
-    assert (shown["disputed_amount"], shown["net_amount"]) == (4900, 0)
-    assert await spent(sessions, shop, buyer.id) == {"USD": 0}
-    stripe_env.sandbox.close_dispute(opened["id"], won=True)
-    await deliver_and_process(client, stripe_env, settings)
-    assert (await read(client, owner, shop, payment))["disputed_amount"] == 0
-    assert await spent(sessions, shop, buyer.id) == {"USD": 4900}
-
-    second = stripe_env.sandbox.dispute(charge_id, amount=1500)
-    stripe_env.sandbox.close_dispute(second["id"], won=False)
-    await deliver_and_process(client, stripe_env, settings)
-    assert (await read(client, owner, shop, payment))["disputed_amount"] == 1500
-    assert await spent(sessions, shop, buyer.id) == {"USD": 3400}
-    async with sessions() as session:
-        rows = {d.stripe_dispute_id: (d.status, d.closed_at is not None) for d in await session.scalars(select(Dispute))}
-    assert rows == {opened["id"]: ("won", True), second["id"]: ("lost", True)}
-
-
-async def test_dispute_deliveries_duplicated_concurrent_or_closed_first_end_the_same(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=2500)
-    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
-    opened = stripe_env.sandbox.dispute(charge_id)
-    stripe_env.sandbox.close_dispute(opened["id"], won=False)
-    deliveries = [d for d in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint) if d.type.startswith("charge.dispute")]
-    assert [d.type for d in deliveries] == ["charge.dispute.created", "charge.dispute.closed"]
-    route = f"{API}/webhooks/stripe/connect"
-    for delivery in reversed(deliveries):  # closed before created
-        await asyncio.gather(*(client.post(route, content=delivery.payload, headers=delivery.headers) for _ in range(3)))
-        await run_jobs(settings)
-    assert await count(sessions, Dispute) == 1
-    async with sessions() as session:
-        dispute = await session.scalar(select(Dispute))
-        assert (dispute.status, dispute.amount) == ("lost", 2500)
-        assert (await session.get(Payment, payment["id"])).disputed_amount == 2500
-    assert await spent(sessions, shop, buyer.id) == {"USD": 0}
-
-
 async def test_refunding_a_subscription_payment_with_revoke_cancels_it_at_stripe(client, owner, shop, stripe_env, sessions, settings) -> None:
     buyer, payment = await buy(client, owner, shop, stripe_env, settings, pricing="recurring", amount=2000, interval_months=1)
     assert payment["stripe_subscription_id"] and payment["kind"] == "purchase"
@@ -520,84 +475,6 @@ async def test_a_revoke_whose_subscription_stripe_will_not_cancel_keeps_access_a
     assert ended.status_code == 200 and ended.json()["live"] is False, ended.text
     assert stripe_env.sandbox.get(real_id)["status"] == "canceled"
     assert not await can_open(client, cid, shop["group_id"], buyer.headers)
-
-
-# ---------------------------------------------------------------- dispute notices to staff
-
-
-async def mail_to(settings, word: str) -> list[tuple[str, str, str]]:
-    """(to, subject, text) of the delivered emails whose subject has `word`."""
-    delivered = [
-        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        for path in sorted((settings.data_dir / "mail").glob("*.eml"))
-    ]
-    return [
-        (m["To"], m["Subject"], m.get_body(("plain",)).get_content())
-        for m in delivered
-        if word.lower() in m["Subject"].lower()
-    ]
-
-
-async def run_all_jobs(settings) -> None:
-    """Until nothing is left: the webhooks' jobs, then the emails they queued."""
-    while await run_jobs(settings):
-        pass
-
-
-async def deliver_each(client, deliveries, times: int) -> None:
-    for delivery in deliveries:
-        answers = await asyncio.gather(*(client.post(f"{API}/webhooks/stripe/connect", content=delivery.payload, headers=delivery.headers) for _ in range(times)))
-        assert all(a.status_code == 200 for a in answers)
-
-
-async def test_staff_hear_once_when_a_dispute_opens_and_once_when_it_closes(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
-    cid = shop["community"]["id"]
-    for address, role in (("admin@example.com", "admin"), ("manager@example.com", "manager")):
-        await sign_up(client, address)
-        added = await client.put(f"{API}/communities/{cid}/staff", json={"email": address, "role": role}, headers=owner.headers)
-        assert added.status_code == 200, added.text
-    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
-    opened = stripe_env.sandbox.dispute(charge_id, amount=3000, reason="product_not_received")
-    due_by = dt.datetime.fromtimestamp(opened["evidence_details"]["due_by"], dt.UTC).strftime("%d %B %Y")
-    created = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
-    assert [d.type for d in created] == ["charge.dispute.created"]
-    await deliver_each(client, created, 3)
-    await run_all_jobs(settings)
-    await deliver_each(client, created, 1)  # Stripe's retry, later
-    await run_all_jobs(settings)
-    notices = await mail_to(settings, "dispute opened")
-    assert sorted(to for to, _, _ in notices) == ["admin@example.com", owner.email]  # owners and admins, once each
-    for _to, subject, body in notices:
-        assert "30.00 USD" in subject and "buyer" in subject and "is held" in body
-        for shown in (buyer.email, "49.00 USD", f"payment {payment['id']}", opened["id"], "product not received", due_by):
-            assert shown in body, (shown, body)
-    assert await mail_to(settings, "dispute won") == []
-
-    stripe_env.sandbox.close_dispute(opened["id"], won=True)
-    closed = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
-    await deliver_each(client, closed, 3)
-    await run_all_jobs(settings)
-    await deliver_each(client, [*created, *closed], 2)  # everything again, the opening too
-    await run_all_jobs(settings)
-    won = await mail_to(settings, "dispute won")
-    assert sorted(to for to, _, _ in won) == ["admin@example.com", owner.email]
-    assert all("closed: won" in body and "yours again" in body for _, _, body in won)
-    assert len(await mail_to(settings, "dispute opened")) == 2
-    assert (await read(client, owner, shop, payment))["disputed_amount"] == 0
-
-
-async def test_a_dispute_first_seen_closed_sends_only_its_outcome(client, owner, shop, stripe_env, sessions, settings) -> None:
-    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=2500)
-    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
-    opened = stripe_env.sandbox.dispute(charge_id)
-    stripe_env.sandbox.close_dispute(opened["id"], won=False)
-    deliveries = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
-    await deliver_each(client, reversed(deliveries), 2)  # closed first, each twice
-    await run_all_jobs(settings)
-    assert await mail_to(settings, "dispute opened") == []  # it was over before we heard of it
-    [(to, subject, body)] = await mail_to(settings, "dispute lost")
-    assert to == owner.email and "25.00 USD" in subject and "closed: lost" in body
 
 
 async def test_a_dashboard_refund_whose_metadata_names_no_possible_row_is_recorded(client, owner, shop, stripe_env, sessions, settings) -> None:
