@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email
-import email.policy
 
 from sqlalchemy import select
 
 from community.billing import disputes
 from community.billing.models import Dispute, Payment, Refund
+from tests import test_checkout
 from tests.checkout_helpers import API, deliver_and_process
 from tests.conftest import sign_up
 from tests.helpers import run_jobs
 from tests.test_checkout import can_open
-from tests.test_refunds import base, buy, count, read, shop, spent  # noqa: F401 - shop is the fixture
+from tests.test_refunds import base, buy, count, mail_to, read, run_all_jobs, spent
+
+shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
 
 # Dispute.Status in Stripe's published types for this API version (npm stripe@23.1.0).
 PUBLISHED_STATUSES = {
@@ -84,25 +85,6 @@ async def test_dispute_deliveries_duplicated_concurrent_or_closed_first_end_the_
         assert (await session.get(Payment, payment["id"])).disputed_amount == 2500
     assert await spent(sessions, shop, buyer.id) == {"USD": 0}
 
-
-
-async def mail_to(settings, word: str) -> list[tuple[str, str, str]]:
-    """(to, subject, text) of the delivered emails whose subject has `word`."""
-    delivered = [
-        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        for path in sorted((settings.data_dir / "mail").glob("*.eml"))
-    ]
-    return [
-        (m["To"], m["Subject"], m.get_body(("plain",)).get_content())
-        for m in delivered
-        if word.lower() in m["Subject"].lower()
-    ]
-
-
-async def run_all_jobs(settings) -> None:
-    """Until nothing is left: the webhooks' jobs, then the emails they queued."""
-    while await run_jobs(settings):
-        pass
 
 
 async def deliver_each(client, deliveries, times: int) -> None:
@@ -259,7 +241,7 @@ async def test_prevented_disputes_hold_nothing_and_a_resolution_is_a_refund(clie
     assert (row.status, row.closed_at is not None) == ("prevented", True)
     assert (await read(client, owner, shop, payment))["disputed_amount"] == 0
     assert await mail_to(settings, "dispute opened") == []
-    [(_to, subject, body)] = await mail_to(settings, "dispute prevented")
+    [(_to, _subject, body)] = await mail_to(settings, "dispute prevented")
     assert "No chargeback was raised" in body
 
     stripe_env.sandbox.prevent_dispute(charge_of(stripe_env, payment), amount=1200, resolution=True)
