@@ -114,6 +114,7 @@ class RefundRules(Store):
                 **({"pending_reason": "processing"} if held else {}),
             },
         )
+        del refund["livemode"]  # a refund has none in Stripe's published types
         previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]

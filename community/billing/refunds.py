@@ -216,7 +216,7 @@ async def send_refund(session: AsyncSession, settings: Settings, refund: Refund)
             {"stripe_account": payment.stripe_account_id or "", "idempotency_key": idempotency_key(refund)},
         )
     except UNANSWERED:
-        # Stripe may have made it: the row stays pending until charge.refunded or the retry settles it.
+        # Stripe may have made it: the row stays pending until its refund events or the retry settle it.
         raise StripeUnavailable(f"Stripe did not answer; refund {refund.id} waits for Stripe's confirmation") from None
     except stripe.StripeError as exc:
         await _lock(session, payment)
