@@ -241,15 +241,18 @@ class Subscription(Base):
 
 
 class RefundState(enum.StrEnum):
-    pending = "pending"  # ours, not yet confirmed by Stripe
+    # Not final: Stripe has not answered yet (no stripe_refund_id), or holds it pending.
+    pending = "pending"
     succeeded = "succeeded"
-    failed = "failed"
+    failed = "failed"  # refused by Stripe, or failed at the bank (even after succeeding)
+    canceled = "canceled"  # canceled before it was paid out
 
 
 class Refund(Base):
     """One refund of one payment: asked for by an owner through us (the row exists before the
     Stripe call and names its idempotency key) or made in the Stripe dashboard (learnt from
-    charge.refunded)."""
+    charge.refunded or refund.*). Its state follows Stripe's status, forwards only: pending,
+    then succeeded, then failed; or pending, then failed or canceled."""
 
     __tablename__ = "refunds"
     __table_args__ = (
@@ -284,7 +287,8 @@ class Refund(Base):
 
 
 class Dispute(Base):
-    """A chargeback on a payment, from charge.dispute.created / closed."""
+    """A dispute of a payment (an inquiry or a chargeback), as Stripe last told us on a
+    charge.dispute.* event; what each status means is billing/disputes.py's."""
 
     __tablename__ = "disputes"
 
@@ -295,7 +299,7 @@ class Dispute(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str] = mapped_column(String(100), default="")
-    status: Mapped[str] = mapped_column(String(40))  # Stripe's: needs_response, ..., won, lost
+    status: Mapped[str] = mapped_column(String(40))  # Stripe's: warning_*, needs_response, ..., appeal_*, won, lost
     created_at: Mapped[Timestamp]
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -227,7 +227,7 @@ class RefundOut(msgspec.Struct):
     currency: str
     reason: str
     revoke_access: bool
-    state: str  # pending (Stripe not confirmed yet) | succeeded | failed
+    state: str  # pending (Stripe has not answered, or holds it: then stripe_refund_id is set) | succeeded | failed | canceled
     error: str | None
     stripe_refund_id: str | None
     actor_id: int | None  # null: made in the Stripe dashboard

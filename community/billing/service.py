@@ -417,10 +417,11 @@ async def find_payment(
 
 
 async def apply_refund(session: AsyncSession, *, community_id: int, payment_id: int, amount_refunded: int) -> Payment:
-    """Set the payment's refunded total to Stripe's cumulative `amount_refunded` (a charge's
-    total so far, so a repeated or late webhook changes nothing; it never goes down)."""
+    """Set the payment's refunded total to what its refunds hold now, as a total (so a repeated
+    or late call changes nothing): refunds Stripe has pending or succeeded count, and a refund
+    that fails or is canceled gives its amount back, so the total can go down."""
     payment = await get_payment(session, community_id, payment_id, lock=True)
-    refunded = max(payment.refunded_amount, min(max(amount_refunded, 0), payment.amount))
+    refunded = min(max(amount_refunded, 0), payment.amount)
     if refunded != payment.refunded_amount:
         payment.refunded_amount = refunded
         payment.status = (
