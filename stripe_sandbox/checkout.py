@@ -13,6 +13,7 @@ from typing import Any
 from stripe_sandbox.currencies import MINIMUM_CHARGE, format_amount
 from stripe_sandbox.errors import SandboxError
 from stripe_sandbox.forms import Params
+from stripe_sandbox import shapes
 from stripe_sandbox.store import (
     DAY,
     OUTCOMES,
@@ -153,6 +154,7 @@ class CheckoutRules(Store):
             raise SandboxError(
                 "application_fee_amount cannot exceed the amount.", param=pi_data.name("application_fee_amount")
             )
+        _allocate_discount(items, discount)
         minimum = MINIMUM_CHARGE.get(currency.upper())
         if total > 0 and minimum and total < minimum:
             raise SandboxError(
@@ -186,6 +188,7 @@ class CheckoutRules(Store):
             "cs_test_",
             account,
             {
+                **shapes.checkout_session_defaults(mode, customer_given=bool(customer_id), locale=p.str("locale")),
                 "created": wall,
                 "mode": mode,
                 "status": "open",
@@ -288,24 +291,18 @@ class CheckoutRules(Store):
                 {
                     "id": new_id("li_"),
                     "object": "item",
-                    "description": name,
-                    "quantity": quantity,
+                    "adjustable_quantity": None,
+                    "amount_discount": 0,
                     "amount_subtotal": (unit_amount or 0) * (quantity or 1),
+                    "amount_tax": 0,
                     "amount_total": (unit_amount or 0) * (quantity or 1),
                     "currency": currency,
-                    "price": {
-                        "id": new_id("price_"),
-                        "object": "price",
-                        "active": False,
-                        "currency": currency,
-                        "unit_amount": unit_amount,
-                        "unit_amount_decimal": str(unit_amount),
-                        "recurring": recurring,
-                        "type": "recurring" if recurring else "one_time",
-                        "product": new_id("prod_", 14),
-                        "livemode": False,
-                        "metadata": {},
-                    },
+                    "description": name,
+                    "metadata": {},
+                    "price": shapes.price(
+                        new_id("price_"), new_id("prod_", 14), currency, unit_amount or 0, recurring, self.now()
+                    ),
+                    "quantity": quantity,
                 }
             )
             if currency != items[0]["currency"]:
@@ -441,14 +438,8 @@ class CheckoutRules(Store):
         session.update(
             status="complete",
             customer=customer["id"],
-            customer_details={
-                "email": email,
-                "name": name,
-                "address": None,
-                "phone": None,
-                "tax_exempt": "none",
-                "tax_ids": [],
-            },
+            customer_details=shapes.customer_details(email, name),
+            collected_information=shapes.collected_information(),
         )
         if session["_coupon"]:
             coupon = self.objects[session["_coupon"]]
@@ -557,18 +548,19 @@ class CheckoutRules(Store):
                 paid=True,
                 captured=True,
                 amount_captured=charge["amount"],
-                outcome={
-                    "type": "authorized",
-                    "network_status": "approved_by_network",
-                    "seller_message": "Payment complete.",
-                },
+                outcome=shapes.outcome("succeeded"),
             )
             pi.update(status="succeeded", amount_received=pi["amount"])
             self._emit("charge.succeeded", charge)
             self._emit("payment_intent.succeeded", pi)
         else:
             charge.update(
-                status="failed", failure_code="insufficient_funds", failure_message="The bank transfer did not arrive."
+                status="failed",
+                failure_code="insufficient_funds",
+                failure_message="The bank transfer did not arrive.",
+                outcome=shapes.outcome(
+                    "failed", reason="insufficient_funds", seller_message="The bank transfer did not arrive."
+                ),
             )
             self._fail_payment(
                 pi, charge, code="insufficient_funds", decline_code=None, message="The bank transfer did not arrive."
@@ -583,6 +575,7 @@ class CheckoutRules(Store):
             "pi_",
             account,
             {
+                **shapes.payment_intent_defaults(account),
                 "amount": amount,
                 "amount_capturable": 0,
                 "amount_received": 0,
@@ -636,20 +629,22 @@ class CheckoutRules(Store):
     ) -> Obj:
         customer = self.objects.get(pi["customer"] or "")
         succeeded = status == "succeeded"
-        if pm is not None:
-            method_details: Obj = {"type": pm["type"], pm["type"]: pm[pm["type"]]}
-            billing = pm["billing_details"]
+        method_details: Obj
+        if pm is not None and pm["type"] != "card":
+            method_details = {"type": pm["type"], pm["type"]: shapes.bank_details(pm[pm["type"]])}
         else:
-            method_details = {
-                "type": "card",
-                "card": {"brand": "visa", "last4": last4, "country": "US", "funding": "credit"},
-            }
-            billing = {"email": email, "name": name, "address": None, "phone": None}
+            last4 = pm["card"]["last4"] if pm is not None else last4
+            method_details = {"type": "card", "card": shapes.card_details(last4, pi["amount"], succeeded=succeeded)}
+        if pm is not None:
+            billing = copy.deepcopy(pm["billing_details"])
+        else:
+            billing = {"address": None, "email": email, "name": name, "phone": None, "tax_id": None}
         return self._new(
             "charge",
             "ch_",
             pi["_account"],
             {
+                **shapes.charge_defaults(pi["_account"]),
                 "amount": pi["amount"],
                 "amount_captured": pi["amount"] if succeeded else 0,
                 "amount_refunded": 0,
@@ -664,13 +659,7 @@ class CheckoutRules(Store):
                 "failure_code": "card_declined" if status == "failed" else None,
                 "failure_message": "Your card was declined." if status == "failed" else None,
                 "metadata": dict(pi["metadata"]),
-                "outcome": {
-                    "type": {"succeeded": "authorized", "failed": "issuer_declined"}.get(status, "authorized"),
-                    "network_status": "declined_by_network" if status == "failed" else "approved_by_network",
-                    "seller_message": "The bank did not return any further details with this decline."
-                    if status == "failed"
-                    else "Payment complete.",
-                },
+                "outcome": shapes.outcome(status),
                 "paid": succeeded,
                 "payment_intent": pi["id"],
                 "payment_method": pm["id"] if pm else None,
@@ -839,3 +828,16 @@ class CheckoutRules(Store):
 
     def retrieve_dispute(self, account: str | None, dispute_id: str) -> Obj:
         return public(self._get("dispute", dispute_id, account))
+
+
+def _allocate_discount(items: list[Obj], discount: int) -> None:
+    """Spreads a session's discount over its line items in proportion to their amounts (the last
+    takes the rounding), as Stripe's `amount_discount` on each item adds up to the session's."""
+    subtotal = sum(item["amount_subtotal"] for item in items)
+    left = discount
+    for n, item in enumerate(items):
+        share = left if n == len(items) - 1 else discount * item["amount_subtotal"] // max(subtotal, 1)
+        share = min(share, item["amount_subtotal"])
+        item["amount_discount"] = share
+        item["amount_total"] = item["amount_subtotal"] - share
+        left -= share
