@@ -176,6 +176,24 @@ def test_the_sandbox_answers_as_stripes_published_types_say(conformance: Conform
     assert not ours, "the sandbox disagrees with Stripe's published types:\n" + _listing(ours)
 
 
+def test_event_envelopes_carry_the_pinned_version_and_their_account(
+    conformance: Conformance, types: toolchain.Toolchain
+) -> None:
+    """What the types leave open: the version data was rendered at, test mode, and `account`
+    exactly on Connect events (the connected account the object lives on)."""
+    delivered = [s for s in conformance.samples if s.label.startswith("webhook ")]
+    accounts = {s.value["id"] for s in conformance.samples if s.label == "POST /v1/accounts"}
+    wrong = [
+        f"{s.label} {s.value['id']}: api_version={s.value['api_version']!r} livemode={s.value['livemode']!r} "
+        f"account={s.value.get('account')!r}"
+        for s in delivered
+        if s.value["api_version"] != types.npm_api_version()
+        or s.value["livemode"] is not False
+        or (s.value.get("account") in accounts) != s.label.endswith("(connect)")
+    ]
+    assert delivered and not wrong, wrong
+
+
 def _exactly_the_known(conformance: Conformance, part: str, listed: list[str]) -> None:
     found = {f.key for f in conformance.findings if owner(f) == part}
     new, gone = found - set(listed), set(listed) - found

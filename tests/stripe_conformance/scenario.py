@@ -199,6 +199,10 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
         payment_intent_data={"application_fee_amount": 200, "metadata": {"checkout_id": "1"}},
     )
     sandbox.pay(paid, "decline")
+    declined = await sc.v1.checkout.sessions.retrieve_async(paid, options=on)
+    rec.api(
+        "GET /v1/payment_intents/{id}", await sc.v1.payment_intents.retrieve_async(declined.payment_intent, options=on)
+    )
     sandbox.pay(paid, name="Buyer One")
     session = rec.api("GET /v1/checkout/sessions/{id}", await sc.v1.checkout.sessions.retrieve_async(paid, options=on))
     rec.api(
@@ -266,14 +270,25 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
         sandbox.close_dispute(dispute["id"], won=won)
         rec.api("GET /v1/disputes/{id}", await sc.v1.disputes.retrieve_async(dispute["id"], options=on))
 
-    for succeeded in (True, False):
+    for succeeded in (True, False):  # a bank transfer: pending, then cleared or failed
         delayed = await checkout(
             on, mode="payment", customer_email="bank@example.com", line_items=[line(4000, "Bundle")]
         )
         sandbox.pay(delayed, "async_pending")
-        rec.api("GET /v1/checkout/sessions/{id}", await sc.v1.checkout.sessions.retrieve_async(delayed, options=on))
+        pending = rec.api(
+            "GET /v1/checkout/sessions/{id}", await sc.v1.checkout.sessions.retrieve_async(delayed, options=on)
+        )
+        intent = rec.api(
+            "GET /v1/payment_intents/{id}",
+            await sc.v1.payment_intents.retrieve_async(pending.payment_intent, options=on),
+        )
+        rec.api("GET /v1/charges/{id}", await sc.v1.charges.retrieve_async(intent.latest_charge, options=on))
+        rec.api(
+            "GET /v1/payment_methods/{id}", await sc.v1.payment_methods.retrieve_async(intent.payment_method, options=on)
+        )
         sandbox.settle_async(delayed, succeeded)
         rec.api("GET /v1/checkout/sessions/{id}", await sc.v1.checkout.sessions.retrieve_async(delayed, options=on))
+        rec.api("GET /v1/charges/{id}", await sc.v1.charges.retrieve_async(intent.latest_charge, options=on))
 
     abandoned = await checkout(on, mode="payment", customer_email="late@example.com", line_items=[line(1000, "Course")])
     rec.api("POST /v1/checkout/sessions/{id}/expire", await sc.v1.checkout.sessions.expire_async(abandoned, options=on))

@@ -262,6 +262,8 @@ def check(toolchain: Toolchain, samples: list[Sample], includable: dict[str, tup
         elif what == "type":
             parameter = _PARAMETER.search(message.splitlines()[0])
             expected = parameter["type"] if parameter else message
+            if expected.startswith("Wire<") and expected.endswith(">"):  # tsc names the helper, not what it gives
+                expected = expected[len("Wire<") : -1]
             found.append(Finding(sample.label, *anchor_of(sample.value, path), "type", f"expected {expected}"))
         elif what in ("shape", "event"):
             shape = _NEVER_CONSTRAINT.match(message)
