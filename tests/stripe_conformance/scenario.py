@@ -31,9 +31,9 @@ class Sample:
 @dataclass
 class Recorder:
     samples: list[Sample] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # answers that were not what a Stripe client expects
 
     def api(self, label: str, result: Any, *, list_of: str | None = None, expand: tuple[str, ...] = ()) -> Any:
+        """Records an SDK call's answer as the sandbox sent it; `list_of`: the item type of a list."""
         body = json.loads(result.last_response.body)
         if list_of is not None:
             self.samples.append(Sample(label, body, f"Stripe.ApiList<{list_of}>"))
