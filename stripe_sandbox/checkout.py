@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 
+from stripe_sandbox import shapes
 from stripe_sandbox.currencies import MINIMUM_CHARGE, format_amount
 from stripe_sandbox.errors import SandboxError
 from stripe_sandbox.forms import Params
@@ -153,6 +154,7 @@ class CheckoutRules(Store):
             raise SandboxError(
                 "application_fee_amount cannot exceed the amount.", param=pi_data.name("application_fee_amount")
             )
+        _allocate_discount(items, discount)
         minimum = MINIMUM_CHARGE.get(currency.upper())
         if total > 0 and minimum and total < minimum:
             raise SandboxError(
@@ -186,6 +188,7 @@ class CheckoutRules(Store):
             "cs_test_",
             account,
             {
+                **shapes.checkout_session_defaults(mode, customer_given=bool(customer_id), locale=p.str("locale")),
                 "created": wall,
                 "mode": mode,
                 "status": "open",
@@ -290,32 +293,18 @@ class CheckoutRules(Store):
                 {
                     "id": new_id("li_"),
                     "object": "item",
-                    "description": name,
-                    "quantity": quantity,
+                    "adjustable_quantity": None,
+                    "amount_discount": 0,
                     "amount_subtotal": (unit_amount or 0) * (quantity or 1),
+                    "amount_tax": 0,
                     "amount_total": (unit_amount or 0) * (quantity or 1),
                     "currency": currency,
-                    "price": {
-                        "id": new_id("price_"),
-                        "object": "price",
-                        "active": False,
-                        "billing_scheme": "per_unit",
-                        "created": self.now(),
-                        "currency": currency,
-                        "custom_unit_amount": None,
-                        "livemode": False,
-                        "lookup_key": None,
-                        "metadata": {},
-                        "nickname": None,
-                        "product": new_id("prod_", 14),
-                        "recurring": recurring,
-                        "tax_behavior": "unspecified",
-                        "tiers_mode": None,
-                        "transform_quantity": None,
-                        "type": "recurring" if recurring else "one_time",
-                        "unit_amount": unit_amount,
-                        "unit_amount_decimal": str(unit_amount),
-                    },
+                    "description": name,
+                    "metadata": {},
+                    "price": shapes.price(
+                        new_id("price_"), new_id("prod_", 14), currency, unit_amount or 0, recurring, self.now()
+                    ),
+                    "quantity": quantity,
                 }
             )
             if currency != items[0]["currency"]:
@@ -461,14 +450,8 @@ class CheckoutRules(Store):
         session.update(
             status="complete",
             customer=customer["id"],
-            customer_details={
-                "email": email,
-                "name": name,
-                "address": None,
-                "phone": None,
-                "tax_exempt": "none",
-                "tax_ids": [],
-            },
+            customer_details=shapes.customer_details(email, name),
+            collected_information=shapes.collected_information(),
         )
         if session["_coupon"]:
             coupon = self.objects[session["_coupon"]]
@@ -576,19 +559,33 @@ class CheckoutRules(Store):
                 paid=True,
                 captured=True,
                 amount_captured=charge["amount"],
-                outcome={
-                    "type": "authorized",
-                    "network_status": "approved_by_network",
-                    "seller_message": "Payment complete.",
-                },
+                outcome=shapes.outcome("succeeded"),
             )
             pi.update(status="succeeded", amount_received=pi["amount"])
             self._emit("charge.succeeded", charge)
             self._emit("payment_intent.succeeded", pi)
         else:
             charge.update(
-                status="failed", failure_code="insufficient_funds", failure_message="The bank transfer did not arrive."
+                status="failed",
+                failure_code="insufficient_funds",
+                failure_message="The bank transfer did not arrive.",
+                outcome=shapes.outcome(
+                    "failed", reason="insufficient_funds", seller_message="The bank transfer did not arrive."
+                ),
             )
             self._fail_payment(
                 pi, charge, code="insufficient_funds", decline_code=None, message="The bank transfer did not arrive."
             )
+
+
+def _allocate_discount(items: list[Obj], discount: int) -> None:
+    """Spreads a session's discount over its line items in proportion to their amounts (the last
+    takes the rounding), as Stripe's `amount_discount` on each item adds up to the session's."""
+    subtotal = sum(item["amount_subtotal"] for item in items)
+    left = discount
+    for n, item in enumerate(items):
+        share = left if n == len(items) - 1 else discount * item["amount_subtotal"] // max(subtotal, 1)
+        share = min(share, item["amount_subtotal"])
+        item["amount_discount"] = share
+        item["amount_total"] = item["amount_subtotal"] - share
+        left -= share

@@ -3,8 +3,10 @@ charge fails. Refunds (refunds.py) and disputes (disputes.py) act on these charg
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from stripe_sandbox import shapes
 from stripe_sandbox.forms import Params
 from stripe_sandbox.store import Obj, Store, new_id, public
 
@@ -17,6 +19,7 @@ class PaymentRules(Store):
             "pi_",
             account,
             {
+                **shapes.payment_intent_defaults(account),
                 "amount": amount,
                 "amount_capturable": 0,
                 "amount_received": 0,
@@ -70,20 +73,22 @@ class PaymentRules(Store):
     ) -> Obj:
         customer = self.objects.get(pi["customer"] or "")
         succeeded = status == "succeeded"
-        if pm is not None:
-            method_details: Obj = {"type": pm["type"], pm["type"]: pm[pm["type"]]}
-            billing = pm["billing_details"]
+        method_details: Obj
+        if pm is not None and pm["type"] != "card":
+            method_details = {"type": pm["type"], pm["type"]: shapes.bank_details(pm[pm["type"]])}
         else:
-            method_details = {
-                "type": "card",
-                "card": {"brand": "visa", "last4": last4, "country": "US", "funding": "credit"},
-            }
-            billing = {"email": email, "name": name, "address": None, "phone": None}
+            last4 = pm["card"]["last4"] if pm is not None else last4
+            method_details = {"type": "card", "card": shapes.card_details(last4, pi["amount"], succeeded=succeeded)}
+        if pm is not None:
+            billing = copy.deepcopy(pm["billing_details"])
+        else:
+            billing = {"address": None, "email": email, "name": name, "phone": None, "tax_id": None}
         return self._new(
             "charge",
             "ch_",
             pi["_account"],
             {
+                **shapes.charge_defaults(pi["_account"]),
                 "amount": pi["amount"],
                 "amount_captured": pi["amount"] if succeeded else 0,
                 "amount_refunded": 0,
@@ -98,13 +103,7 @@ class PaymentRules(Store):
                 "failure_code": "card_declined" if status == "failed" else None,
                 "failure_message": "Your card was declined." if status == "failed" else None,
                 "metadata": dict(pi["metadata"]),
-                "outcome": {
-                    "type": {"succeeded": "authorized", "failed": "issuer_declined"}.get(status, "authorized"),
-                    "network_status": "declined_by_network" if status == "failed" else "approved_by_network",
-                    "seller_message": "The bank did not return any further details with this decline."
-                    if status == "failed"
-                    else "Payment complete.",
-                },
+                "outcome": shapes.outcome(status),
                 "paid": succeeded,
                 "payment_intent": pi["id"],
                 "payment_method": pm["id"] if pm else None,

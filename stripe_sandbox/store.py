@@ -147,13 +147,22 @@ class Store:
     # ---- storage ------------------------------------------------------------------------
 
     def _new(
-        self, object_type: str, prefix: str, account: str | None, fields: Obj, *, object_id: str | None = None
+        self,
+        object_type: str,
+        prefix: str,
+        account: str | None,
+        fields: Obj,
+        *,
+        object_id: str | None = None,
+        livemode: bool = True,
     ) -> Obj:
+        """A stored object; `livemode=False` for the kinds whose objects have no `livemode` field (accounts)."""
         self._seq += 1
         obj: Obj = {"id": object_id or new_id(prefix), "object": object_type}
         obj.update(fields)
         obj.setdefault("created", self.now())
-        obj.setdefault("livemode", False)
+        if livemode:
+            obj.setdefault("livemode", False)
         obj["_account"] = account
         obj["_seq"] = self._seq
         self.objects[obj["id"]] = obj
