@@ -111,8 +111,16 @@ async def test_a_group_preview_counts_who_reaches_it_through_an_offer_now(
     assert (await client.delete(f"{API}/communities/{cid}/groups/{yoga}", headers=owner.headers)).status_code == 204
     await run_jobs(settings)
     await run_jobs(settings)  # the deletion's job starts a run, which runs next
+    await run_jobs(settings)  # and the run's emails go after it
     assert {ann.id, bob.id, manny.id} <= await lost(sessions, yoga)
     assert not ({cy.id, dee.id, eve.id} & await lost(sessions, yoga))
+    # The log and the email name the group that went, though its row is gone.
+    async with sessions() as session:
+        names = set((await session.scalars(text("SELECT group_name FROM access_log WHERE group_id = :g"), {"g": yoga})).all())
+        run_id = await session.scalar(text("SELECT max(run_id) FROM access_log WHERE group_id = :g AND change = 'lost'"), {"g": yoga})
+    assert names == {"Yoga"}
+    email = (settings.data_dir / "mail" / f"access-{run_id}-{ann.id}.eml").read_text()
+    assert "Yoga" in email and "(deleted group)" not in email
     for person in (ann, bob, manny):
         assert yoga not in await my_groups(client, person, cid)
     assert other in await my_groups(client, ann, cid)

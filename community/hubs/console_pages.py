@@ -63,6 +63,11 @@ async def _rows(db: Db, community_id: int) -> list[HubRow]:
     ]
 
 
+def _anchor(kind: str, row_id: str) -> str:
+    """Back to the row just moved (a posted value: only an id makes a fragment)."""
+    return f"#{kind}-{row_id}" if row_id.isdigit() else ""
+
+
 def _texts(form: Posted, *names: str) -> dict[str, str | None]:
     """Name and description as typed; a slug left blank is none (made from the name, or kept)."""
     values: dict[str, str | None] = {name: form.text(name) for name in names}
@@ -109,7 +114,7 @@ class HubsConsole(Controller):
             flash(request, f"The order was not saved: {exc.detail} (someone may have changed the hubs; try again).", "error")
             return Redirect(f"{frame.base}/hubs", status_code=303)
         flash(request, "New order saved.", "success")
-        return Redirect(f"{frame.base}/hubs#hub-{form.text('moved')}", status_code=303)
+        return Redirect(f"{frame.base}/hubs{_anchor('hub', form.text('moved'))}", status_code=303)
 
     @get("/hubs/{hub_id:int}/settings")
     async def hub_settings(self, hub_id: ObjectId, frame: CurrentFrame, db: Db) -> Template:
@@ -178,7 +183,7 @@ class HubsConsole(Controller):
             flash(request, f"The order was not saved: {exc.detail} (someone may have changed the groups; try again).", "error")
             return Redirect(f"{frame.base}/hubs#hub-{hub_id}", status_code=303)
         flash(request, "New order saved.", "success")
-        return Redirect(f"{frame.base}/hubs#group-{form.text('moved')}", status_code=303)
+        return Redirect(f"{frame.base}/hubs{_anchor('group', form.text('moved'))}", status_code=303)
 
     @get("/groups/{group_id:int}/settings")
     async def group_settings(self, group_id: ObjectId, frame: CurrentFrame, db: Db) -> Template:
