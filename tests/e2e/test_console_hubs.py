@@ -326,3 +326,18 @@ async def test_stale_orders_and_foreign_ids_change_nothing(page: Page, http: htt
     assert response.status == 422 and "no such hub in this community" in await response.text()
     assert await layout(http, stranger, theirs["id"]) == [("Theirs", ["Theirs"])]
     assert await layout(http, owner, cid) == [("First", ["Mine"]), ("Second", []), ("Third", [])]
+
+    # A long group pages its posts, newest first.
+    for n in range(1, 23):
+        await api(http, owner, "POST", f"/communities/{cid}/groups/{group['id']}/posts", {"title": f"Post {n}", "body": "."})
+    await page.goto(f"{base}/groups/{group['id']}")
+    titles = page.locator("article.post h3")
+    await expect(titles).to_have_count(20)
+    await expect(titles.first).to_have_text("Post 22")
+    await page.get_by_role("link", name="Older posts").click()
+    await expect(titles).to_have_text(["Post 2", "Post 1"])
+    await expect(page.get_by_role("link", name="Older posts")).to_have_count(0)
+    await assert_accessible(page, "older posts")
+    await page.get_by_role("link", name="Newest posts").click()
+    await expect(titles.first).to_have_text("Post 22")
+    assert page.csp_violations == [] and page.script_errors == []  # type: ignore[attr-defined]
