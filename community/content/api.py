@@ -5,7 +5,14 @@ from litestar.params import JSONBody
 
 from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
 from community.content import deletion, service
-from community.content.schemas import DeletionPreviewOut, PostCreate, PostOut, PostUpdate, deletion_out, post_out
+from community.content.schemas import (
+    DeletionPreviewOut,
+    PostCreate,
+    PostOut,
+    PostUpdate,
+    deletion_out,
+    post_out,
+)
 from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 

@@ -21,7 +21,13 @@ from community.forms import FormBody, Posted, read_input, refusal
 from community.hubs import service
 from community.hubs.frame import CONSOLE_DEPENDENCIES, CurrentFrame, Frame, console_page
 from community.hubs.models import Hub, HubGroup
-from community.hubs.schemas import GroupCreate, GroupUpdate, HubCreate, HubUpdate, Reorder
+from community.hubs.schemas import (
+    GroupCreate,
+    GroupUpdate,
+    HubCreate,
+    HubUpdate,
+    Reorder,
+)
 from community.web import Db, ObjectId
 
 
