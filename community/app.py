@@ -53,7 +53,8 @@ from community.checkout.api import (
 from community.checkout.pages import CompletionPages, OfferPages
 from community.checkout.stripe_pages import StripeSetupPages
 from community.console.pages import ConsoleHome
-from community.content.api import PostsController
+from community.content.api import DeletionPreviewController, PostsController
+from community.content.console_pages import GroupConsole
 from community.content.pages import MemberPages
 from community.db import create_engine, session_factory
 from community.hubs.api import (
@@ -62,6 +63,7 @@ from community.hubs.api import (
     GroupsController,
     HubsController,
 )
+from community.hubs.console_pages import HubsConsole
 from community.hubs.pages import HubPages
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
@@ -100,6 +102,7 @@ API_CONTROLLERS = [
     HubsController,
     GroupsController,
     PostsController,
+    DeletionPreviewController,
     JobsController,
     AccessController,
     AccessCheckController,
@@ -160,6 +163,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             AccountPages,
             HubPages,
             ConsoleHome,
+            HubsConsole,
+            GroupConsole,
             StripeSetupPages,
             MemberPages,
             BillingPages,

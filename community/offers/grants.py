@@ -51,6 +51,21 @@ async def granted_groups(session: AsyncSession, community_id: int, offer_id: int
     return [GrantedGroup(r.group_id, r.name, r.everyone, r.ranges) for r in rows]
 
 
+async def offers_granting(session: AsyncSession, community_id: int, group_ids: list[int]) -> list[tuple[int, str]]:
+    """(id, title) of the offers that grant any of these groups (to anyone), by title."""
+    if not group_ids:
+        return []
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT o.id, o.title FROM offer_groups og JOIN offers o ON o.id = og.offer_id "
+            "WHERE og.community_id = :community_id AND o.community_id = :community_id "
+            "AND og.group_id = ANY(CAST(:group_ids AS bigint[])) ORDER BY o.title, o.id"
+        ),
+        {"community_id": community_id, "group_ids": list(group_ids)},
+    )
+    return [(r.id, r.title) for r in rows]
+
+
 async def edit_groups(
     session: AsyncSession,
     *,
