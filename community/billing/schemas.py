@@ -102,7 +102,7 @@ class DiscountCodeOut(msgspec.Struct):
     duration_months: int | None
     active: bool
     redeemed: int  # paid redemptions
-    reserved: int  # buyers at Stripe with this code now (unexpired reservations)
+    reserved: int  # checkouts holding this code that may still be paid at Stripe
     created_at: dt.datetime
     updated_at: dt.datetime | None
 
@@ -140,7 +140,7 @@ class RedemptionOut(msgspec.Struct):
     amount_off: int
     currency: str
     state: str  # reserved | redeemed | released
-    expires_at: dt.datetime | None  # a reservation counts until then
+    expires_at: dt.datetime | None  # when its checkout session lapses at Stripe (it counts until released)
     created_at: dt.datetime
     redeemed_at: dt.datetime | None
 

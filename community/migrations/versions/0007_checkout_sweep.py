@@ -1,0 +1,26 @@
+"""checkout sweep: re-read lapsed open checkouts from Stripe
+
+Revision ID: 0007_checkout_sweep
+Revises: 0006
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007_checkout_sweep"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("checkouts", sa.Column("stripe_checked_at", sa.DateTime(timezone=True), nullable=True))
+    # Few checkouts stay open past their session's expiry: the sweep reads only those.
+    op.create_index(
+        "ix_checkouts_open_expiry", "checkouts", ["expires_at"], unique=False, postgresql_where=sa.text("state = 'open'")
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_checkouts_open_expiry", table_name="checkouts", postgresql_where=sa.text("state = 'open'"))
+    op.drop_column("checkouts", "stripe_checked_at")
