@@ -320,8 +320,9 @@ class Checkout(Base):
     __tablename__ = "checkouts"
     __table_args__ = (
         Index("ix_checkouts_community_id", "community_id", "id"),
-        # The sweep of lapsed sessions reads the few checkouts still open.
+        # The few checkouts still open: the sweep of lapsed sessions, and a buyer's earlier tabs.
         Index("ix_checkouts_open_expiry", "expires_at", postgresql_where="state = 'open'"),
+        Index("ix_checkouts_open_code", "discount_code_id", postgresql_where="state = 'open'"),
     )
 
     id: Mapped[BigId]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import stripe
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
@@ -202,8 +202,8 @@ async def _close_earlier(session: AsyncSession, settings: Settings, community_id
     earlier = await session.scalars(
         select(Checkout)
         .where(
-            Checkout.community_id == community_id, Checkout.email == email,
             Checkout.discount_code_id == found.id, Checkout.state == CheckoutState.open,
+            Checkout.community_id == community_id, func.lower(Checkout.email) == email.lower(),
             Checkout.stripe_session_id.is_not(None),
         )
         .order_by(Checkout.id)
