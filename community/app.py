@@ -50,6 +50,7 @@ from community.hubs.api import (
     HubsController,
 )
 from community.hubs.pages import HubPages
+from community.inputs import INSTANT_DECODER, INSTANT_ENCODER, InstantSchema, RefuseNul
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
 from community.offers.access import open_check_pool
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         state=State({"settings": settings, "affiliate_keys": Keys(settings.secret_key), "affiliate_targets": Targets()}),
         template_config=TemplateConfig(directory=PACKAGE_DIR / "templates", engine=JinjaTemplateEngine),
         middleware=[
+            RefuseNul(),  # first: nothing with a NUL reaches the session, CSRF or a handler
             CookieBackendConfig(
                 secret=derived_key(settings.secret_key, "session"),
                 key="community_session",
@@ -179,6 +181,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             ),
             security=[{"BearerToken": []}],
         ),
+        type_decoders=[INSTANT_DECODER],
+        type_encoders=INSTANT_ENCODER,
+        plugins=[InstantSchema()],
         exception_handlers={Exception: exception_handler},
         before_request=origin_split(settings.base_url, settings.pages_url),
         after_request=add_security_headers,
