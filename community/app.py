@@ -50,7 +50,7 @@ from community.hubs.api import (
     HubsController,
 )
 from community.hubs.pages import HubPages
-from community.inputs import INSTANT_DECODER, INSTANT_ENCODER, InstantSchema, RefuseNul
+from community.inputs import INSTANT_DECODER, INSTANT_ENCODER, InstantSchema, RefuseUnstorable
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
 from community.offers.access import open_check_pool
@@ -152,7 +152,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         state=State({"settings": settings, "affiliate_keys": Keys(settings.secret_key), "affiliate_targets": Targets()}),
         template_config=TemplateConfig(directory=PACKAGE_DIR / "templates", engine=JinjaTemplateEngine),
         middleware=[
-            RefuseNul(),  # first: nothing with a NUL reaches the session, CSRF or a handler
+            RefuseUnstorable(),  # first: no NUL, no impossible id reaches the session, CSRF or a handler
             CookieBackendConfig(
                 secret=derived_key(settings.secret_key, "session"),
                 key="community_session",

@@ -5,7 +5,8 @@ hold, and no NUL character anywhere it could reach PostgreSQL.
   UTC at the edge, and must fall within INSTANT_RANGE; anything else is a 422 naming the field.
   (Python cannot convert `9999-12-31T23:59:59-14:00` to UTC at all, and `0001-01-01T00:00:00+14:00`
   lands before year 1: both used to reach the database driver and fail there as a 500.)
-- `RefuseNul`: PostgreSQL text cannot hold NUL. A path carrying one names nothing (404); a form
+- `RefuseUnstorable`: PostgreSQL text cannot hold NUL, nor bigint a larger number. A path
+  carrying a NUL, or an integer that cannot be a row id, names nothing (404); a form
   field carrying one is a 422 naming it. JSON bodies are checked by the services that store
   their strings (`errors.check_storable`); query parameters are typed (ids, enums) or, where
   free text (`?ref=`), checked by their handler, which ignores what cannot be a code.
@@ -25,6 +26,8 @@ from litestar.openapi.spec import Schema
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.typing import FieldDefinition
+
+from community.web import MAX_ID
 
 # From the Unix epoch (Stripe's timestamps cannot go earlier) to a year before Python's last, so
 # that adding a grace period or a billing interval to an instant never overflows.
@@ -85,7 +88,8 @@ class InstantSchema(OpenAPISchemaPlugin):
         )
 
 
-# ---------------------------------------------------------------- NUL at the edge
+# ---------------------------------------------------------------- paths and forms, at the edge
+
 
 
 def _nul_errors(items: Any, source: str) -> list[dict[str, str]]:
@@ -96,13 +100,16 @@ def _nul_errors(items: Any, source: str) -> list[dict[str, str]]:
     ]
 
 
-class RefuseNul(ASGIMiddleware):
-    """No NUL character gets in through the path or a form."""
+class RefuseUnstorable(ASGIMiddleware):
+    """Before any handler: a path with a NUL, or a whole number in it that no row id can be
+    (below 1, beyond bigint), names nothing (404); a form field with a NUL is a 422 naming it."""
 
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if "\x00" in scope["path"]:
+        if "\x00" in scope["path"] or any(
+            isinstance(value, int) and not 1 <= value <= MAX_ID for value in scope["path_params"].values()
+        ):
             raise NotFoundException()
         request: Request[Any, Any, Any] = Request(scope, receive)
         if request.content_type[0] == RequestEncodingType.URL_ENCODED:
