@@ -100,6 +100,9 @@ def _nul_errors(items: Any, source: str) -> list[dict[str, str]]:
     ]
 
 
+BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class RefuseUnstorable(ASGIMiddleware):
     """Before any handler: a path with a NUL, or a whole number in it that no row id can be
     (below 1, beyond bigint), names nothing (404); a form field with a NUL is a 422 naming it."""
@@ -111,6 +114,9 @@ class RefuseUnstorable(ASGIMiddleware):
             isinstance(value, int) and not 1 <= value <= MAX_ID for value in scope["path_params"].values()
         ):
             raise NotFoundException()
+        if scope["method"] in BODILESS:  # type: ignore[typeddict-item]  # HTTP scopes only (scopes above)
+            await next_app(scope, receive, send)  # the hot paths (access checks, affiliate links) stop here
+            return
         request: Request[Any, Any, Any] = Request(scope, receive)
         if request.content_type[0] == RequestEncodingType.URL_ENCODED:
             # Read once here; the handler (and the CSRF check) get the same parsed form.

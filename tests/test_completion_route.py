@@ -14,7 +14,13 @@ import httpx
 from sqlalchemy import select
 
 from community.billing.models import Checkout, CheckoutState
-from tests.checkout_helpers import connect_stripe, deliver_and_process, make_group, offer_for_sale, submit_checkout
+from tests.checkout_helpers import (
+    connect_stripe,
+    deliver_and_process,
+    make_group,
+    offer_for_sale,
+    submit_checkout,
+)
 from tests.conftest import create_community, sign_up
 from tests.test_checkout import sell, session_id_of, shop  # noqa: F401 - the shop fixture
 
@@ -61,7 +67,7 @@ async def foreign_session_id(client, stripe_env) -> str:
 
 async def test_only_this_checkouts_session_logs_in_before_fulfilment(app, client, owner, shop, stripe_env, sessions, settings) -> None:
     community_id = shop["community"]["id"]
-    offer, path = await sell(client, owner, shop)
+    _, path = await sell(client, owner, shop)
     mine = session_id_of(await submit_checkout(client, path, email="new.buyer@example.com"))
     same_account = session_id_of(await submit_checkout(client, path, email="someone.else@example.com"))
     foreign = await foreign_session_id(client, stripe_env)
@@ -86,7 +92,7 @@ async def test_only_this_checkouts_session_logs_in_after_the_webhook_fulfilled_i
     """The hole: once the webhook had fulfilled the checkout, its token with any session_id (or
     none) logged its new buyer in."""
     community_id = shop["community"]["id"]
-    offer, path = await sell(client, owner, shop)
+    _, path = await sell(client, owner, shop)
     mine = session_id_of(await submit_checkout(client, path, email="new.buyer@example.com"))
     other = session_id_of(await submit_checkout(client, path, email="someone.else@example.com"))
     foreign = await foreign_session_id(client, stripe_env)
@@ -114,7 +120,7 @@ async def test_only_this_checkouts_session_logs_in_after_the_webhook_fulfilled_i
 async def test_an_existing_account_is_never_logged_in_by_paying(app, client, owner, shop, stripe_env, sessions, settings) -> None:
     community_id = shop["community"]["id"]
     await sign_up(client, "known@example.com")
-    offer, path = await sell(client, owner, shop)
+    _, path = await sell(client, owner, shop)
     session_id = session_id_of(await submit_checkout(client, path, email="known@example.com"))
     stripe_env.sandbox.pay(session_id)
     checkout = await checkout_by_session(sessions, session_id)
@@ -125,7 +131,7 @@ async def test_an_existing_account_is_never_logged_in_by_paying(app, client, own
 
 async def test_a_free_checkout_logs_its_new_buyer_in_once_by_its_token(app, client, owner, shop, sessions) -> None:
     community_id = shop["community"]["id"]
-    offer, path = await sell(client, owner, shop, pricing="free", amount=None, currency=None)
+    _, path = await sell(client, owner, shop, pricing="free", amount=None, currency=None)
     async with browser(app) as buyer:
         done = await submit_checkout(buyer, path, email="free.buyer@example.com")
         assert done.status_code == 303 and done.headers["location"].endswith("/complete")

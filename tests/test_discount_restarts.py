@@ -20,9 +20,14 @@ import pytest
 import stripe
 from sqlalchemy import select, text, update
 
-from community.billing.models import Checkout, CheckoutState, DiscountRedemption, Payment, RedemptionState
+from community.billing.models import (
+    Checkout,
+    CheckoutState,
+    DiscountRedemption,
+    Payment,
+    RedemptionState,
+)
 from community.checkout.tasks import sweep_lapsed
-from community.db import utcnow
 from community.stripe_client import stripe_client
 from stripe_sandbox.errors import SandboxError
 from tests.checkout_helpers import API, deliver, deliver_and_process, submit_checkout
@@ -75,7 +80,7 @@ async def test_a_second_tab_expires_the_first_and_the_code_is_not_sold_past_its_
     """The order the issue reported: A starts twice (two tabs), B and C start, then A pays the
     first tab. With max_redemptions=2 that sold three discounted payments; now A's first tab
     can no longer be paid (A is told so), C is told the code is used up."""
-    offer, path = await sell(client, owner, shop, amount=5000)
+    _, path = await sell(client, owner, shop, amount=5000)
     code = await make_code(client, owner, shop, "TWOONLY", 2)
     a1 = session_id_of(await submit_checkout(client, path, email="ann@example.com", discount_code="TWOONLY"))
     a2 = session_id_of(await submit_checkout(client, path, email="Ann@Example.com", discount_code="twoonly"))
@@ -113,7 +118,7 @@ async def test_a_second_tab_expires_the_first_and_the_code_is_not_sold_past_its_
 async def test_a_restart_after_paying_the_first_tab_settles_it_as_paid(client, owner, shop, stripe_env, sessions, settings) -> None:
     """Stripe refuses to expire a session that completed: the restart settles it as paid
     instead (its use stays redeemed) and tells the buyer they already hold the offer."""
-    offer, path = await sell(client, owner, shop, amount=5000)
+    _, path = await sell(client, owner, shop, amount=5000)
     code = await make_code(client, owner, shop, "PAIDFIRST", 2)
     a1 = session_id_of(await submit_checkout(client, path, email="ann@example.com", discount_code="PAIDFIRST"))
     stripe_env.sandbox.pay(a1)  # its webhook has not arrived yet
@@ -206,7 +211,7 @@ async def test_no_code_is_redeemed_past_its_limit_in_any_order(
     the offer is theirs already; a tab expired by a restart cannot be paid), and in the end the
     discounted payments are exactly the model's, never more than the limit, each redeemed once."""
     tabs = ["A1", "A2", "B1", "C1"] + (["D1"] if limit == 3 else [])
-    offer, path = await sell(client, owner, shop, amount=5000)
+    _, path = await sell(client, owner, shop, amount=5000)
     for n, order in enumerate(chosen(tabs)):
         await redis.flushdb()  # each scenario's refusals count against a fresh guessing budget
         code = await make_code(client, owner, shop, f"LIMIT{limit}N{n}", limit)
@@ -269,7 +274,7 @@ async def lapse(sessions, session_id: str) -> None:
 async def test_a_payment_announced_late_keeps_its_use(client, owner, shop, stripe_env, sessions, settings) -> None:
     """A pays just before the session's expiry; the webhook is late (Stripe retries for days).
     Past the expiry by our clock, B is still refused the last use; the late event redeems A's."""
-    offer, path = await sell(client, owner, shop, amount=5000)
+    _, path = await sell(client, owner, shop, amount=5000)
     code = await make_code(client, owner, shop, "LASTONE", 1)
     a = session_id_of(await submit_checkout(client, path, email="ann@example.com", discount_code="LASTONE"))
     stripe_env.sandbox.pay(a)
@@ -291,7 +296,7 @@ async def test_the_sweep_settles_lapsed_checkouts_from_stripe(client, owner, sho
     event was lost gives the use back, a payment whose event has not arrived is fulfilled (the
     event then changes nothing), a session Stripe does not know ends as expired, and one that
     is not lapsed yet is left alone."""
-    offer, path = await sell(client, owner, shop, amount=5000)
+    _, path = await sell(client, owner, shop, amount=5000)
     code = await make_code(client, owner, shop, "SWEPT", 3)
     lost = session_id_of(await submit_checkout(client, path, email="lost@example.com", discount_code="SWEPT"))
     paid = session_id_of(await submit_checkout(client, path, email="paid@example.com", discount_code="SWEPT"))
@@ -323,7 +328,7 @@ async def test_the_sweep_settles_lapsed_checkouts_from_stripe(client, owner, sho
 async def test_the_sweep_leaves_a_session_stripe_does_not_answer_about(client, owner, shop, stripe_env, sessions, settings) -> None:
     """Without an answer from Stripe (here: the checkout names an account that is not ours), the
     checkout stays open and its use held; it is asked again later, not at every run."""
-    offer, path = await sell(client, owner, shop, amount=5000)
+    _, path = await sell(client, owner, shop, amount=5000)
     code = await make_code(client, owner, shop, "SILENT", 1)
     a = session_id_of(await submit_checkout(client, path, email="ann@example.com", discount_code="SILENT"))
     async with sessions() as session, session.begin():
@@ -344,7 +349,7 @@ async def test_expiring_a_closed_session_answers_as_stripe_does(client, owner, s
     """Stripe expires only open sessions; for a complete or expired one it answers 400
     invalid_request_error 'Only Checkout Sessions with a status in ["open"] can be expired. This
     Checkout Session has a status of `complete`.' (no param, no code)."""
-    offer, path = await sell(client, owner, shop, amount=5000)
+    _, path = await sell(client, owner, shop, amount=5000)
     client_ = stripe_client(settings)
     account = {"stripe_account": shop["account_id"]}
     done = session_id_of(await submit_checkout(client, path, email="done@example.com"))
