@@ -72,6 +72,7 @@ BAD_INSTANTS = [
     "2026-01-01T00:00:00\u0000Z",
     1767225600,
 ]
+BAD_HEADER_VALUES = ["", " ", "é\xff", "x" * 8000, "a b", "\x7f", "0", "-1"]
 BAD_QUERY_VALUES = ["", "-1", "0", "abc", "1e3", str(2**63), "99999999999999999999", "\x00", "1,2"]
 
 
@@ -283,6 +284,19 @@ async def test_no_500_for_bad_input_anywhere(client: httpx.AsyncClient, app: Lit
                 assert response.status_code < 500, (op, parameter["name"], bad, response.text)
                 if response.status_code >= 400:
                     assert_problem(response, f"{op} ?{parameter['name']}={bad!r}")
+        # Header parameters (Idempotency-Key): what an HTTP header can carry.
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] != "header":
+                continue
+            for bad in BAD_HEADER_VALUES:
+                body = valid_body(op, w) if op.has_body else None
+                response = await client.request(
+                    op.method.upper(), op.url(values), json=body, headers={**owner.headers, parameter["name"]: bad.encode("latin-1")}
+                )
+                sent += 1
+                assert response.status_code < 500, (op, parameter["name"], bad[:20], response.text)
+                if response.status_code >= 400:
+                    assert_problem(response, f"{op} {parameter['name']}: {bad[:20]!r}")
         if not op.has_body:
             continue
         # Bodies of the wrong shape.
