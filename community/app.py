@@ -65,6 +65,7 @@ from community.hubs.api import (
 )
 from community.hubs.console_pages import HubsConsole
 from community.hubs.pages import HubPages
+from community.inputs import INSTANT_DECODER, INSTANT_ENCODER, InstantSchema, RefuseUnstorable
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
 from community.offers.access import open_check_pool
@@ -184,9 +185,11 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             "settings": settings, "affiliate_keys": Keys(settings.secret_key, prefix), "affiliate_targets": Targets(),
         }),
         template_config=templates,
-        plugins=[FlashPlugin(FlashConfig(template_config=templates))],  # one-time notices after a redirect
+        # one-time notices after a redirect; Instant (request date-times) in the OpenAPI document
+        plugins=[FlashPlugin(FlashConfig(template_config=templates)), InstantSchema()],
         middleware=[
-            # Outermost: an offer page only ever answers on its own community's origin.
+            RefuseUnstorable(),  # first: no NUL, no impossible id reaches the session, CSRF or a handler
+            # Then: an offer page only ever answers on its own community's origin.
             DefineMiddleware(OriginSplit, settings=settings, pages_cookies=pages_cookies),
             CookieBackendConfig(
                 secret=derived_key(settings.secret_key, "session"),
@@ -225,6 +228,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             ),
             security=[{"BearerToken": []}],
         ),
+        type_decoders=[INSTANT_DECODER],
+        type_encoders=INSTANT_ENCODER,
         exception_handlers={Exception: exception_handler},
         after_request=add_security_headers,
         request_max_body_size=settings.max_body_bytes,

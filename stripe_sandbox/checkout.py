@@ -27,6 +27,15 @@ from stripe_sandbox.store import (
 )
 
 
+def not_open(session: Obj) -> SandboxError:
+    """Stripe's answer to expiring a session that is not open (complete or expired already):
+    a 400 invalid_request_error with this message, and neither param nor code."""
+    return SandboxError(
+        f'Only Checkout Sessions with a status in ["open"] can be expired. '
+        f"This Checkout Session has a status of `{session['status']}`."
+    )
+
+
 class CheckoutRules(Store):
     # ---- checkout sessions -------------------------------------------------------------------
 
@@ -361,12 +370,10 @@ class CheckoutRules(Store):
         }
 
     def expire_checkout_session(self, account: str | None, p: Params, session_id: str) -> Obj:
+        p.only()
         session = self._get("checkout.session", session_id, account)
         if session["status"] != "open":
-            raise SandboxError(
-                f"Only Checkout Sessions with a status of `open` can be expired; this one is `{session['status']}`.",
-                param="session",
-            )
+            raise not_open(session)
         self._expire(session)
         return public(session)
 
@@ -405,7 +412,7 @@ class CheckoutRules(Store):
         """What reaching `expires_at` does to an open session (without waiting for it)."""
         session = self._any("checkout.session", session_id)
         if session["status"] != "open":
-            raise SandboxError(f"This Checkout Session is {session['status']}, not open.", param="session")
+            raise not_open(session)
         self._expire(session)
         return public(session)
 

@@ -322,7 +322,12 @@ class Checkout(Base):
     """One attempt to buy one offer. `token` names it in URLs (never the sequential id)."""
 
     __tablename__ = "checkouts"
-    __table_args__ = (Index("ix_checkouts_community_id", "community_id", "id"),)
+    __table_args__ = (
+        Index("ix_checkouts_community_id", "community_id", "id"),
+        # The few checkouts still open: the sweep of lapsed sessions, and a buyer's earlier tabs.
+        Index("ix_checkouts_open_expiry", "expires_at", postgresql_where="state = 'open'"),
+        Index("ix_checkouts_open_code", "discount_code_id", postgresql_where="state = 'open'"),
+    )
 
     id: Mapped[BigId]
     community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
@@ -356,7 +361,10 @@ class Checkout(Base):
     login_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[Timestamp]
     fulfilled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # When its Stripe session lapses; a checkout still open later is re-read from Stripe by the
+    # sweep (last asked at stripe_checked_at), since its discount use is held until then.
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    stripe_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class StripeEvent(Base):

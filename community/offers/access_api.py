@@ -24,6 +24,7 @@ from community.accounts.guards import (
 from community.db import get_in_community
 from community.errors import NotFound
 from community.hubs import service as hubs
+from community.inputs import Instant
 from community.offers import access, entitlements, grants, runs
 from community.offers import service as offers
 from community.offers.models import AccessRun, EntitlementSource
@@ -50,7 +51,7 @@ class Comp(msgspec.Struct, forbid_unknown_fields=True):
 
     email: Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
     offer_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-    ends_at: dt.datetime | None = None
+    ends_at: Instant | None = None
     note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
@@ -58,12 +59,12 @@ class End(msgspec.Struct, forbid_unknown_fields=True):
     """Served by billing (memberships_api), which also cancels a running Stripe subscription."""
 
     status: Literal["cancelled", "refunded", "expired"]
-    at: dt.datetime | None = None
+    at: Instant | None = None
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
 class Reopen(msgspec.Struct, forbid_unknown_fields=True):
-    ends_at: dt.datetime | None = None
+    ends_at: Instant | None = None
     reason: Annotated[str, msgspec.Meta(max_length=200)] = "reopened"
 
 
