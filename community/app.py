@@ -65,7 +65,12 @@ from community.hubs.api import (
 )
 from community.hubs.console_pages import HubsConsole
 from community.hubs.pages import HubPages
-from community.inputs import INSTANT_DECODER, INSTANT_ENCODER, InstantSchema, RefuseUnstorable
+from community.inputs import (
+    INSTANT_DECODER,
+    INSTANT_ENCODER,
+    InstantSchema,
+    RefuseUnstorable,
+)
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
 from community.offers.access import open_check_pool
