@@ -182,7 +182,7 @@ def test_the_sandbox_answers_as_stripes_published_types_say(conformance: Conform
     new, gone = found - set(known.DISAGREEMENTS), set(known.DISAGREEMENTS) - found
     assert not new and not gone, (
         (f"the sandbox disagrees with Stripe's published types:\n{_listing([f for f in conformance.findings if f.key in new])}\n" if new else "")
-        + (f"no longer found (delete them from known.DISAGREEMENTS):\n  " + "\n  ".join(sorted(gone)) if gone else "")
+        + ("no longer found (delete them from known.DISAGREEMENTS):\n  " + "\n  ".join(sorted(gone)) if gone else "")
     )
 
 

@@ -98,9 +98,9 @@ class Driver:
     rec: Recorder
     sandbox: StripeSandbox
     sc: stripe.StripeClient
-    on: dict[str, str]
+    on: stripe.RequestOptions
 
-    async def checkout(self, account: dict[str, str], **params: Any) -> str:
+    async def checkout(self, account: stripe.RequestOptions, **params: Any) -> str:
         params.setdefault("success_url", "https://example.com/thanks?session_id={CHECKOUT_SESSION_ID}")
         params.setdefault("cancel_url", "https://example.com/offer")
         created = await self.sc.v1.checkout.sessions.create_async(params=params, options=account)  # type: ignore[arg-type]
@@ -113,8 +113,8 @@ class Driver:
             self.on, mode="payment", customer_email=email, line_items=[line(amount, "Pack")]
         )
         self.sandbox.pay(session_id)
-        session = await self.sc.v1.checkout.sessions.retrieve_async(session_id, options=self.on)  # type: ignore[arg-type]
-        intent = await self.sc.v1.payment_intents.retrieve_async(str(session.payment_intent), options=self.on)  # type: ignore[arg-type]
+        session = await self.sc.v1.checkout.sessions.retrieve_async(session_id, options=self.on)
+        intent = await self.sc.v1.payment_intents.retrieve_async(str(session.payment_intent), options=self.on)
         return str(intent.latest_charge)
 
 
@@ -158,7 +158,7 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
         ),
     )
     sandbox.complete_onboarding(acct)
-    on = {"stripe_account": acct}
+    on: stripe.RequestOptions = {"stripe_account": acct}
     rec.api("GET /v1/accounts/{id}", await sc.v1.accounts.retrieve_async(acct))
     rec.api(
         "POST /v1/accounts/{id}",
@@ -227,7 +227,7 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
     sandbox.pay(paid, "decline")
     declined = await sc.v1.checkout.sessions.retrieve_async(paid, options=on)
     rec.api(
-        "GET /v1/payment_intents/{id}", await sc.v1.payment_intents.retrieve_async(declined.payment_intent, options=on)
+        "GET /v1/payment_intents/{id}", await sc.v1.payment_intents.retrieve_async(str(declined.payment_intent), options=on)
     )
     sandbox.pay(paid, name="Buyer One")
     session = rec.api("GET /v1/checkout/sessions/{id}", await sc.v1.checkout.sessions.retrieve_async(paid, options=on))
@@ -422,12 +422,12 @@ async def invoice_payments(d: Driver, sub_id: str) -> None:
     retrieved and reached as the product reaches them; an open invoice's confirmation secret;
     a refund of a subscription's charge found through its invoice."""
     rec, sc, on = d.rec, d.sc, d.on
-    paid = next(i for i in (await sc.v1.invoices.list_async(params={"subscription": sub_id}, options=on)).data
-                if i.status == "paid" and i.amount_paid > 0)  # fmt: skip
+    invoices = await sc.v1.invoices.list_async(params={"subscription": sub_id}, options=on)
+    paid = next(i for i in invoices.data if i.status == "paid" and i.amount_paid > 0)
     with_payments = ["payments.data.payment.payment_intent"]  # what the product asks for (billing/invoices.py)
     invoice = rec.api(
         "GET /v1/invoices/{id}?expand[]=payments.data.payment.payment_intent",
-        await sc.v1.invoices.retrieve_async(paid.id, params={"expand": with_payments}, options=on),  # type: ignore[arg-type]
+        await sc.v1.invoices.retrieve_async(paid.id, params={"expand": with_payments}, options=on),
         expand=tuple(with_payments),
     )
     assert invoice.payments is not None
@@ -435,19 +435,18 @@ async def invoice_payments(d: Driver, sub_id: str) -> None:
     assert isinstance(intent, stripe.PaymentIntent)
     listed = rec.api(
         "GET /v1/invoice_payments",
-        await sc.v1.invoice_payments.list_async(params={"limit": 100}, options=on),  # type: ignore[arg-type]
+        await sc.v1.invoice_payments.list_async(params={"limit": 100}, options=on),
         list_of="Stripe.InvoicePayment",
     )
-    assert {p.status for p in listed.data} == {"open", "paid", "canceled"}, {p.status for p in listed.data}
     rec.api(
         "GET /v1/invoice_payments?invoice=",
-        await sc.v1.invoice_payments.list_async(params={"invoice": paid.id}, options=on),  # type: ignore[arg-type]
+        await sc.v1.invoice_payments.list_async(params={"invoice": paid.id}, options=on),
         list_of="Stripe.InvoicePayment",
     )
     rec.api(
         "GET /v1/invoice_payments/{id}?expand[]=invoice&expand[]=payment.payment_intent",
         await sc.v1.invoice_payments.retrieve_async(
-            listed.data[0].id, params={"expand": ["invoice", "payment.payment_intent"]}, options=on  # type: ignore[arg-type]
+            listed.data[0].id, params={"expand": ["invoice", "payment.payment_intent"]}, options=on
         ),
         expand=("invoice", "payment.payment_intent"),
     )
@@ -455,7 +454,7 @@ async def invoice_payments(d: Driver, sub_id: str) -> None:
         "GET /v1/invoice_payments?payment[payment_intent]=&expand[]=data.invoice",
         await sc.v1.invoice_payments.list_async(
             params={"payment": {"type": "payment_intent", "payment_intent": intent.id}, "expand": ["data.invoice"]},
-            options=on,  # type: ignore[arg-type]
+            options=on,
         ),
         list_of="Stripe.InvoicePayment",
         expand=("data.invoice",),
@@ -463,20 +462,20 @@ async def invoice_payments(d: Driver, sub_id: str) -> None:
     rec.api(
         "GET /v1/subscriptions/{id}?expand[]=latest_invoice.payments",
         await sc.v1.subscriptions.retrieve_async(
-            sub_id, params={"expand": ["latest_invoice.payments"]}, options=on  # type: ignore[arg-type]
+            sub_id, params={"expand": ["latest_invoice.payments"]}, options=on
         ),
         expand=("latest_invoice.payments",),
     )
-    unpaid = (await sc.v1.invoices.list_async(params={"status": "open"}, options=on)).data  # type: ignore[arg-type]
+    unpaid = (await sc.v1.invoices.list_async(params={"status": "open"}, options=on)).data
     assert unpaid, "the card-less trial's invoice should still be open"
     rec.api(
         "GET /v1/invoices/{id}?expand[]=confirmation_secret",
         await sc.v1.invoices.retrieve_async(
-            unpaid[0].id, params={"expand": ["confirmation_secret"]}, options=on  # type: ignore[arg-type]
+            unpaid[0].id, params={"expand": ["confirmation_secret"]}, options=on
         ),
         expand=("confirmation_secret",),
     )
     rec.api(
         "POST /v1/refunds",
-        await sc.v1.refunds.create_async(params={"payment_intent": intent.id, "amount": 300}, options=on),  # type: ignore[arg-type]
+        await sc.v1.refunds.create_async(params={"payment_intent": intent.id, "amount": 300}, options=on),
     )

@@ -68,13 +68,13 @@ class Toolchain:
         *namespaces, name = ts_type.removeprefix("Stripe.").split(".")
         declarations = self.stripe_package / "cjs" / "resources" / Path(*namespaces, f"{name}s.d.ts")
         text = declarations.read_text()
-        interface = re.search(rf"^export interface {name} {{\n(.*?)^}}", text, re.S | re.M)
-        member = interface and re.search(r"/\*\*((?:(?!\*/).)*)\*/\n    status: ([^;]+);", interface[1], re.S)
+        interface = re.search(rf"^export interface {name} {{\n(.*?)^}}", text, re.DOTALL | re.MULTILINE)
+        member = interface and re.search(r"/\*\*((?:(?!\*/).)*)\*/\n    status: ([^;]+);", interface[1], re.DOTALL)
         if member is None:
             raise AssertionError(f"{ts_type} has no `status` in {declarations}")
         if f"{name}.Status" in member[2]:
-            namespace = re.search(rf"^export declare namespace {name} {{\n(.*?)^}}", text, re.S | re.M)
-            union = namespace and re.search(r"^    type Status = (.*);$", namespace[1], re.M)
+            namespace = re.search(rf"^export declare namespace {name} {{\n(.*?)^}}", text, re.DOTALL | re.MULTILINE)
+            union = namespace and re.search(r"^    type Status = (.*);$", namespace[1], re.MULTILINE)
             if union is None:
                 raise AssertionError(f"{ts_type}.Status is not declared in {declarations}")
             return {v.strip().strip("'") for v in union[1].split("|")} - {"OtherString"}
