@@ -2,9 +2,11 @@
 API version the SDK sends (the official `stripe` npm package of that version carries them,
 compiled from Stripe's OpenAPI spec), so the sandbox and Stripe cannot drift apart silently.
 
-The scenario (tests/stripe_conformance/scenario.py) drives the sandbox with the real SDK until it
-has produced every kind of object and event its source can produce; typecheck.py checks all of
-it with one run of the TypeScript compiler. npm fetches `stripe` and `typescript` into a cache
+The scenario (tests/stripe_conformance/scenario.py, scenario_refunds.py) drives the sandbox with
+the real SDK until it has produced every kind of object and event its source can produce, every
+includable field it knows and every published status of each object (coverage.py says which it
+does not model, and why); typecheck.py checks all of it with one run of the TypeScript compiler.
+No mismatch may remain but those known.py lists with a reason. npm fetches `stripe` and `typescript` into a cache
 outside the repo (toolchain.py) the first time. Without npm or the registry the test is skipped,
 saying why, except in CI (`CI` set), where it fails.
 """
