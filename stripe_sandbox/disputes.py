@@ -149,7 +149,10 @@ class DisputeRules(Store):
             }
         )
         dispute["is_charge_refundable"] = not withdraw
-        self._emit("charge.dispute.funds_withdrawn" if withdraw else "charge.dispute.funds_reinstated", dispute)
+        if withdraw:
+            self._emit("charge.dispute.funds_withdrawn", dispute)
+        else:
+            self._emit("charge.dispute.funds_reinstated", dispute)
 
     # ---- the API -------------------------------------------------------------------------------
 

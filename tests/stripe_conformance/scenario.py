@@ -12,6 +12,7 @@ from typing import Any
 import stripe
 
 from stripe_sandbox import StripeSandbox
+from tests.stripe_conformance import scenario_refunds
 
 DAY = 86400
 SECRET = "whsec_conformance"
@@ -25,7 +26,7 @@ class Sample:
     value: Any
     ts_type: str  # a TypeScript type of the `stripe` package (for events: worked out from event_type)
     event_type: str | None = None
-    expanded: frozenset[str] = frozenset()  # fields of the root object requested with expand[]
+    expanded: frozenset[str] = frozenset()  # the request's expand[] paths ("payments.data.payment.payment_intent")
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Recorder:
         """Records an SDK call's answer as the sandbox sent it; `list_of`: the item type of a list."""
         body = json.loads(result.last_response.body)
         if list_of is not None:
-            self.samples.append(Sample(label, body, f"Stripe.ApiList<{list_of}>"))
+            self.samples.append(Sample(label, body, f"Stripe.ApiList<{list_of}>", expanded=frozenset(expand)))
         elif body.get("object") == "event":
             self.samples.append(Sample(label, body, "", event_type=body["type"]))
         else:
@@ -53,6 +54,7 @@ class Recorder:
 OBJECT_TYPES = {
     "account": "Stripe.Account",
     "account_link": "Stripe.AccountLink",
+    "balance_transaction": "Stripe.BalanceTransaction",
     "billing_portal.session": "Stripe.BillingPortal.Session",
     "charge": "Stripe.Charge",
     "checkout.session": "Stripe.Checkout.Session",
@@ -86,6 +88,34 @@ def object_type(body: dict[str, Any]) -> str:
     if kind not in table:
         raise AssertionError(f"no published type is mapped for object {kind!r} (deleted={body.get('deleted')!r})")
     return table[kind]
+
+
+@dataclass
+class Driver:
+    """What every part of the scenario drives: the recorder, the sandbox, the SDK, and the
+    connected account the product's objects live on."""
+
+    rec: Recorder
+    sandbox: StripeSandbox
+    sc: stripe.StripeClient
+    on: stripe.RequestOptions
+
+    async def checkout(self, account: stripe.RequestOptions, **params: Any) -> str:
+        params.setdefault("success_url", "https://example.com/thanks?session_id={CHECKOUT_SESSION_ID}")
+        params.setdefault("cancel_url", "https://example.com/offer")
+        created = await self.sc.v1.checkout.sessions.create_async(params=params, options=account)  # type: ignore[arg-type]
+        self.rec.api("POST /v1/checkout/sessions", created)
+        return str(created.id)
+
+    async def paid_charge(self, amount: int, email: str) -> str:
+        """A one-off payment on the connected account, paid by card: its charge's id."""
+        session_id = await self.checkout(
+            self.on, mode="payment", customer_email=email, line_items=[line(amount, "Pack")]
+        )
+        self.sandbox.pay(session_id)
+        session = await self.sc.v1.checkout.sessions.retrieve_async(session_id, options=self.on)
+        intent = await self.sc.v1.payment_intents.retrieve_async(str(session.payment_intent), options=self.on)
+        return str(intent.latest_charge)
 
 
 def line(amount: int, name: str, interval: str | None = None, currency: str = "usd") -> dict[str, Any]:
@@ -128,7 +158,7 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
         ),
     )
     sandbox.complete_onboarding(acct)
-    on = {"stripe_account": acct}
+    on: stripe.RequestOptions = {"stripe_account": acct}
     rec.api("GET /v1/accounts/{id}", await sc.v1.accounts.retrieve_async(acct))
     rec.api(
         "POST /v1/accounts/{id}",
@@ -180,12 +210,8 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
     doomed = await sc.v1.coupons.create_async(params={"percent_off": 12.5, "duration": "forever"}, options=on)
     rec.api("DELETE /v1/coupons/{id}", await sc.v1.coupons.delete_async(doomed.id, options=on))
 
-    async def checkout(account: dict[str, str], **params: Any) -> str:
-        params.setdefault("success_url", "https://example.com/thanks?session_id={CHECKOUT_SESSION_ID}")
-        params.setdefault("cancel_url", "https://example.com/offer")
-        created = await sc.v1.checkout.sessions.create_async(params=params, options=account)  # type: ignore[arg-type]
-        rec.api("POST /v1/checkout/sessions", created)
-        return str(created.id)
+    drive = Driver(rec, sandbox, sc, on)
+    checkout = drive.checkout
 
     # ---- one-off payments: declined then paid, refunded, disputed, delayed, expired ------------------
     paid = await checkout(
@@ -201,7 +227,7 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
     sandbox.pay(paid, "decline")
     declined = await sc.v1.checkout.sessions.retrieve_async(paid, options=on)
     rec.api(
-        "GET /v1/payment_intents/{id}", await sc.v1.payment_intents.retrieve_async(declined.payment_intent, options=on)
+        "GET /v1/payment_intents/{id}", await sc.v1.payment_intents.retrieve_async(str(declined.payment_intent), options=on)
     )
     sandbox.pay(paid, name="Buyer One")
     session = rec.api("GET /v1/checkout/sessions/{id}", await sc.v1.checkout.sessions.retrieve_async(paid, options=on))
@@ -257,18 +283,8 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
     )
     rec.api("GET /v1/charges/{id}", await sc.v1.charges.retrieve_async(charge.id, options=on))
 
-    for won in (True, False):
-        disputed = await checkout(
-            on, mode="payment", customer_email="fraud@example.com", line_items=[line(3000, "Pack")]
-        )
-        sandbox.pay(disputed)
-        disputed_charge = (await sc.v1.payment_intents.retrieve_async(
-            (await sc.v1.checkout.sessions.retrieve_async(disputed, options=on)).payment_intent, options=on
-        )).latest_charge
-        dispute = sandbox.dispute(disputed_charge, reason="fraudulent" if won else "product_not_received")
-        rec.api("GET /v1/disputes/{id}", await sc.v1.disputes.retrieve_async(dispute["id"], options=on))
-        sandbox.close_dispute(dispute["id"], won=won)
-        rec.api("GET /v1/disputes/{id}", await sc.v1.disputes.retrieve_async(dispute["id"], options=on))
+    await scenario_refunds.refunds(drive)
+    await scenario_refunds.disputes(drive)
 
     for succeeded in (True, False):  # a bank transfer: pending, then cleared or failed
         delayed = await checkout(
@@ -357,7 +373,7 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
     sandbox.advance_clock(8 * DAY)  # trials end: paid, canceled, paused, invoiced without a card
     sandbox.set_card_declines(sub.customer, True)
     # the renewal is declined, and the subscription set to cancel at the period's end ends
-    sandbox.advance_clock(sub.current_period_end - sandbox.now() + 60)
+    sandbox.advance_clock(sub["items"].data[0].current_period_end - sandbox.now() + 60)
     sandbox.set_card_declines(sub.customer, False)
     sandbox.advance_clock(3 * DAY + 60)  # the retry works
     sandbox.advance_clock(20 * DAY)  # the card-less trial's invoice ran out of retries
@@ -380,6 +396,7 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
         await sc.v1.invoices.retrieve_async(invoice_id, params={"expand": ["payments"]}, options=on),
         expand=("payments",),
     )
+    await invoice_payments(drive, sub_id)
 
     # ---- the platform's own payments (events without `account`) ------------------------------
     platform = await checkout({}, mode="payment", customer_email="direct@example.com", line_items=[line(1500, "Guide")])
@@ -398,3 +415,67 @@ async def run(sandbox: StripeSandbox, sc: stripe.StripeClient) -> Recorder:
     rec.deliveries(sandbox, platform_ep, "platform")
     rec.deliveries(sandbox, connect_ep, "connect")
     return rec
+
+
+async def invoice_payments(d: Driver, sub_id: str) -> None:
+    """Invoice payments in each status (open, paid, canceled with a voided invoice), listed,
+    retrieved and reached as the product reaches them; an open invoice's confirmation secret;
+    a refund of a subscription's charge found through its invoice."""
+    rec, sc, on = d.rec, d.sc, d.on
+    invoices = await sc.v1.invoices.list_async(params={"subscription": sub_id}, options=on)
+    paid = next(i for i in invoices.data if i.status == "paid" and i.amount_paid > 0)
+    with_payments = ["payments.data.payment.payment_intent"]  # what the product asks for (billing/invoices.py)
+    invoice = rec.api(
+        "GET /v1/invoices/{id}?expand[]=payments.data.payment.payment_intent",
+        await sc.v1.invoices.retrieve_async(paid.id, params={"expand": with_payments}, options=on),
+        expand=tuple(with_payments),
+    )
+    assert invoice.payments is not None
+    intent = invoice.payments.data[0].payment.payment_intent
+    assert isinstance(intent, stripe.PaymentIntent)
+    listed = rec.api(
+        "GET /v1/invoice_payments",
+        await sc.v1.invoice_payments.list_async(params={"limit": 100}, options=on),
+        list_of="Stripe.InvoicePayment",
+    )
+    rec.api(
+        "GET /v1/invoice_payments?invoice=",
+        await sc.v1.invoice_payments.list_async(params={"invoice": paid.id}, options=on),
+        list_of="Stripe.InvoicePayment",
+    )
+    rec.api(
+        "GET /v1/invoice_payments/{id}?expand[]=invoice&expand[]=payment.payment_intent",
+        await sc.v1.invoice_payments.retrieve_async(
+            listed.data[0].id, params={"expand": ["invoice", "payment.payment_intent"]}, options=on
+        ),
+        expand=("invoice", "payment.payment_intent"),
+    )
+    rec.api(
+        "GET /v1/invoice_payments?payment[payment_intent]=&expand[]=data.invoice",
+        await sc.v1.invoice_payments.list_async(
+            params={"payment": {"type": "payment_intent", "payment_intent": intent.id}, "expand": ["data.invoice"]},
+            options=on,
+        ),
+        list_of="Stripe.InvoicePayment",
+        expand=("data.invoice",),
+    )
+    rec.api(
+        "GET /v1/subscriptions/{id}?expand[]=latest_invoice.payments",
+        await sc.v1.subscriptions.retrieve_async(
+            sub_id, params={"expand": ["latest_invoice.payments"]}, options=on
+        ),
+        expand=("latest_invoice.payments",),
+    )
+    unpaid = (await sc.v1.invoices.list_async(params={"status": "open"}, options=on)).data
+    assert unpaid, "the card-less trial's invoice should still be open"
+    rec.api(
+        "GET /v1/invoices/{id}?expand[]=confirmation_secret",
+        await sc.v1.invoices.retrieve_async(
+            unpaid[0].id, params={"expand": ["confirmation_secret"]}, options=on
+        ),
+        expand=("confirmation_secret",),
+    )
+    rec.api(
+        "POST /v1/refunds",
+        await sc.v1.refunds.create_async(params={"payment_intent": intent.id, "amount": 300}, options=on),
+    )

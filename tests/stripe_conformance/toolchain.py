@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -60,6 +61,27 @@ class Toolchain:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+    def published_statuses(self, ts_type: str) -> set[str]:
+        """The values a published type's `status` can take: its `Status` union, or, where the
+        types say only `string`, the values its documentation lists (`pending`, `failed`, ...)."""
+        *namespaces, name = ts_type.removeprefix("Stripe.").split(".")
+        declarations = self.stripe_package / "cjs" / "resources" / Path(*namespaces, f"{name}s.d.ts")
+        text = declarations.read_text()
+        interface = re.search(rf"^export interface {name} {{\n(.*?)^}}", text, re.DOTALL | re.MULTILINE)
+        member = interface and re.search(r"/\*\*((?:(?!\*/).)*)\*/\n    status: ([^;]+);", interface[1], re.DOTALL)
+        if member is None:
+            raise AssertionError(f"{ts_type} has no `status` in {declarations}")
+        if f"{name}.Status" in member[2]:
+            namespace = re.search(rf"^export declare namespace {name} {{\n(.*?)^}}", text, re.DOTALL | re.MULTILINE)
+            union = namespace and re.search(r"^    type Status = (.*);$", namespace[1], re.MULTILINE)
+            if union is None:
+                raise AssertionError(f"{ts_type}.Status is not declared in {declarations}")
+            return {v.strip().strip("'") for v in union[1].split("|")} - {"OtherString"}
+        documented = set(re.findall(r"`([a-z_]+)`", member[1]))
+        if not documented:
+            raise AssertionError(f"{ts_type}.status is neither a union nor documented with its values")
+        return documented
 
     def tsc(self, project: Path, timeout: float = 240) -> str:
         """Runs the compiler on a project directory (its tsconfig.json); returns the diagnostics."""

@@ -282,14 +282,17 @@ def check(toolchain: Toolchain, samples: list[Sample], includable: dict[str, tup
 
 
 def includable_findings(samples: Iterable[Sample], includable: dict[str, tuple[str, set[str]]]) -> list[Finding]:
-    """Includable fields appear only when the request expanded them, and never in an event."""
+    """Includable fields appear only when the request expanded them (an expand[] path that is
+    the field's path or goes on through it), and never in an event."""
     findings: list[Finding] = []
     for sample in samples:
         for path, node, in_event in _objects(sample.value, (), False):
             kind = node.get("object")
             fields = includable[kind][1] if isinstance(kind, str) and kind in includable else set()
             for name in sorted(fields):
-                expanded = not in_event and path == () and name in sample.expanded
+                field = ".".join([str(step) for step in path if isinstance(step, str)] + [name])
+                asked = any(p == field or p.startswith(field + ".") for p in sample.expanded)
+                expanded = not in_event and asked
                 if name in node and not expanded:
                     detail = f"includable, sent {'in an event' if in_event else 'without expand[]'}"
                 elif expanded and name not in node:
