@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from community.billing.models import Checkout, CheckoutState
 from tests.checkout_helpers import (
+    community_origin,
     connect_stripe,
     deliver_and_process,
     make_group,
@@ -108,7 +109,8 @@ async def test_only_this_checkouts_session_logs_in_after_the_webhook_fulfilled_i
 
     # The thanks page's URL (where the owner's code runs) carries the token: that is no way in.
     async with browser(app) as owner_code:
-        thanks = await owner_code.get(f"/checkout/{checkout.token}/thanks")
+        # (it lives on the community's origin, where the owner's code runs)
+        thanks = await owner_code.get(f"{community_origin(shop['community']['slug'])}/checkout/{checkout.token}/thanks")
         assert thanks.status_code == 200
         assert (await owner_code.get(f"/checkout/{checkout.token}/complete")).status_code == 404
         assert not await logged_in_to(owner_code, community_id)
