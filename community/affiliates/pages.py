@@ -58,15 +58,15 @@ def earnings_row(totals: reports.Totals) -> dict[str, str]:
 def terms(offer: Offer) -> list[str]:
     """The program's terms in plain words: percents and major units, never basis points."""
     if offer.resell_commission_bps is not None:
-        commission = f"{offer.resell_commission_bps / 100:g}% of each payment it earns on"
+        commission = f"{offer.resell_commission_bps / 100:g}% of"
     elif offer.resell_commission_flat is not None:
-        commission = f"{format_amount(offer.resell_commission_flat, offer.currency)} per payment it earns on"
+        commission = f"{format_amount(offer.resell_commission_flat, offer.currency)} for"
     else:
-        commission = "a commission on the payments it earns on"
+        commission = "a commission on"
     earns = {
         "first": "the first payment of each buyer you send",
         "all": "every payment of each buyer you send",
-        "months": f"the payments of the first {offer.resell_earn_months} months of each buyer you send",
+        "months": f"each payment in the first {offer.resell_earn_months} months of each buyer you send",
     }.get(offer.resell_earns, "the payments of the buyers you send")
     return [
         f"You earn {commission} {earns}.",
