@@ -237,6 +237,24 @@ async def test_a_buyer_made_at_checkout_sets_a_password_only_through_the_emailed
     assert logged.status_code == 200
 
 
+async def test_confirming_a_new_address_proves_it_for_a_first_password(
+    app: Litestar, client: httpx.AsyncClient, club: dict[str, Any], settings
+) -> None:
+    """A buyer who typed a wrong address at checkout moves the account to their real one: the
+    link reaching it proves it, so the same session may then choose the first password."""
+    async with browser(app) as page:
+        bought = await submit_checkout(page, offer_path({"slug": club["slug"]}, club["free"]), email="typo@example.con")
+        assert (await page.get(bought.headers["location"])).status_code == 303
+        asked = await post_form(page, "/account", "/account/email", email="real@example.com")
+        assert asked.status_code == 303, asked.text
+        token = re.search(r"/account/email/(\S+)", [m for m in await mails(settings) if m.to == "real@example.com"][-1].text).group(1)
+        assert (await post_form(page, f"/account/email/{token}", f"/account/email/{token}")).status_code == 303
+        assert "Choose a password" in (await page.get("/account")).text
+        done = await post_form(page, "/account", "/account/password", password="finally my own")
+        assert done.status_code == 303, done.text
+    assert (await client.post(f"{API}/auth/login", json={"email": "real@example.com", "password": "finally my own"})).status_code == 200
+
+
 async def test_the_account_page_changes_name_password_and_email(app: Litestar, client: httpx.AsyncClient, settings) -> None:
     await sign_up(client, "rex@example.com", name="Rex")
     await sign_up(client, "taken@example.com")

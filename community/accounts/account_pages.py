@@ -15,7 +15,11 @@ from litestar.response import Redirect, Template
 
 from community import ratelimit
 from community.accounts import email_change, service
-from community.accounts.api import LINKS_PER_ADDRESS, check_email_change_limit, client_address
+from community.accounts.api import (
+    LINKS_PER_ADDRESS,
+    check_email_change_limit,
+    client_address,
+)
 from community.accounts.guards import THROUGH_LINK_KEY, Viewer, provide_viewer
 from community.accounts.models import User
 from community.accounts.schemas import EmailChangeRequest, ProfileUpdate
@@ -133,6 +137,8 @@ class AccountSettingsPages(Controller):
         except DomainError as exc:
             await db.refresh(user)
             return self._confirm_page(user, token=None, error=exc.detail, status_code=exc.status_code)
+        # The address is proven now (the link reached it): this session may choose a first password.
+        request.set_session({**(request.session or {}), THROUGH_LINK_KEY: True})
         flash(request, f"Your email is now {user.email}.", "success")
         return Redirect("/account", status_code=303)
 
