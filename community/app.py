@@ -25,6 +25,7 @@ from litestar.template.config import TemplateConfig
 from redis.asyncio import Redis
 
 from community import __version__
+from community.accounts.account_pages import AccountSettingsPages
 from community.accounts.api import AuthController, MeController
 from community.accounts.pages import AccountPages
 from community.affiliates.api import AffiliatesController, MyAffiliatesController
@@ -55,7 +56,7 @@ from community.checkout.stripe_pages import StripeSetupPages
 from community.console.pages import ConsoleHome
 from community.content.api import DeletionPreviewController, PostsController
 from community.content.console_pages import GroupConsole
-from community.content.pages import MemberPages
+from community.content.pages import MemberPages, provide_member_area
 from community.db import create_engine, session_factory
 from community.hubs.api import (
     CommunitiesController,
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         route_handlers=[
             api,
             AccountPages,
+            AccountSettingsPages,
             HubPages,
             ConsoleHome,
             HubsConsole,
@@ -183,7 +185,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             # Swagger UI's files from its Python package: the API docs work offline, no CDN.
             create_static_files_router(path=DOCS_ASSETS, directories=[SWAGGER_UI], name="docs-assets", include_in_schema=False),
         ],
-        dependencies={"db": Provide(provide_db)},
+        # `area`: the member pages' community and navigation (hubs/member_area.py), for every floor's member pages.
+        dependencies={"db": Provide(provide_db), "area": Provide(provide_member_area)},
         lifespan=[lifespan],
         # lifespan adds engine, sessions, redis, access_pool, clicks
         state=State({

@@ -32,6 +32,8 @@ OTHER_BODIES: dict[tuple[str, str], Any] = {
     ("post", "/api/v1/auth/login-link/redeem"): {"token": "x" * 32},
     ("patch", "/api/v1/me"): {"name": "Still Olivia"},
     ("post", "/api/v1/me/tokens"): {"name": "script", "expires_in_days": 30},
+    ("post", "/api/v1/me/email"): {"email": "olivia.elsewhere@example.com", "current_password": "correct horse battery"},
+    ("post", "/api/v1/me/email/confirm"): {"token": "x" * 32},
     ("post", "/api/v1/communities"): {"name": "Another Guild"},
     ("post", "/api/v1/offers/{offer_id}/quote"): {"code": "", "email": "buyer@example.com"},
     ("post", "/api/v1/me/affiliates"): {"offer_id": 1},

@@ -31,7 +31,7 @@ from community.notifications.owner_templates import (
     render_owner_template,
 )
 from community.notifications.service import queue_email
-from community.offers import entitlements
+from community.offers import entitlements, grants
 from community.offers import service as offers
 from community.offers.models import (
     Destination,
@@ -84,7 +84,7 @@ async def thanks_url(session: AsyncSession, settings: Settings, checkout: Checko
 
 
 def offer_page_url(settings: Settings, community: Community, offer: Offer) -> str:
-    return f"{settings.pages_origin(community.slug)}/o/{community.slug}/{offer.slug}"
+    return grants.landing_url(settings, community.slug, offer.slug)
 
 
 def destination_url(settings: Settings, checkout: Checkout, offer: Offer) -> str:

@@ -109,6 +109,21 @@ class GroupMember(msgspec.Struct):
     name: str
 
 
+class OpeningOffer(msgspec.Struct):
+    """A published offer that would open a group to someone buying now, and its landing page
+    (on the community's own origin)."""
+
+    id: int
+    title: str
+    slug: str
+    pricing: str
+    amount: int
+    currency: str
+    interval_months: int | None
+    access_days: int | None
+    landing_url: str
+
+
 def entitlement_out(entitlement, events=()) -> EntitlementOut:
     return EntitlementOut(
         id=entitlement.id,
@@ -176,6 +191,20 @@ class AccessController(Controller):
         if participant.role in accounts.EDITORS:
             return GroupIds([g.id for _, groups in await hubs.list_hubs(db, participant.community_id) for g in groups])
         return GroupIds(await access.groups_of(db, participant.community_id, participant.user_id))
+
+    @get("/groups/{group_id:int}/offers", summary="The published offers that would open a group to someone buying now")
+    async def offers_opening(self, group_id: ObjectId, participant: StaffMember, db: Db, state: State) -> list[OpeningOffer]:
+        await hubs.get_group(db, participant.community_id, group_id)
+        community = await hubs.get_community(db, participant.community_id)
+        found = await grants.offers_opening(db, participant.community_id, [group_id])
+        return [
+            OpeningOffer(
+                id=o.id, title=o.title, slug=o.slug, pricing=o.pricing.value, amount=o.amount, currency=o.currency,
+                interval_months=o.interval_months, access_days=o.access_days,
+                landing_url=grants.landing_url(state.settings, community.slug, o.slug),
+            )
+            for o in found.get(group_id, [])
+        ]
 
     @get("/members/{user_id:int}/groups", summary="The groups a member can open through their offers")
     async def member_groups(self, user_id: ObjectId, member: StaffMember, db: Db) -> GroupIds:

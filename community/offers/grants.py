@@ -8,15 +8,18 @@ writing a row per existing buyer: the ids handed out so far are "existing", late
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.errors import Invalid
 from community.hubs.models import HubGroup
 from community.offers import runs
+from community.offers.models import Offer, OfferGroup, OfferStatus
 from community.offers.service import get_offer
+from community.settings import Settings
 
 
 class EditMode(enum.StrEnum):
@@ -64,6 +67,35 @@ async def offers_granting(session: AsyncSession, community_id: int, group_ids: l
         {"community_id": community_id, "group_ids": list(group_ids)},
     )
     return [(r.id, r.title) for r in rows]
+
+
+def landing_url(settings: Settings, community_slug: str, offer_slug: str) -> str:
+    """An offer's landing page: on its community's own origin, never the platform's (DESIGN §7)."""
+    return f"{settings.pages_origin(community_slug)}/o/{community_slug}/{offer_slug}"
+
+
+async def offers_opening(session: AsyncSession, community_id: int, group_ids: Sequence[int]) -> dict[int, list[Offer]]:
+    """For each group, the published offers that would open it to someone buying now (what a
+    member who cannot open it is shown). A link kept for existing buyers only ("new buyers
+    only" removed it) opens nothing for a new one: its id range ends."""
+    if not group_ids:
+        return {}
+    rows = await session.execute(
+        select(OfferGroup.group_id, Offer)
+        .join(Offer, Offer.id == OfferGroup.offer_id)
+        .where(
+            OfferGroup.community_id == community_id,
+            Offer.community_id == community_id,
+            OfferGroup.group_id.in_(list(group_ids)),
+            Offer.status == OfferStatus.published,
+            func.upper_inf(OfferGroup.entitlement_ids),
+        )
+        .order_by(OfferGroup.group_id, Offer.amount, Offer.id)
+    )
+    found: dict[int, list[Offer]] = {}
+    for group_id, offer in rows.all():
+        found.setdefault(group_id, []).append(offer)
+    return found
 
 
 async def edit_groups(
