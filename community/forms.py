@@ -8,6 +8,7 @@ A page handler reads its form with `Posted`, builds the API's input struct with 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -69,3 +70,20 @@ def read_input(values: dict[str, Any], input_type: type[T]) -> T:
 def refusal(exc: DomainError) -> dict[str, str]:
     """What a page shows for a refusal: the message under its field (or above the form)."""
     return {exc.field or FORM: exc.detail}
+
+
+_DATETIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+def utc_datetime(text: str, field: str) -> dt.datetime | None:
+    """A date and time typed in a form (a datetime-local input; a date alone is midnight), read
+    as UTC: communities have no time zone of their own, and the pages say so. Blank is None."""
+    text = text.strip()
+    if not text:
+        return None
+    for pattern in _DATETIME_FORMATS:
+        try:
+            return dt.datetime.strptime(text, pattern).replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+    raise Invalid("must be a date and time in UTC, like 2026-12-31 18:00", field=field)

@@ -83,6 +83,7 @@ class EntitlementOut(msgspec.Struct):
     ends_at: dt.datetime | None
     live: bool
     history: list[EventOut] = []
+    note: str = ""  # staff's note (a comp's reason, say)
 
 
 class RunOut(msgspec.Struct):
@@ -148,6 +149,7 @@ def entitlement_out(entitlement, events=()) -> EntitlementOut:
         ends_at=entitlement.ends_at,
         live=entitlements.is_live(entitlement),
         history=[EventOut(e.status.value, e.ends_at, e.reason, e.at) for e in events],
+        note=entitlement.note,
     )
 
 
