@@ -152,6 +152,7 @@ async def test_the_help_pages_example_add_yoga_for_everyone_who_holds_weight_tra
     await expect(page.get_by_role("status")).to_contain_text("Saved for everyone who holds the offer")
     await expect(page.locator("#run")).to_have_attribute("data-state", "pending")
     assert await page.locator("meta[http-equiv=refresh]").count() == 1
+    await page.screenshot(path=f"{SHOTS}-run-pending.png", full_page=True)
     assert (await http.get(post_url, headers=bea.headers)).status_code == 200  # access changed at the save
     await run_jobs(live_server.settings)
     await run_jobs(live_server.settings)  # the run's emails
