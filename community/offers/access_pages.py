@@ -10,7 +10,6 @@ Managers read; owners and admins change.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, get, post
@@ -70,15 +69,14 @@ async def _confirm_page(
     db: Db, frame: Frame, offer: Offer, edit: GroupsEdit, *, mode: str = "", errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Template:
-    previews: dict[str, Any] = {}
-    for each in MODES:
-        previews[each] = await grants.preview_edit(
-            db, community_id=frame.community.id, offer_id=offer.id, add=edit.add, remove=edit.remove,
-            mode=grants.EditMode(each),
-        )
+    # The numbers for "everyone"; "new buyers only" changes nobody's access now, by definition.
+    preview = await grants.preview_edit(
+        db, community_id=frame.community.id, offer_id=offer.id, add=edit.add, remove=edit.remove,
+        mode=grants.EditMode.everyone,
+    )
     return console_page(
         "offers/permissions_confirm.html", frame, "offers", status_code=status_code,
-        offer=offer, editor_section="permissions", edit=edit, previews=previews, mode=mode, errors=errors or {},
+        offer=offer, editor_section="permissions", edit=edit, preview=preview, mode=mode, errors=errors or {},
     )
 
 

@@ -159,13 +159,17 @@ _HOLDERS = f"""
 
 _COUNT_HOLDERS = text(f"SELECT count(*) FROM ({_HOLDERS}) h")
 
-# Per edited group: how many holders open it now (through any live entitlement), and how
-# many of those through an entitlement of another offer. One pass over the holders'
-# entitlements that grant an edited group (the access query's GRANTS).
+# Per edited group: how many holders open it now (through any live entitlement), and how many
+# of those through an entitlement of another offer. The access query's GRANTS, narrowed to the
+# edited groups and to holders (a semi-join on ix_entitlements_user), counted per user and group,
+# then per group. About a second per 100,000 holders on a development machine.
+_HOLDER = """
+    SELECT 1 FROM entitlements h WHERE h.community_id = :community_id AND h.offer_id = :offer_id
+    AND h.user_id = e.user_id AND (h.ends_at IS NULL OR h.ends_at > now())
+"""
 _REACH = text(
     f"""
-    WITH holders AS MATERIALIZED ({_HOLDERS}),
-    edited AS (
+    WITH edited AS (
         SELECT x.group_id, x.adding, hg.name, hg.position
         FROM unnest(CAST(:group_ids AS bigint[]), CAST(:adding AS boolean[])) AS x(group_id, adding)
         JOIN hub_groups hg ON hg.id = x.group_id AND hg.community_id = :community_id
@@ -173,13 +177,14 @@ _REACH = text(
     reach AS (
         SELECT e.user_id, og.group_id, bool_or(e.offer_id <> :offer_id) AS elsewhere
         FROM {GRANTS} AND e.community_id = :community_id
-          AND e.user_id IN (SELECT user_id FROM holders)
-          AND og.group_id IN (SELECT group_id FROM edited)
+          AND og.group_id IN (SELECT group_id FROM edited) AND EXISTS ({_HOLDER})
         GROUP BY e.user_id, og.group_id
+    ),
+    counted AS (
+        SELECT group_id, count(*) AS opening, count(*) FILTER (WHERE elsewhere) AS elsewhere FROM reach GROUP BY group_id
     )
-    SELECT g.group_id, g.name, g.adding, count(r.user_id) AS opening, count(r.user_id) FILTER (WHERE r.elsewhere) AS elsewhere
-    FROM edited g LEFT JOIN reach r ON r.group_id = g.group_id
-    GROUP BY g.group_id, g.name, g.adding, g.position
+    SELECT g.group_id, g.name, g.adding, COALESCE(c.opening, 0) AS opening, COALESCE(c.elsewhere, 0) AS elsewhere
+    FROM edited g LEFT JOIN counted c ON c.group_id = g.group_id
     ORDER BY g.position, g.group_id
     """
 ).bindparams(bindparam("group_ids"), bindparam("adding"))
