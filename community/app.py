@@ -40,6 +40,7 @@ from community.affiliates.links import (
 from community.affiliates.owner_api import AffiliateReportController
 from community.affiliates.pages import AffiliatePages
 from community.billing.api import DiscountCodesController, PaymentsController
+from community.billing.entitlement_pages import EntitlementPages
 from community.billing.memberships_api import (
     EndEntitlementController,
     MemberTotalController,
@@ -80,6 +81,7 @@ from community.offers.access_api import (
     AccessController,
     ClaimController,
 )
+from community.offers.access_pages import OfferPermissionPages
 from community.offers.api import MediaController, OffersController
 from community.settings import Settings
 from community.web import (
@@ -174,6 +176,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             HubsConsole,
             GroupConsole,
             StripeSetupPages,
+            OfferPermissionPages,
+            EntitlementPages,
             MemberPages,
             BillingPages,
             OfferPages,
