@@ -1,14 +1,14 @@
 """email changes: a new address is confirmed by a link sent to it
 
 Revision ID: 0009_email_changes
-Revises: 0006
+Revises: 0008_checkout_sweep
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_email_changes"
-down_revision = "0006"
+down_revision = "0008_checkout_sweep"
 branch_labels = None
 depends_on = None
 
