@@ -297,7 +297,7 @@ async def status_counts(session: AsyncSession, community_id: int) -> dict[OfferS
     rows = await session.execute(
         select(Offer.status, func.count()).where(Offer.community_id == community_id).group_by(Offer.status)
     )
-    return {status: 0 for status in OfferStatus} | dict(rows.tuples().all())
+    return {status: 0 for status in OfferStatus} | dict(rows.all())
 
 
 async def has_holders(session: AsyncSession, community_id: int, offer_id: int) -> bool:
