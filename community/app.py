@@ -52,6 +52,7 @@ from community.checkout.api import (
 )
 from community.checkout.pages import CompletionPages, OfferPages
 from community.checkout.stripe_pages import StripeSetupPages
+from community.console.offers import OfferList
 from community.console.pages import ConsoleHome
 from community.content.api import PostsController
 from community.content.pages import MemberPages
@@ -72,6 +73,7 @@ from community.offers.access_api import (
     ClaimController,
 )
 from community.offers.api import MediaController, OffersController
+from community.offers.pages import OfferEditorPages
 from community.settings import Settings
 from community.web import (
     CSRF_COOKIE,
@@ -161,6 +163,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             HubPages,
             ConsoleHome,
             StripeSetupPages,
+            OfferList,
+            OfferEditorPages,
             MemberPages,
             BillingPages,
             OfferPages,
