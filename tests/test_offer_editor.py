@@ -80,6 +80,14 @@ async def test_creating_offers_reads_major_units_and_refuses_next_to_the_field(c
     assert (offer["amount"], offer["interval_months"], offer["status"]) == (1500, 3, "draft")
     free_id = await create(client, console, title="Open day", pricing="free", amount="99")  # a free offer's price is not read
     assert (await api_offer(client, owner, community, free_id))["amount"] == 0
+    same = await post_form(client, f"{console}/new", title="Open Day", pricing="free")
+    assert same.status_code == 409 and error_of(same, "slug") == "an offer with this slug exists in this community"
+    other_slug = await create(client, console, title="Open Day", slug="open-day-2", pricing="free")
+    assert (await api_offer(client, owner, community, other_slug))["slug"] == "open-day-2"
+    moved = await post_form(client, f"{console}/{other_slug}", title="Open Day", slug="open-day", pricing="free", currency="USD")
+    assert moved.status_code == 409 and error_of(moved, "slug") == "an offer with this slug exists in this community"
+    kept = await post_form(client, f"{console}/{other_slug}", title="Open Day again", slug="", pricing="free", currency="USD")
+    assert kept.status_code == 303 and (await api_offer(client, owner, community, other_slug))["slug"] == "open-day-2"
 
 
 async def test_main_information_saves_each_pricing_model(client, owner, community, console) -> None:

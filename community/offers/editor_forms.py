@@ -80,6 +80,7 @@ def main_form(offer: Offer) -> Posted:
     paid = offer.pricing is not Pricing.free
     return Posted({
         "title": offer.title,
+        "slug": offer.slug,
         "description": offer.description,
         "pricing": offer.pricing.value,
         "currency": offer.currency,
@@ -153,7 +154,7 @@ def _required_number(form: Posted, name: str, what: str) -> str:
 def new_fields(form: Posted, default_currency: str) -> dict[str, Any]:
     """Creating an offer: a title, a pricing model and, for a paid one, its price."""
     pricing = form.text("pricing")
-    values: dict[str, Any] = {"title": form.text("title"), "pricing": pricing}
+    values: dict[str, Any] = {"title": form.text("title"), "slug": form.optional("slug"), "pricing": pricing}
     if pricing in (Pricing.one_time, Pricing.recurring):
         values["amount"] = parse_amount(form.text("amount"), default_currency, "amount")
     if pricing == Pricing.recurring:
@@ -167,6 +168,7 @@ def main_fields(form: Posted) -> dict[str, Any]:
     pricing = form.text("pricing")
     values: dict[str, Any] = {
         "title": form.text("title"),
+        **({"slug": slug} if (slug := form.optional("slug")) else {}),  # blank: the address stays
         "description": form.text("description"),
         "pricing": pricing,
         "currency": form.text("currency"),

@@ -69,7 +69,7 @@ SectionFields = Callable[[Posted, Offer], dict[str, Any]]
 SECTIONS: dict[str, tuple[str, SectionForm, SectionFields, tuple[str, ...]]] = {
     "main": (
         "offers/main.html", forms.main_form, lambda form, offer: forms.main_fields(form),
-        ("title", "description", "pricing", "currency", "amount", "old_amount", "interval_months",
+        ("title", "slug", "description", "pricing", "currency", "amount", "old_amount", "interval_months",
          "trial_days", "trial_requires_card", "access_days"),
     ),
     "email": (
@@ -126,7 +126,7 @@ class OfferEditorPages(Controller):
             async with db.begin_nested():  # a refusal leaves nothing half-written
                 offer = await service.create_offer(db, frame.community.id, fields, allow_local_http=allow_local_http(state))
         except DomainError as exc:
-            errors = shown_errors(exc, ("title", "pricing", "amount", "interval_months"))
+            errors = shown_errors(exc, ("title", "slug", "pricing", "amount", "interval_months"))
             return self._new_page(frame, form, errors, exc.status_code)
         flash(request, f"“{offer.title}” is created as a draft. Fill in its sections, then publish it.", "success")
         return Redirect(f"{frame.base}/offers/{offer.id}", status_code=303)
@@ -178,11 +178,14 @@ class OfferEditorPages(Controller):
                 "access_choices": forms.ACCESS_CHOICES, "currency_choices": [(code, code) for code in sorted(MINIMUM_CHARGE)],
                 "minimums": {code: format_amount(amount, code) for code, amount in MINIMUM_CHARGE.items()},
                 "held": await service.has_holders(db, frame.community.id, offer.id),
+                "pages_origin": state.settings.pages_origin(frame.community.slug),
             }
         elif key == "email":
             extra = self._email_preview(frame, state, offer, form, errors)
         elif key == "landing":
             extra = {"body_html": render_markdown(form.text("landing_page.body") or offer.description)}
+        elif key == "code":
+            extra = {"pages_origin": state.settings.pages_origin(frame.community.slug)}
         elif key == "resell":
             extra = {"commission_choices": forms.COMMISSION_CHOICES, "earns_choices": forms.EARNS_CHOICES}
         template = SECTIONS[key][0]
