@@ -149,10 +149,10 @@ async def test_an_owner_creates_and_publishes_each_pricing_model(
     rows = page.locator("#offers tbody tr")
     await expect(rows).to_have_count(3)
     club_row = rows.filter(has_text="Strength Club")
-    await expect(club_row.locator(".price")).to_contain_text("15.00 USD / month")
-    await expect(club_row.locator(".price")).to_contain_text("14-day free trial")
-    await expect(rows.filter(has_text="Weight Training pass").locator(".price")).to_contain_text("49.00 USD365-day pass")
-    await expect(rows.filter(has_text="Open Day").locator(".price")).to_have_text("Free")
+    await expect(club_row.locator(".price-cell")).to_contain_text("15.00 USD / month")
+    await expect(club_row.locator(".price-cell")).to_contain_text("14-day free trial")
+    await expect(rows.filter(has_text="Weight Training pass").locator(".price-cell")).to_contain_text("49.00 USD365-day pass")
+    await expect(rows.filter(has_text="Open Day").locator(".price-cell")).to_have_text("Free")
     await expect(page.locator("#offers .holders")).to_have_text(["0", "0", "0"])
     await expect(page.get_by_role("link", name="Published (3)")).to_be_visible()
     await shot(page, "list", phone=True)
@@ -288,7 +288,7 @@ async def test_the_editor_sections_and_view_offer_page_of_a_draft(
 
     # Back in the console: the list shows the draft with its price.
     await page.goto(base.rsplit("/", 1)[0])
-    await expect(page.locator("#offers .price")).to_contain_text("20.00 USD / 3 months")
+    await expect(page.locator("#offers .price-cell")).to_contain_text("20.00 USD / 3 months")
     console_clean(page)
 
 
