@@ -26,10 +26,21 @@ from community.forms import FORM, FormBody, Posted, read_input
 from community.hubs.frame import CONSOLE_DEPENDENCIES, CurrentFrame, Frame, console_page
 from community.markdown import render_markdown
 from community.money import MINIMUM_CHARGE, format_amount
-from community.notifications.owner_templates import CONFIRMATION_VARIABLES, check_template, render_confirmation
+from community.notifications.owner_templates import (
+    CONFIRMATION_VARIABLES,
+    check_template,
+    render_confirmation,
+)
 from community.offers import editor_forms as forms
 from community.offers import service
-from community.offers.api import UPLOAD_BODY_MAX, Files, allow_local_http, drop_files, provide_storage, read_image
+from community.offers.api import (
+    UPLOAD_BODY_MAX,
+    Files,
+    allow_local_http,
+    drop_files,
+    provide_storage,
+    read_image,
+)
 from community.offers.models import Destination, Offer, OfferStatus, Pricing
 from community.offers.schemas import OfferCreate, OfferUpdate, given
 from community.offers.storage import Storage
@@ -144,7 +155,7 @@ class OfferEditorPages(Controller):
 
     async def _show(self, key: str, frame: Frame, db: Db, state: State, offer_id: int) -> Template:
         offer = await service.get_offer(db, frame.community.id, offer_id)
-        template, form_of, _, _ = SECTIONS[key]
+        form_of = SECTIONS[key][1]
         return await self._section_page(key, frame, db, state, offer, form_of(offer))
 
     async def _save(
