@@ -184,7 +184,7 @@ async def test_the_editor_sections_and_view_offer_page_of_a_draft(
     await page.get_by_role("button", name="Upload thumbnail").click()
     await expect(page.get_by_role("status")).to_contain_text("Thumbnail uploaded")
     await expect(page.get_by_role("img", name="Current thumbnail")).to_be_visible()
-    assert await page.locator("#thumbnail-preview").evaluate("img => img.complete && img.naturalWidth") == 8
+    await page.wait_for_function("() => document.getElementById('thumbnail-preview').naturalWidth === 8")  # the uploaded image, loaded
     await page.get_by_label("Upload a cover image").set_input_files(files=[{"name": "c.png", "mimeType": "image/png", "buffer": png_bytes(40, 10)}])
     await page.get_by_role("button", name="Upload cover image").click()
     await expect(page.get_by_role("img", name="Current cover image")).to_be_visible()
