@@ -278,10 +278,12 @@ async def test_the_editor_sections_and_view_offer_page_of_a_draft(
     assert await buyer_view.evaluate("document.documentElement.dataset.ownerCode") == f"ran on {httpx.URL(origin).netloc.decode()}"
     await expect(buyer_view.locator(".price")).to_contain_text("20.00 USD / 3 months")
     await buyer_view.screenshot(path=f"{SHOTS}-view-landing.png", full_page=True)
+    await assert_accessible(buyer_view, "the draft's landing page, previewed")
     await buyer_view.get_by_role("link", name="Join the loft").click()
     await expect(buyer_view.get_by_role("button", name="Pay")).to_be_disabled()
     await expect(buyer_view.locator("#owner-widget")).to_be_visible()
     await buyer_view.screenshot(path=f"{SHOTS}-view-checkout.png", full_page=True)
+    await assert_accessible(buyer_view, "the draft's checkout page, previewed")
     # The token is the preview's alone: without it the draft is not there.
     assert (await http.get(f"{origin}/o/{club['slug']}/yoga-membership")).status_code == 404
     await buyer_view.close()
@@ -289,6 +291,16 @@ async def test_the_editor_sections_and_view_offer_page_of_a_draft(
     # Back in the console: the list shows the draft with its price.
     await page.goto(base.rsplit("/", 1)[0])
     await expect(page.locator("#offers .price-cell")).to_contain_text("20.00 USD / 3 months")
+
+    # Nobody ever held it: it can be deleted, after a confirmation that says what goes.
+    await page.get_by_role("link", name="Yoga Membership").click()
+    await sections(page).get_by_role("link", name="Status").click()
+    await page.get_by_role("link", name="Delete…").click()
+    await expect(page.get_by_text("Nobody has ever held this offer")).to_be_visible()
+    await shot(page, "delete-confirm")
+    await page.get_by_role("button", name="Delete the offer").click()
+    await expect(page.get_by_role("status")).to_contain_text("“Yoga Membership” is deleted")
+    await expect(page.get_by_role("heading", name="No offers yet")).to_be_visible()
     console_clean(page)
 
 
