@@ -25,6 +25,7 @@ from litestar.template.config import TemplateConfig
 from redis.asyncio import Redis
 
 from community import __version__
+from community.accounts.account_pages import AccountSettingsPages
 from community.accounts.api import AuthController, MeController
 from community.accounts.pages import AccountPages
 from community.affiliates.api import AffiliatesController, MyAffiliatesController
@@ -39,6 +40,7 @@ from community.affiliates.links import (
 from community.affiliates.owner_api import AffiliateReportController
 from community.affiliates.pages import AffiliatePages
 from community.billing.api import DiscountCodesController, PaymentsController
+from community.billing.entitlement_pages import EntitlementPages
 from community.billing.memberships_api import (
     EndEntitlementController,
     MemberTotalController,
@@ -54,8 +56,9 @@ from community.checkout.pages import CompletionPages, OfferPages
 from community.checkout.stripe_pages import StripeSetupPages
 from community.console.offers import OfferList
 from community.console.pages import ConsoleHome
-from community.content.api import PostsController
-from community.content.pages import MemberPages
+from community.content.api import DeletionPreviewController, PostsController
+from community.content.console_pages import GroupConsole
+from community.content.pages import MemberPages, provide_member_area
 from community.db import create_engine, session_factory
 from community.hubs.api import (
     CommunitiesController,
@@ -63,7 +66,14 @@ from community.hubs.api import (
     GroupsController,
     HubsController,
 )
+from community.hubs.console_pages import HubsConsole
 from community.hubs.pages import HubPages
+from community.inputs import (
+    INSTANT_DECODER,
+    INSTANT_ENCODER,
+    InstantSchema,
+    RefuseUnstorable,
+)
 from community.jobs_api import JobsController
 from community.migrate import ensure_migrated
 from community.offers.access import open_check_pool
@@ -72,6 +82,7 @@ from community.offers.access_api import (
     AccessController,
     ClaimController,
 )
+from community.offers.access_pages import OfferPermissionPages
 from community.offers.api import MediaController, OffersController
 from community.offers.pages import OfferEditorPages
 from community.settings import Settings
@@ -102,6 +113,7 @@ API_CONTROLLERS = [
     HubsController,
     GroupsController,
     PostsController,
+    DeletionPreviewController,
     JobsController,
     AccessController,
     AccessCheckController,
@@ -160,11 +172,16 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         route_handlers=[
             api,
             AccountPages,
+            AccountSettingsPages,
             HubPages,
             ConsoleHome,
+            HubsConsole,
+            GroupConsole,
             StripeSetupPages,
             OfferList,
             OfferEditorPages,
+            OfferPermissionPages,
+            EntitlementPages,
             MemberPages,
             BillingPages,
             OfferPages,
@@ -176,16 +193,19 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             # Swagger UI's files from its Python package: the API docs work offline, no CDN.
             create_static_files_router(path=DOCS_ASSETS, directories=[SWAGGER_UI], name="docs-assets", include_in_schema=False),
         ],
-        dependencies={"db": Provide(provide_db)},
+        # `area`: the member pages' community and navigation (hubs/member_area.py), for every floor's member pages.
+        dependencies={"db": Provide(provide_db), "area": Provide(provide_member_area)},
         lifespan=[lifespan],
         # lifespan adds engine, sessions, redis, access_pool, clicks
         state=State({
             "settings": settings, "affiliate_keys": Keys(settings.secret_key, prefix), "affiliate_targets": Targets(),
         }),
         template_config=templates,
-        plugins=[FlashPlugin(FlashConfig(template_config=templates))],  # one-time notices after a redirect
+        # one-time notices after a redirect; Instant (request date-times) in the OpenAPI document
+        plugins=[FlashPlugin(FlashConfig(template_config=templates)), InstantSchema()],
         middleware=[
-            # Outermost: an offer page only ever answers on its own community's origin.
+            RefuseUnstorable(),  # first: no NUL, no impossible id reaches the session, CSRF or a handler
+            # Then: an offer page only ever answers on its own community's origin.
             DefineMiddleware(OriginSplit, settings=settings, pages_cookies=pages_cookies),
             CookieBackendConfig(
                 secret=derived_key(settings.secret_key, "session"),
@@ -224,6 +244,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             ),
             security=[{"BearerToken": []}],
         ),
+        type_decoders=[INSTANT_DECODER],
+        type_encoders=INSTANT_ENCODER,
         exception_handlers={Exception: exception_handler},
         after_request=add_security_headers,
         request_max_body_size=settings.max_body_bytes,

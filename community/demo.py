@@ -164,7 +164,7 @@ async def _seed_shop(
                 add=[groups[name] for name in group_names if name in groups], remove=[], mode="everyone",
             )
             await offers.set_status(session, community.id, offer.id, OfferStatus.published)
-        paths.append(f"{settings.pages_origin(community.slug)}/o/{community.slug}/{slug}")
+        paths.append(grants.landing_url(settings, community.slug, slug))
     if await discounts.find_code(session, community.id, DEMO_CODE) is None:
         await discounts.create_code(session, community.id, {"code": DEMO_CODE, "kind": "percent", "percent_bps": 2000})
     return paths

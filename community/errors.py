@@ -59,8 +59,17 @@ class TooManyRequests(DomainError):
 _MSGSPEC_FIELD = re.compile(r"at `\$\.?([^`]*)`")
 # msgspec names the culprit inside the message for these, not in the error's location.
 _NAMED_IN_MESSAGE = re.compile(r"(?:unknown|missing required) field `([^`]*)`")
-# Litestar reports errors about the request body under the handler's `data` argument.
+# Litestar reports errors about the request body under the handler's `data` argument; a body
+# that is missing altogether comes as the KeyError's text, "'data'", an internal name.
 _BODY_KWARG = "data"
+BODY_MISSING = "the request body is missing"
+
+
+def _message(item: dict[str, Any]) -> str:
+    text = str(item.get("message", ""))
+    if item.get("source") == "body" and item.get("key") == _BODY_KWARG and text == repr(_BODY_KWARG):
+        return BODY_MISSING
+    return text
 
 
 class NotYetKnown(RuntimeError):
@@ -81,7 +90,7 @@ def field_errors_from_validation(extra: Any, message: str) -> list[dict[str, str
     for item in items:
         if not isinstance(item, dict):
             continue
-        text = str(item.get("message", ""))
+        text = _message(item)
         key = str(item.get("key") or "")
         located = _MSGSPEC_FIELD.search(text)
         if located:
@@ -105,7 +114,7 @@ def field_errors_from_validation(extra: Any, message: str) -> list[dict[str, str
 def validation_messages(extra: Any) -> list[str]:
     """The plain messages of a ValidationException (for a body that is wrong as a whole)."""
     items = extra if isinstance(extra, list) else []
-    return [str(item.get("message")) for item in items if isinstance(item, dict) and item.get("message")]
+    return [_message(item) for item in items if isinstance(item, dict) and item.get("message")]
 
 
 def check_storable(value: str, field: str) -> str:

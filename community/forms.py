@@ -8,6 +8,7 @@ A page handler reads its form with `Posted`, builds the API's input struct with 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -54,7 +55,7 @@ def read_input(values: dict[str, Any], input_type: type[T]) -> T:
     """The API's input struct from form values (numbers and booleans as text are read as such),
     refused with the same message the API gives for the same value, naming the field."""
     try:
-        return msgspec.convert(values, input_type, strict=False)
+        return msgspec.convert(values, input_type, strict=False, dec_hook=_parsed)
     except msgspec.ValidationError as exc:
         message = str(exc)
         field = None
@@ -66,6 +67,33 @@ def read_input(values: dict[str, Any], input_type: type[T]) -> T:
         raise Invalid(message, field=field) from None
 
 
+def _parsed(kind: type, value: Any) -> Any:
+    """A type of the API's own in an input struct (one with a `parse` classmethod, such as a
+    request date-time type) reads a form's text the way the API's decoder reads JSON."""
+    parse = getattr(kind, "parse", None)
+    if parse is None:
+        raise NotImplementedError(f"no form reading for {kind.__name__}")
+    return parse(value)
+
+
 def refusal(exc: DomainError) -> dict[str, str]:
     """What a page shows for a refusal: the message under its field (or above the form)."""
     return {exc.field or FORM: exc.detail}
+
+
+_DATETIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+def utc_datetime(text: str, field: str) -> str | None:
+    """A date and time typed in a form (a datetime-local input; a date alone is midnight), read
+    as UTC (communities have no time zone of their own, and the pages say so) and given back as
+    the ISO 8601 text the API takes, for `read_input`. Blank is None."""
+    text = text.strip()
+    if not text:
+        return None
+    for pattern in _DATETIME_FORMATS:
+        try:
+            return dt.datetime.strptime(text, pattern).replace(tzinfo=dt.UTC).isoformat()
+        except ValueError:
+            continue
+    raise Invalid("must be a date and time in UTC, like 2026-12-31 18:00", field=field)

@@ -17,6 +17,8 @@ from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
+from litestar.types import Empty
+from litestar.utils.scope.state import ScopeState
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.errors import (
@@ -331,6 +333,9 @@ class OriginSplit:
             scope["headers"] = [
                 (name, self._only_pages_cookies(value) if name == b"cookie" else value) for name, value in scope["headers"]
             ]
+            # Whatever read the headers before (an outer middleware) must not keep the old cookies.
+            state = ScopeState.from_scope(scope)
+            state.headers = state.cookies = Empty
         await self.app(scope, receive, send)
 
     def _only_pages_cookies(self, header: bytes) -> bytes:

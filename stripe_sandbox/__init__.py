@@ -175,11 +175,47 @@ class StripeSandbox:
     def set_card_declines(self, customer_id: str, declines: bool) -> dict[str, Any]:
         return self.state.set_card_declines(customer_id, declines)
 
-    def dispute(self, charge_id: str, *, amount: int | None = None, reason: str = "fraudulent") -> dict[str, Any]:
-        return self.state.dispute(charge_id, amount=amount, reason=reason)
+    # ---- refunds, disputes, idempotency and outages --------------------------------------------
 
-    def close_dispute(self, dispute_id: str, won: bool) -> dict[str, Any]:
+    def hold_refunds(self, charge_id: str, held: bool = True) -> dict[str, Any]:
+        """The charge's new refunds stay `pending` until `settle_refund` (or succeed at once again)."""
+        return self.state.hold_refunds(charge_id, held)
+
+    def settle_refund(self, refund_id: str, status: str, failure_reason: str | None = None) -> dict[str, Any]:
+        """A pending refund becomes `succeeded`, `failed` or `canceled`; a succeeded one `failed`."""
+        return self.state.settle_refund(refund_id, status, failure_reason)
+
+    def dispute(
+        self, charge_id: str, *, amount: int | None = None, reason: str = "fraudulent", inquiry: bool = False
+    ) -> dict[str, Any]:
+        """The cardholder disputes the charge: a chargeback (money withdrawn now) or an inquiry."""
+        return self.state.dispute(charge_id, amount=amount, reason=reason, inquiry=inquiry)
+
+    def escalate_dispute(self, dispute_id: str) -> dict[str, Any]:
+        return self.state.escalate_dispute(dispute_id)
+
+    def respond_to_dispute(self, dispute_id: str) -> dict[str, Any]:
+        return self.state.respond_to_dispute(dispute_id)
+
+    def close_dispute(self, dispute_id: str, won: bool | None = None) -> dict[str, Any]:
+        """The decision on a chargeback or appeal (won or lost); an inquiry closes without one."""
         return self.state.close_dispute(dispute_id, won)
+
+    def appeal_dispute(self, dispute_id: str) -> dict[str, Any]:
+        return self.state.appeal_dispute(dispute_id)
+
+    def prevent_dispute(
+        self, charge_id: str, *, amount: int | None = None, reason: str = "fraudulent", resolution: bool = False
+    ) -> dict[str, Any]:
+        return self.state.prevent_dispute(charge_id, amount=amount, reason=reason, resolution=resolution)
+
+    def age_idempotency_keys(self, seconds: int) -> int:
+        """Saved idempotency keys become `seconds` older (Stripe forgets them at 24 hours)."""
+        return self.state.age_idempotency_keys(seconds)
+
+    def fail_next(self, method: str, path: str, status: int = 500) -> None:
+        """The next `method path` API request answers Stripe's api_error with `status`, changing nothing."""
+        self.state.fail_next(method, path, status)
 
     def now(self) -> int:
         return self.state.now()

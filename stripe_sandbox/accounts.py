@@ -17,6 +17,32 @@ from stripe_sandbox.store import (
     url_param,
 )
 
+BUSINESS_PROFILE_STRINGS = (
+    "mcc",
+    "name",
+    "specified_commercial_transactions_act_url",
+    "support_email",
+    "support_phone",
+    "support_url",
+    "url",
+)
+ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
+
+
+def _requirements(due: list[str], disabled_reason: str | None, pending: list[str] | None = None) -> Obj:
+    """An account's `requirements`: what is due now (past due when that disables the account) and
+    what Stripe is still verifying."""
+    return {
+        "alternatives": [],
+        "current_deadline": None,
+        "currently_due": list(due),
+        "disabled_reason": disabled_reason,
+        "errors": [],
+        "eventually_due": list(due),
+        "past_due": list(due) if disabled_reason == "requirements.past_due" else [],
+        "pending_verification": list(pending or []),
+    }
+
 
 class AccountRules(Store):
     # ---- accounts and onboarding ------------------------------------------------------------
@@ -66,20 +92,37 @@ class AccountRules(Store):
                         p.str("default_currency") or ("eur" if country in ("DE", "FR", "NL", "IE") else "usd")
                     ),
                     "business_type": p.str("business_type"),
-                    "business_profile": p.data.get("business_profile") or {},
+                    "business_profile": self._business_profile({}, p),
                     "capabilities": capabilities,
                     "charges_enabled": False,
                     "payouts_enabled": False,
                     "details_submitted": False,
-                    "requirements": {
-                        "currently_due": ["external_account", "tos_acceptance.date"],
-                        "disabled_reason": "requirements.past_due",
-                    },
+                    "requirements": _requirements(["external_account", "tos_acceptance.date"], "requirements.past_due"),
                     "metadata": p.metadata() or {},
                 },
                 object_id=new_id("acct_", 16),
+                livemode=False,  # an Account has no livemode field
             )
         )
+
+    @staticmethod
+    def _business_profile(current: Obj, p: Params) -> Obj:
+        """Stripe's business_profile: every field present (null when unknown), updated from the params."""
+        given = p.sub("business_profile")
+        given.only(*BUSINESS_PROFILE_STRINGS, "support_address", "product_description", "estimated_worker_count")
+        profile: Obj = {key: None for key in BUSINESS_PROFILE_STRINGS}
+        profile.update(minority_owned_business_designation=None, support_address=None)
+        profile.update(current)
+        for key in (*BUSINESS_PROFILE_STRINGS, "product_description"):
+            if key in given:
+                profile[key] = given.str(key)
+        if "estimated_worker_count" in given:
+            profile["estimated_worker_count"] = given.int("estimated_worker_count", minimum=0)
+        if "support_address" in given:
+            address = given.sub("support_address")
+            address.only(*ADDRESS_FIELDS)
+            profile["support_address"] = {key: address.str(key) for key in ADDRESS_FIELDS}
+        return profile
 
     def _account_for(self, header: str | None, account_id: str) -> Obj:
         if header not in (None, account_id):
@@ -96,7 +139,7 @@ class AccountRules(Store):
         if "email" in p:
             acct["email"] = p.str("email")
         if "business_profile" in p:
-            acct["business_profile"] = p.data.get("business_profile") or {}
+            acct["business_profile"] = self._business_profile(acct["business_profile"], p)
         self._emit("account.updated", acct, account=acct["id"])
         return public(acct)
 
@@ -161,10 +204,11 @@ class AccountRules(Store):
             name: "active" if charges_enabled else "inactive"
             for name in (acct["capabilities"] or {"card_payments": "", "transfers": ""})
         }
-        acct["requirements"] = {
-            "currently_due": [] if charges_enabled else ["individual.verification.document"],
-            "disabled_reason": None if charges_enabled else "requirements.pending_verification",
-        }
+        acct["requirements"] = (
+            _requirements([], None)
+            if charges_enabled
+            else _requirements([], "requirements.pending_verification", ["individual.verification.document"])
+        )
         self._emit("account.updated", acct, account=acct["id"], previous=previous)
         return public(acct)
 
@@ -201,8 +245,20 @@ class AccountRules(Store):
                 "balance": 0,
                 "currency": None,
                 "delinquent": False,
-                "invoice_settings": {"default_payment_method": None, "custom_fields": None, "footer": None},
+                "default_source": None,
+                "invoice_prefix": new_id("", 8).upper(),
+                "invoice_settings": {
+                    "custom_fields": None,
+                    "default_payment_method": None,
+                    "footer": None,
+                    "rendering_options": None,
+                },
                 "metadata": metadata,
+                "next_invoice_sequence": 1,
+                "preferred_locales": [],
+                "shipping": None,
+                "tax_exempt": "none",
+                "test_clock": None,
                 "_card_declines": False,
             },
             object_id=new_id("cus_", 14),
@@ -238,15 +294,35 @@ class AccountRules(Store):
             details = {
                 "card": {
                     "brand": "visa",
-                    "last4": last4,
+                    "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"},
+                    "country": "US",
+                    "display_brand": "visa",
                     "exp_month": 12,
                     "exp_year": dt.date.today().year + 3,
-                    "country": "US",
+                    "fingerprint": f"fp{last4}sandbox",
                     "funding": "credit",
+                    "generated_from": None,
+                    "last4": last4,
+                    "networks": {"available": ["visa"], "preferred": None},
+                    "regulated_status": "unregulated",
+                    "three_d_secure_usage": {"supported": True},
+                    "wallet": None,
                 }
             }
         else:
-            details = {kind: {"bank_name": "STRIPE TEST BANK", "last4": "6789", "account_type": "checking"}}
+            details = {
+                kind: {
+                    "account_holder_type": "individual",
+                    "account_type": "checking",
+                    "bank_name": "STRIPE TEST BANK",
+                    "financial_connections_account": None,
+                    "fingerprint": "fp6789sandbox",
+                    "last4": "6789",
+                    "networks": {"preferred": "ach", "supported": ["ach"]},
+                    "routing_number": "110000000",
+                    "status_details": {},
+                }
+            }
         return self._new(
             "payment_method",
             "pm_",
@@ -254,12 +330,15 @@ class AccountRules(Store):
             {
                 "type": kind,
                 **details,
+                "allow_redisplay": "unspecified",
                 "customer": customer["id"],
+                "customer_account": None,
                 "billing_details": {
+                    "address": None,
                     "email": customer["email"],
                     "name": name or customer["name"],
-                    "address": None,
                     "phone": None,
+                    "tax_id": None,
                 },
                 "metadata": {},
             },

@@ -2,8 +2,9 @@
 
 API requests are checked the way Stripe checks them: a test secret key (`Authorization:
 Bearer sk_test_...`), the `Stripe-Account` header naming a connected account (objects are that
-account's; another's answer 404), and `Idempotency-Key` (same key and parameters: the stored
-response again; other parameters: 400 idempotency_error). Bodies use Stripe's bracket notation.
+account's; another's answer 404), and `Idempotency-Key` (for 24 hours, the same key and
+parameters get the first answer again, errors and 500s included; other parameters: 400
+idempotency_error; see store.py). Bodies use Stripe's bracket notation.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from stripe_sandbox.asgi import (
     send_response,
 )
 from stripe_sandbox.delivery import Deliverer
-from stripe_sandbox.errors import SandboxError
+from stripe_sandbox.errors import ParameterError, SandboxError
 from stripe_sandbox.forms import Params, parse_form
 from stripe_sandbox.state import API_VERSION, SandboxState, new_id
 
 log = logging.getLogger(__name__)
+MAX_IDEMPOTENCY_KEY = 255
 
 
 def _retrieve(method: str) -> Any:
@@ -72,7 +74,10 @@ API_ROUTES: list[tuple[str, str, Any, str]] = [
     ("POST", "/v1/refunds", _with_params("create_refund"), "refund"),
     ("GET", "/v1/refunds", _with_params("list_refunds"), "list:refund"),
     ("GET", f"/v1/refunds/{ID}", _retrieve("retrieve_refund"), "refund"),
+    ("GET", "/v1/disputes", _with_params("list_disputes"), "list:dispute"),
     ("GET", f"/v1/disputes/{ID}", _retrieve("retrieve_dispute"), "dispute"),
+    ("POST", f"/v1/disputes/{ID}", _with_params("update_dispute"), "dispute"),
+    ("POST", f"/v1/disputes/{ID}/close", _with_params("close_dispute_api"), "dispute"),
     ("GET", "/v1/subscriptions", _with_params("list_subscriptions"), "list:subscription"),
     ("GET", f"/v1/subscriptions/{ID}", _retrieve("retrieve_subscription"), "subscription"),
     ("POST", f"/v1/subscriptions/{ID}", _with_params("update_subscription"), "subscription"),
@@ -118,7 +123,7 @@ class SandboxApp:
             response = self.handle(request)
         except Exception:  # noqa: BLE001 - a bug in the sandbox: answer like Stripe's api_error, saying what broke
             log.error("stripe sandbox: %s %s failed\n%s", request.method, request.path, traceback.format_exc())
-            response = json_response(500, {"error": {"type": "api_error", "message": traceback.format_exc(limit=3)}})
+            response = json_response(500, _api_error(traceback.format_exc(limit=3)))
         await send_response(send, response)
 
     def handle(self, request: Request) -> Response:
@@ -157,27 +162,48 @@ class SandboxApp:
         idempotency_key = request.headers.get("idempotency-key") if request.method == "POST" else None
         with self.state.lock:
             try:
+                if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+                    raise SandboxError(f"Idempotency keys are 1 to {MAX_IDEMPOTENCY_KEY} characters long.")
                 params = parse_form(request.body if request.method == "POST" else request.query)
                 if account:
                     self.state.check_account_header(account)
                 if idempotency_key:
                     saved = self.state.replay(account, idempotency_key, request.method, request.path, params)
                     if saved is not None:
-                        return json_response(
-                            saved["status"], saved["body"], [*headers, ("idempotent-replayed", "true")]
-                        )
+                        replayed = [*headers, ("idempotent-replayed", "true"), *_retry_advice(saved["status"])]
+                        return json_response(saved["status"], saved["body"], replayed)
             except SandboxError as exc:
                 return json_response(exc.status, exc.body(), headers)
             self.state.request = {"id": request_id, "idempotency_key": idempotency_key}
+            began = True  # Stripe saves an answer once the endpoint began (not for invalid parameters)
             try:
-                status, body = 200, self.state.answer(route.call, route.returns, account, Params(params), *ids)
+                fault = self.state.take_fault(request.method, request.path)
+                if fault is not None:
+                    status, body = fault, _api_error("An error occurred with our connection to Stripe (injected by fail_next).")
+                else:
+                    status, body = 200, self.state.answer(route.call, route.returns, account, Params(params), *ids)
+            except ParameterError as exc:
+                status, body, began = exc.status, exc.body(), False
             except SandboxError as exc:
                 status, body = exc.status, exc.body()
+            except Exception:  # noqa: BLE001 - a bug in the sandbox: Stripe's api_error, saying what broke
+                log.error("stripe sandbox: %s %s failed\n%s", request.method, request.path, traceback.format_exc())
+                status, body = 500, _api_error(traceback.format_exc(limit=3))
             finally:
                 self.state.request = {"id": None, "idempotency_key": None}
-            if idempotency_key and (status == 200 or status == 402):
+            if idempotency_key and began:
                 self.state.remember(account, idempotency_key, request.method, request.path, params, status, body)
+                headers.extend(_retry_advice(status))
         return json_response(status, body, headers)
+
+
+def _retry_advice(status: int) -> list[tuple[str, str]]:
+    # A 5xx saved under a key would only be replayed: Stripe tells the SDK not to retry it.
+    return [("stripe-should-retry", "false")] if status >= 500 else []
+
+
+def _api_error(message: str) -> dict[str, Any]:
+    return {"error": {"type": "api_error", "message": message}}
 
 
 def _error(message: str) -> dict[str, Any]:
@@ -282,11 +308,53 @@ def _register_controls(router: Router, state: SandboxState, deliverer: Deliverer
                 charge_id,
                 amount=None if amount in (None, "") else _int(amount, "amount"),
                 reason=form.get("reason") or "fraudulent",
+                inquiry=_flag(form.get("inquiry", False), "inquiry"),
+            ),
+        )
+
+    def prevent_dispute(request: Request, charge_id: str) -> Response:
+        form = request.form()
+        amount = form.get("amount")
+        return json_response(
+            200,
+            state.prevent_dispute(
+                charge_id,
+                amount=None if amount in (None, "") else _int(amount, "amount"),
+                reason=form.get("reason") or "fraudulent",
+                resolution=_flag(form.get("resolution", False), "resolution"),
             ),
         )
 
     def close_dispute(request: Request, dispute_id: str) -> Response:
-        return json_response(200, state.close_dispute(dispute_id, _flag(request.form().get("won"), "won")))
+        won = request.form().get("won")
+        return json_response(200, state.close_dispute(dispute_id, None if won in (None, "") else _flag(won, "won")))
+
+    def escalate_dispute(request: Request, dispute_id: str) -> Response:
+        return json_response(200, state.escalate_dispute(dispute_id))
+
+    def respond_to_dispute(request: Request, dispute_id: str) -> Response:
+        text = request.form().get("text")
+        return json_response(200, state.respond_to_dispute(dispute_id, *([text] if text else [])))
+
+    def appeal_dispute(request: Request, dispute_id: str) -> Response:
+        return json_response(200, state.appeal_dispute(dispute_id))
+
+    def hold_refunds(request: Request, charge_id: str) -> Response:
+        return json_response(200, state.hold_refunds(charge_id, _flag(request.form().get("held", True), "held")))
+
+    def settle_refund(request: Request, refund_id: str) -> Response:
+        form = request.form()
+        return json_response(
+            200, state.settle_refund(refund_id, form.get("status") or "", form.get("failure_reason") or None)
+        )
+
+    def age_idempotency_keys(request: Request) -> Response:
+        return json_response(200, {"saved": state.age_idempotency_keys(_int(request.form().get("seconds"), "seconds"))})
+
+    def fail_next(request: Request) -> Response:
+        form = request.form()
+        state.fail_next(form.get("method") or "", form.get("path") or "", _int(form.get("status", 500), "status"))
+        return json_response(200, {"method": form.get("method"), "path": form.get("path")})
 
     def events(request: Request) -> Response:
         return json_response(200, {"data": state.events(request.args().get("type") or None)})
@@ -306,7 +374,15 @@ def _register_controls(router: Router, state: SandboxState, deliverer: Deliverer
     router.add("GET", "/_sandbox/clock", clock)
     router.add("POST", f"/_sandbox/customers/{ID}/card_declines", card)
     router.add("POST", f"/_sandbox/charges/{ID}/dispute", dispute)
+    router.add("POST", f"/_sandbox/charges/{ID}/prevent_dispute", prevent_dispute)
+    router.add("POST", f"/_sandbox/charges/{ID}/hold_refunds", hold_refunds)
+    router.add("POST", f"/_sandbox/refunds/{ID}/settle", settle_refund)
     router.add("POST", f"/_sandbox/disputes/{ID}/close", close_dispute)
+    router.add("POST", f"/_sandbox/disputes/{ID}/escalate", escalate_dispute)
+    router.add("POST", f"/_sandbox/disputes/{ID}/respond", respond_to_dispute)
+    router.add("POST", f"/_sandbox/disputes/{ID}/appeal", appeal_dispute)
+    router.add("POST", "/_sandbox/idempotency_keys/age", age_idempotency_keys)
+    router.add("POST", "/_sandbox/fail_next", fail_next)
     router.add("GET", "/_sandbox/events", events)
     router.add("GET", f"/_sandbox/objects/{ID}", get)
 

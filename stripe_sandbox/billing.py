@@ -282,6 +282,7 @@ class BillingRules(Store):
                 {
                     "configuration": "bpc_sandbox",
                     "customer": customer["id"],
+                    "customer_account": None,
                     "flow": None,
                     "locale": p.str("locale"),
                     "on_behalf_of": None,

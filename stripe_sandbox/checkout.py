@@ -1,5 +1,5 @@
-"""Checkout sessions and what paying on the hosted page does; payment intents, charges,
-refunds and disputes.
+"""Checkout sessions and what paying on the hosted page does (the payment intents and charges
+it creates are payments.py's).
 
 A subscription session's completion is billing's work (`_complete_subscription` in billing.py;
 its invoices: invoices.py).
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
 
+from stripe_sandbox import shapes
 from stripe_sandbox.currencies import MINIMUM_CHARGE, format_amount
 from stripe_sandbox.errors import SandboxError
 from stripe_sandbox.forms import Params
@@ -25,6 +25,15 @@ from stripe_sandbox.store import (
     public,
     url_param,
 )
+
+
+def not_open(session: Obj) -> SandboxError:
+    """Stripe's answer to expiring a session that is not open (complete or expired already):
+    a 400 invalid_request_error with this message, and neither param nor code."""
+    return SandboxError(
+        f'Only Checkout Sessions with a status in ["open"] can be expired. '
+        f"This Checkout Session has a status of `{session['status']}`."
+    )
 
 
 class CheckoutRules(Store):
@@ -154,6 +163,7 @@ class CheckoutRules(Store):
             raise SandboxError(
                 "application_fee_amount cannot exceed the amount.", param=pi_data.name("application_fee_amount")
             )
+        _allocate_discount(items, discount)
         minimum = MINIMUM_CHARGE.get(currency.upper())
         if total > 0 and minimum and total < minimum:
             raise SandboxError(
@@ -187,6 +197,7 @@ class CheckoutRules(Store):
             "cs_test_",
             account,
             {
+                **shapes.checkout_session_defaults(mode, customer_given=bool(customer_id), locale=p.str("locale")),
                 "created": wall,
                 "mode": mode,
                 "status": "open",
@@ -291,32 +302,18 @@ class CheckoutRules(Store):
                 {
                     "id": new_id("li_"),
                     "object": "item",
-                    "description": name,
-                    "quantity": quantity,
+                    "adjustable_quantity": None,
+                    "amount_discount": 0,
                     "amount_subtotal": (unit_amount or 0) * (quantity or 1),
+                    "amount_tax": 0,
                     "amount_total": (unit_amount or 0) * (quantity or 1),
                     "currency": currency,
-                    "price": {
-                        "id": new_id("price_"),
-                        "object": "price",
-                        "active": False,
-                        "billing_scheme": "per_unit",
-                        "created": self.now(),
-                        "currency": currency,
-                        "custom_unit_amount": None,
-                        "livemode": False,
-                        "lookup_key": None,
-                        "metadata": {},
-                        "nickname": None,
-                        "product": new_id("prod_", 14),
-                        "recurring": recurring,
-                        "tax_behavior": "unspecified",
-                        "tiers_mode": None,
-                        "transform_quantity": None,
-                        "type": "recurring" if recurring else "one_time",
-                        "unit_amount": unit_amount,
-                        "unit_amount_decimal": str(unit_amount),
-                    },
+                    "description": name,
+                    "metadata": {},
+                    "price": shapes.price(
+                        new_id("price_"), new_id("prod_", 14), currency, unit_amount or 0, recurring, self.now()
+                    ),
+                    "quantity": quantity,
                 }
             )
             if currency != items[0]["currency"]:
@@ -373,12 +370,10 @@ class CheckoutRules(Store):
         }
 
     def expire_checkout_session(self, account: str | None, p: Params, session_id: str) -> Obj:
+        p.only()
         session = self._get("checkout.session", session_id, account)
         if session["status"] != "open":
-            raise SandboxError(
-                f"Only Checkout Sessions with a status of `open` can be expired; this one is `{session['status']}`.",
-                param="session",
-            )
+            raise not_open(session)
         self._expire(session)
         return public(session)
 
@@ -417,7 +412,7 @@ class CheckoutRules(Store):
         """What reaching `expires_at` does to an open session (without waiting for it)."""
         session = self._any("checkout.session", session_id)
         if session["status"] != "open":
-            raise SandboxError(f"This Checkout Session is {session['status']}, not open.", param="session")
+            raise not_open(session)
         self._expire(session)
         return public(session)
 
@@ -462,14 +457,8 @@ class CheckoutRules(Store):
         session.update(
             status="complete",
             customer=customer["id"],
-            customer_details={
-                "email": email,
-                "name": name,
-                "address": None,
-                "phone": None,
-                "tax_exempt": "none",
-                "tax_ids": [],
-            },
+            customer_details=shapes.customer_details(email, name),
+            collected_information=shapes.collected_information(),
         )
         if session["_coupon"]:
             coupon = self.objects[session["_coupon"]]
@@ -577,290 +566,33 @@ class CheckoutRules(Store):
                 paid=True,
                 captured=True,
                 amount_captured=charge["amount"],
-                outcome={
-                    "type": "authorized",
-                    "network_status": "approved_by_network",
-                    "seller_message": "Payment complete.",
-                },
+                outcome=shapes.outcome("succeeded"),
             )
             pi.update(status="succeeded", amount_received=pi["amount"])
             self._emit("charge.succeeded", charge)
             self._emit("payment_intent.succeeded", pi)
         else:
             charge.update(
-                status="failed", failure_code="insufficient_funds", failure_message="The bank transfer did not arrive."
+                status="failed",
+                failure_code="insufficient_funds",
+                failure_message="The bank transfer did not arrive.",
+                outcome=shapes.outcome(
+                    "failed", reason="insufficient_funds", seller_message="The bank transfer did not arrive."
+                ),
             )
             self._fail_payment(
                 pi, charge, code="insufficient_funds", decline_code=None, message="The bank transfer did not arrive."
             )
 
-    # ---- payment intents, charges, refunds, disputes ----------------------------------------------
 
-    def _new_intent(self, account: str | None, amount: int, currency: str, customer: Obj | None, **fields: Any) -> Obj:
-        pi_id = new_id("pi_")
-        return self._new(
-            "payment_intent",
-            "pi_",
-            account,
-            {
-                "amount": amount,
-                "amount_capturable": 0,
-                "amount_received": 0,
-                "application_fee_amount": fields.get("application_fee_amount"),
-                "canceled_at": None,
-                "cancellation_reason": None,
-                "capture_method": "automatic",
-                "client_secret": f"{pi_id}_secret_{new_id('', 25)}",
-                "confirmation_method": "automatic",
-                "currency": currency,
-                "customer": customer["id"] if customer else None,
-                "description": fields.get("description"),
-                "last_payment_error": None,
-                "latest_charge": None,
-                "metadata": fields.get("metadata") or {},
-                "next_action": None,
-                "payment_method": None,
-                "payment_method_types": ["card"],
-                "receipt_email": fields.get("receipt_email"),
-                "status": "requires_payment_method",
-            },
-            object_id=pi_id,
-        )
-
-    def _fail_payment(
-        self,
-        pi: Obj,
-        charge: Obj,
-        *,
-        code: str = "card_declined",
-        decline_code: str | None = "generic_decline",
-        message: str = "Your card was declined.",
-    ) -> None:
-        """The intent's charge failed: it wants another payment method and says why, as Stripe's does."""
-        error = {"type": "card_error", "code": code, "decline_code": decline_code, "message": message, "charge": charge["id"]}
-        if decline_code is None:
-            del error["decline_code"]
-        pi.update(status="requires_payment_method", last_payment_error=error, latest_charge=charge["id"])
-        self._emit("charge.failed", charge)
-        self._emit("payment_intent.payment_failed", pi)
-
-    def _new_charge(
-        self,
-        pi: Obj,
-        pm: Obj | None,
-        *,
-        status: str,
-        last4: str = "4242",
-        name: str | None = None,
-        email: str | None = None,
-    ) -> Obj:
-        customer = self.objects.get(pi["customer"] or "")
-        succeeded = status == "succeeded"
-        if pm is not None:
-            method_details: Obj = {"type": pm["type"], pm["type"]: pm[pm["type"]]}
-            billing = pm["billing_details"]
-        else:
-            method_details = {
-                "type": "card",
-                "card": {"brand": "visa", "last4": last4, "country": "US", "funding": "credit"},
-            }
-            billing = {"email": email, "name": name, "address": None, "phone": None}
-        return self._new(
-            "charge",
-            "ch_",
-            pi["_account"],
-            {
-                "amount": pi["amount"],
-                "amount_captured": pi["amount"] if succeeded else 0,
-                "amount_refunded": 0,
-                "application_fee_amount": pi["application_fee_amount"],
-                "balance_transaction": None,
-                "billing_details": billing,
-                "captured": succeeded,
-                "currency": pi["currency"],
-                "customer": customer["id"] if customer else None,
-                "description": pi["description"],
-                "disputed": False,
-                "failure_code": "card_declined" if status == "failed" else None,
-                "failure_message": "Your card was declined." if status == "failed" else None,
-                "metadata": dict(pi["metadata"]),
-                "outcome": {
-                    "type": {"succeeded": "authorized", "failed": "issuer_declined"}.get(status, "authorized"),
-                    "network_status": "declined_by_network" if status == "failed" else "approved_by_network",
-                    "seller_message": "The bank did not return any further details with this decline."
-                    if status == "failed"
-                    else "Payment complete.",
-                },
-                "paid": succeeded,
-                "payment_intent": pi["id"],
-                "payment_method": pm["id"] if pm else None,
-                "payment_method_details": method_details,
-                "receipt_email": pi["receipt_email"],
-                "refunded": False,
-                "status": status,
-            },
-        )
-
-    def retrieve_payment_intent(self, account: str | None, pi_id: str) -> Obj:
-        return public(self._get("payment_intent", pi_id, account))
-
-    def list_payment_intents(self, account: str | None, p: Params) -> Obj:
-        p.only("limit", "starting_after", "ending_before", "customer", "created")
-        customer = p.str("customer")
-        return self._list(
-            "payment_intent",
-            account,
-            p,
-            "/v1/payment_intents",
-            lambda pi: customer is None or pi["customer"] == customer,
-        )
-
-    def retrieve_charge(self, account: str | None, charge_id: str) -> Obj:
-        return public(self._get("charge", charge_id, account))
-
-    def list_charges(self, account: str | None, p: Params) -> Obj:
-        p.only("limit", "starting_after", "ending_before", "customer", "payment_intent", "created")
-        filters = {k: p.str(k) for k in ("customer", "payment_intent")}
-        return self._list(
-            "charge", account, p, "/v1/charges", lambda c: all(v is None or c[k] == v for k, v in filters.items())
-        )
-
-    def create_refund(self, account: str | None, p: Params) -> Obj:
-        p.only(
-            "payment_intent",
-            "charge",
-            "amount",
-            "reason",
-            "metadata",
-            ignored=("refund_application_fee", "reverse_transfer", "instructions_email"),
-        )
-        pi_id, charge_id = p.str("payment_intent"), p.str("charge")
-        if not pi_id and not charge_id:
-            raise SandboxError(
-                "One of the following params should be provided for this request: payment_intent or charge.",
-                param="payment_intent",
-                code="parameter_missing",
-            )
-        if pi_id:
-            pi = self._get("payment_intent", pi_id, account, param="payment_intent", status=400)
-            if pi["status"] != "succeeded":
-                raise SandboxError(
-                    f"This PaymentIntent ({pi_id}) does not have a successful charge to refund.",
-                    param="payment_intent",
-                    code="charge_not_refundable",
-                )
-            charge = self.objects[pi["latest_charge"]]
-            if charge_id and charge_id != charge["id"]:
-                raise SandboxError("The charge does not belong to this PaymentIntent.", param="charge")
-        else:
-            charge = self._get("charge", charge_id or "", account, param="charge", status=400)
-        if charge["status"] != "succeeded":
-            raise SandboxError(
-                f"Charge {charge['id']} has not succeeded; there is nothing to refund.",
-                param="charge",
-                code="charge_not_refundable",
-            )
-        if self._open_dispute(charge):
-            raise SandboxError(
-                f"Charge {charge['id']} has been disputed; it cannot be refunded.", code="charge_disputed"
-            )
-        remaining = charge["amount"] - charge["amount_refunded"]
-        if remaining == 0:
-            raise SandboxError(f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded")
-        amount = p.int("amount", minimum=1)
-        if amount is None:
-            amount = remaining
-        if amount > remaining:
-            raise SandboxError(
-                f"Refund amount ({format_amount(amount, charge['currency'])}) is greater than unrefunded amount on charge "
-                f"({format_amount(remaining, charge['currency'])})",
-                param="amount",
-                code="amount_too_large",
-            )
-        refund = self._new(
-            "refund",
-            "re_",
-            account,
-            {
-                "amount": amount,
-                "charge": charge["id"],
-                "currency": charge["currency"],
-                "metadata": p.metadata() or {},
-                "payment_intent": charge["payment_intent"],
-                "reason": p.enum("reason", ("duplicate", "fraudulent", "requested_by_customer")),
-                "status": "succeeded",
-                "balance_transaction": None,
-            },
-        )
-        previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
-        charge["amount_refunded"] += amount
-        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
-        self._emit("charge.refunded", charge, previous=previous)
-        self._emit("refund.created", refund)
-        return public(refund)
-
-    def retrieve_refund(self, account: str | None, refund_id: str) -> Obj:
-        return public(self._get("refund", refund_id, account))
-
-    def list_refunds(self, account: str | None, p: Params) -> Obj:
-        p.only("limit", "starting_after", "ending_before", "charge", "payment_intent", "created")
-        filters = {k: p.str(k) for k in ("charge", "payment_intent")}
-        return self._list(
-            "refund", account, p, "/v1/refunds", lambda r: all(v is None or r[k] == v for k, v in filters.items())
-        )
-
-    def _include_charge_refunds(self, charge: Obj, account: str | None) -> Obj:
-        """`expand[]=refunds` (includable since 2022-11-15, as in Stripe)."""
-        refunds = self.list_refunds(account, Params({"charge": charge["id"], "limit": "100"}))
-        return {**refunds, "url": f"/v1/charges/{charge['id']}/refunds"}
-
-    def _open_dispute(self, charge: Obj) -> bool:
-        return any(
-            self.objects[d]["charge"] == charge["id"]
-            and self.objects[d]["status"] in ("needs_response", "under_review")
-            for d in self.index.get("dispute", [])
-        )
-
-    @locked
-    def dispute(self, charge_id: str, *, amount: int | None = None, reason: str = "fraudulent") -> Obj:
-        charge = self._any("charge", charge_id)
-        if charge["status"] != "succeeded":
-            raise SandboxError("Only a succeeded charge can be disputed.", param="charge")
-        dispute = self._new(
-            "dispute",
-            "dp_",
-            charge["_account"],
-            {
-                "amount": amount if amount is not None else charge["amount"] - charge["amount_refunded"],
-                "charge": charge["id"],
-                "currency": charge["currency"],
-                "payment_intent": charge["payment_intent"],
-                "reason": reason,
-                "status": "needs_response",
-                "is_charge_refundable": False,
-                "balance_transactions": [],
-                "evidence_details": {
-                    "due_by": self.now() + 7 * DAY,
-                    "has_evidence": False,
-                    "past_due": False,
-                    "submission_count": 0,
-                },
-                "metadata": {},
-            },
-        )
-        charge["disputed"] = True
-        self._emit("charge.dispute.created", dispute)
-        return public(dispute)
-
-    @locked
-    def close_dispute(self, dispute_id: str, won: bool) -> Obj:
-        dispute = self._any("dispute", dispute_id)
-        if dispute["status"] not in ("needs_response", "under_review"):
-            raise SandboxError(f"Dispute {dispute_id} is already closed ({dispute['status']}).", param="dispute")
-        previous = {"status": dispute["status"]}
-        dispute["status"] = "won" if won else "lost"
-        self._emit("charge.dispute.closed", dispute, previous=previous)
-        return public(dispute)
-
-    def retrieve_dispute(self, account: str | None, dispute_id: str) -> Obj:
-        return public(self._get("dispute", dispute_id, account))
+def _allocate_discount(items: list[Obj], discount: int) -> None:
+    """Spreads a session's discount over its line items in proportion to their amounts (the last
+    takes the rounding), as Stripe's `amount_discount` on each item adds up to the session's."""
+    subtotal = sum(item["amount_subtotal"] for item in items)
+    left = discount
+    for n, item in enumerate(items):
+        share = left if n == len(items) - 1 else discount * item["amount_subtotal"] // max(subtotal, 1)
+        share = min(share, item["amount_subtotal"])
+        item["amount_discount"] = share
+        item["amount_total"] = item["amount_subtotal"] - share
+        left -= share

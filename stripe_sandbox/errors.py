@@ -36,5 +36,10 @@ class SandboxError(Exception):
         return {"error": error}
 
 
+class ParameterError(SandboxError):
+    """The request's parameters failed validation before the endpoint ran: Stripe saves no
+    idempotent answer for these (the same key may be retried with corrected parameters)."""
+
+
 def no_such(kind: str, object_id: str, param: str = "id") -> SandboxError:
     return SandboxError(f"No such {kind}: '{object_id}'", status=404, param=param, code="resource_missing")

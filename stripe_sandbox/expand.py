@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stripe_sandbox.errors import SandboxError
+from stripe_sandbox.errors import ParameterError
 from stripe_sandbox.forms import Params
 
 MAX_DEPTH = 4
@@ -200,8 +200,8 @@ SCHEMAS: dict[str, dict[str, Node]] = {
 }
 
 
-def _cannot(segment: str) -> SandboxError:
-    return SandboxError(f"This property cannot be expanded ({segment}).")
+def _cannot(segment: str) -> ParameterError:
+    return ParameterError(f"This property cannot be expanded ({segment}).")
 
 
 def paths(p: Params) -> list[str]:
@@ -212,12 +212,12 @@ def paths(p: Params) -> list[str]:
     if raw == "":
         return []
     if not isinstance(raw, dict) or not all(k.isdigit() for k in raw):
-        raise SandboxError("Invalid array: expand", param="expand", code="parameter_invalid_array")
+        raise ParameterError("Invalid array: expand", param="expand", code="parameter_invalid_array")
     found = []
     for key in sorted(raw, key=int):
         value = raw[key]
         if not isinstance(value, str):
-            raise SandboxError(f"Invalid string: expand[{key}]", param=f"expand[{key}]", code="parameter_invalid_string")
+            raise ParameterError(f"Invalid string: expand[{key}]", param=f"expand[{key}]", code="parameter_invalid_string")
         found.append(value)
     return found
 
@@ -232,7 +232,7 @@ def check(returns: str, expand: list[str]) -> None:
     for path in expand:
         segments = path.split(".")
         if len(segments) > MAX_DEPTH:
-            raise SandboxError("You cannot expand more than 4 levels of a property.")
+            raise ParameterError("You cannot expand more than 4 levels of a property.")
         node: Node = root(returns)
         for segment in segments:
             node = _step(_unwrap(node), segment, path)
@@ -262,7 +262,7 @@ def _step(node: Node, segment: str, path: str) -> Node:
             raise _cannot(segment)
         return Obj(node.kind)
     if isinstance(node, Ref):  # through a reference the sandbox never fills
-        raise SandboxError(f"The sandbox does not model expanding {path}.", param="expand")
+        raise ParameterError(f"The sandbox does not model expanding {path}.", param="expand")
     if isinstance(node, Obj):
         fields = SCHEMAS.get(node.kind, {})  # a kind not listed expands nothing
     elif isinstance(node, Hash):
@@ -274,9 +274,9 @@ def _step(node: Node, segment: str, path: str) -> Node:
         raise _cannot(segment)
     inner = _unwrap_each(found)
     if isinstance(inner, Include) and inner.produce is None:
-        raise SandboxError(f"The sandbox does not model the includable field {path}.", param="expand")
+        raise ParameterError(f"The sandbox does not model the includable field {path}.", param="expand")
     if isinstance(inner, Ref) and inner.kind is not None and inner.kind not in SCHEMAS:
-        raise SandboxError(f"The sandbox does not keep {inner.kind} objects: it cannot expand {path}.", param="expand")
+        raise ParameterError(f"The sandbox does not keep {inner.kind} objects: it cannot expand {path}.", param="expand")
     return found
 
 

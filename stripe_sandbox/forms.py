@@ -11,7 +11,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from stripe_sandbox.errors import SandboxError
+from stripe_sandbox.errors import ParameterError
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
@@ -26,7 +26,7 @@ def parse_form(raw: bytes | str) -> dict[str, Any]:
     for key, value in parse_qsl(text, keep_blank_values=True):
         match = _KEY.match(key)
         if not match:
-            raise SandboxError(f"Invalid parameter name: {key}", param=key)
+            raise ParameterError(f"Invalid parameter name: {key}", param=key)
         parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
         node: dict[str, Any] = root
         for depth, part in enumerate(parts):
@@ -35,12 +35,12 @@ def parse_form(raw: bytes | str) -> dict[str, Any]:
                 part = str(sum(1 for k in node if k.isdigit()))
             if last:
                 if part in node:
-                    raise SandboxError(f"Duplicate parameter: {key}", param=key)
+                    raise ParameterError(f"Duplicate parameter: {key}", param=key)
                 node[part] = value
             else:
                 child = node.setdefault(part, {})
                 if not isinstance(child, dict):
-                    raise SandboxError(f"Invalid parameter: {key} mixes a value and a hash", param=key)
+                    raise ParameterError(f"Invalid parameter: {key} mixes a value and a hash", param=key)
                 node = child
     return root
 
@@ -52,7 +52,7 @@ class Params:
         if data == "":  # `param=` is Stripe's way to send an empty hash
             data = {}
         if not isinstance(data, dict):
-            raise SandboxError(f"Invalid hash: {prefix}", param=prefix or None, code="parameter_invalid_hash")
+            raise ParameterError(f"Invalid hash: {prefix}", param=prefix or None, code="parameter_invalid_hash")
         self.data: dict[str, Any] = data
         self.prefix = prefix
 
@@ -67,14 +67,14 @@ class Params:
         request's top-level `expand` is every endpoint's (see expand.py)."""
         for key in self.data:
             if key not in allowed and key not in ignored and not (key == "expand" and not self.prefix):
-                raise SandboxError(
+                raise ParameterError(
                     f"Received unknown parameter: {self.name(key)} (the sandbox does not model it)",
                     param=self.name(key),
                     code="parameter_unknown",
                 )
 
-    def missing(self, key: str) -> SandboxError:
-        return SandboxError(
+    def missing(self, key: str) -> ParameterError:
+        return ParameterError(
             f"Missing required param: {self.name(key)}.", param=self.name(key), code="parameter_missing"
         )
 
@@ -87,11 +87,11 @@ class Params:
                 raise self.missing(key)
             return default
         if not isinstance(value, str):
-            raise SandboxError(
+            raise ParameterError(
                 f"Invalid string: {self.name(key)}", param=self.name(key), code="parameter_invalid_string"
             )
         if len(value) > max_length:
-            raise SandboxError(
+            raise ParameterError(
                 f"Invalid string: {self.name(key)}; must be at most {max_length} characters",
                 param=self.name(key),
                 code="parameter_invalid_string_too_long",
@@ -105,16 +105,16 @@ class Params:
         if text is None:
             return None
         if not re.fullmatch(r"-?\d{1,18}", text):
-            raise SandboxError(f"Invalid integer: {text}", param=self.name(key), code="parameter_invalid_integer")
+            raise ParameterError(f"Invalid integer: {text}", param=self.name(key), code="parameter_invalid_integer")
         value = int(text)
         if minimum is not None and value < minimum:
-            raise SandboxError(
+            raise ParameterError(
                 f"This value must be greater than or equal to {minimum}.",
                 param=self.name(key),
                 code="parameter_invalid_integer",
             )
         if maximum is not None and value > maximum:
-            raise SandboxError(
+            raise ParameterError(
                 f"This value must be less than or equal to {maximum}.",
                 param=self.name(key),
                 code="parameter_invalid_integer",
@@ -126,7 +126,7 @@ class Params:
         if text is None:
             return None
         if not re.fullmatch(r"\d{1,12}(\.\d{1,12})?", text):
-            raise SandboxError(f"Invalid decimal: {text}", param=self.name(key), code="parameter_invalid_decimal")
+            raise ParameterError(f"Invalid decimal: {text}", param=self.name(key), code="parameter_invalid_decimal")
         return float(text)
 
     def bool(self, key: str, *, default: bool | None = None) -> bool | None:
@@ -134,7 +134,7 @@ class Params:
         if text is None:
             return default
         if text not in ("true", "false"):
-            raise SandboxError(f"Invalid boolean: {text}", param=self.name(key), code="parameter_invalid_boolean")
+            raise ParameterError(f"Invalid boolean: {text}", param=self.name(key), code="parameter_invalid_boolean")
         return text == "true"
 
     def enum(
@@ -144,7 +144,7 @@ class Params:
         if text is None:
             return default
         if text not in choices:
-            raise SandboxError(
+            raise ParameterError(
                 f"Invalid {self.name(key)}: must be one of {', '.join(choices)}",
                 param=self.name(key),
                 code="parameter_invalid_string",
@@ -159,7 +159,7 @@ class Params:
         if value is None or value == "":
             return []
         if not isinstance(value, dict) or not all(k.isdigit() for k in value):
-            raise SandboxError(f"Invalid array: {self.name(key)}", param=self.name(key), code="parameter_invalid_array")
+            raise ParameterError(f"Invalid array: {self.name(key)}", param=self.name(key), code="parameter_invalid_array")
         return [Params(value[k], f"{self.name(key)}[{k}]") for k in sorted(value, key=int)]
 
     def metadata(self, key: str = "metadata") -> dict[str, str] | None:
@@ -173,14 +173,14 @@ class Params:
         if value == "":
             return {}
         if not isinstance(value, dict):
-            raise SandboxError(f"Invalid hash: {self.name(key)}", param=self.name(key), code="parameter_invalid_hash")
+            raise ParameterError(f"Invalid hash: {self.name(key)}", param=self.name(key), code="parameter_invalid_hash")
         if len(value) > 50:
-            raise SandboxError("Metadata can have at most 50 keys.", param=self.name(key))
+            raise ParameterError("Metadata can have at most 50 keys.", param=self.name(key))
         for k, v in value.items():
             if len(k) > 40:
-                raise SandboxError(f"Metadata keys can be at most 40 characters: {k}", param=f"{self.name(key)}[{k}]")
+                raise ParameterError(f"Metadata keys can be at most 40 characters: {k}", param=f"{self.name(key)}[{k}]")
             if not isinstance(v, str) or len(v) > 500:
-                raise SandboxError(
+                raise ParameterError(
                     f"Metadata values must be strings of at most 500 characters: {k}", param=f"{self.name(key)}[{k}]"
                 )
         return dict(value)

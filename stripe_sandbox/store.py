@@ -35,6 +35,7 @@ API_VERSION = stripe.api_version
 DAY = 86400
 TRIAL_WILL_END_BEFORE = 3 * DAY
 RETRY_AFTER_DAYS = (3, 5, 7)  # failed invoice payments are retried after these gaps, then the subscription ends
+IDEMPOTENCY_TTL = DAY  # Stripe may prune a key once it is 24 hours old
 OUTCOMES = ("success", "decline", "trial_without_card", "async_pending")
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -109,6 +110,7 @@ class Store:
         self.request: Obj = {"id": None, "idempotency_key": None}  # the API request being served
         self._pinned: int | None = None  # the time of the clock step being processed
         self._expiries: list[tuple[int, str]] = []  # (expires_at, session id), a heap
+        self._faults: list[tuple[str, str, int]] = []  # (method, path, status) of fail_next
         self._seq = 0
         self._invoice_numbers = 0
 
@@ -145,13 +147,22 @@ class Store:
     # ---- storage ------------------------------------------------------------------------
 
     def _new(
-        self, object_type: str, prefix: str, account: str | None, fields: Obj, *, object_id: str | None = None
+        self,
+        object_type: str,
+        prefix: str,
+        account: str | None,
+        fields: Obj,
+        *,
+        object_id: str | None = None,
+        livemode: bool = True,
     ) -> Obj:
+        """A stored object; `livemode=False` for the kinds whose objects have no `livemode` field (accounts)."""
         self._seq += 1
         obj: Obj = {"id": object_id or new_id(prefix), "object": object_type}
         obj.update(fields)
         obj.setdefault("created", self.now())
-        obj.setdefault("livemode", False)
+        if livemode:
+            obj.setdefault("livemode", False)
         obj["_account"] = account
         obj["_seq"] = self._seq
         self.objects[obj["id"]] = obj
@@ -276,10 +287,17 @@ class Store:
         return self._list("event", account, p, "/v1/events", match)
 
     # ---- idempotency ----------------------------------------------------------------------
+    # As Stripe: the first answer to a key (once the endpoint began: success or error, a 500
+    # too) is saved with its parameters and replayed for IDEMPOTENCY_TTL of real time; later the
+    # key is forgotten and a request with it is a new one. Keys keep to the wall clock, as in
+    # Stripe (its test clocks do not age them): `age_idempotency_keys` moves them on instead.
 
     def replay(self, account: str | None, key: str, method: str, path: str, params: Obj) -> Obj | None:
         """The stored response of an earlier request with this key, or None (call `remember` after)."""
         saved = self.idempotency.get((account, key))
+        if saved is not None and self.wall() - saved["saved_at"] >= IDEMPOTENCY_TTL:
+            del self.idempotency[(account, key)]  # pruned: the key may be used again
+            saved = None
         if saved is None:
             return None
         if (saved["method"], saved["path"], saved["params"]) != (method, path, params):
@@ -299,7 +317,36 @@ class Store:
             "params": params,
             "status": status,
             "body": body,
+            "saved_at": self.wall(),
         }
+
+    @locked
+    def age_idempotency_keys(self, seconds: int) -> int:
+        """Every saved key becomes `seconds` older (past IDEMPOTENCY_TTL: forgotten on its next
+        use), without moving anything else. Returns how many keys are saved."""
+        if seconds < 0:
+            raise SandboxError("seconds must not be negative", param="seconds")
+        for saved in self.idempotency.values():
+            saved["saved_at"] -= seconds
+        return len(self.idempotency)
+
+    # ---- injected failures ------------------------------------------------------------------
+
+    @locked
+    def fail_next(self, method: str, path: str, status: int = 500) -> None:
+        """The next API request `method path` fails inside its endpoint, before changing anything,
+        with Stripe's `api_error` and this status: what a Stripe outage answers. Saved under its
+        idempotency key like any answer, so a retry with the key gets the same error."""
+        if not 500 <= status <= 599:
+            raise SandboxError("status must be a 5xx", param="status")
+        self._faults.append((method.upper(), path, status))
+
+    def take_fault(self, method: str, path: str) -> int | None:
+        for index, (f_method, f_path, status) in enumerate(self._faults):
+            if (f_method, f_path) == (method, path):
+                del self._faults[index]
+                return status
+        return None
 
     def _update_metadata(self, obj: Obj, metadata: dict[str, str] | None) -> None:
         """Stripe's update rule: keys are merged, a key sent empty is removed, `metadata=` empties it."""

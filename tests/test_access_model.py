@@ -203,6 +203,33 @@ async def _check_log(sessions, groups, users, model: Model, steps) -> None:
             assert (last == "gained") == model.access(u, g), (steps, u, g, by_pair.get((user, group)))
 
 
+async def _check_preview(sessions, cid, groups, offers, model: Model, o: int, add, remove, mode, steps) -> None:
+    """The dry run says, per edited group, how many of the offer's holders the edit about to be
+    made will make gain it, lose it or keep it: the model's access before and after."""
+    after = Model(model.next_id, dict(model.ents), {k: list(v) for k, v in model.links.items()})
+    after.edit(o, add, remove, everyone=mode is grants.EditMode.everyone)
+    holders = {u for u, offer, live in model.ents.values() if offer == o and live}
+    for u in range(USERS):  # nobody else's access changes
+        if u not in holders:
+            assert all(model.access(u, g) == after.access(u, g) for g in range(GROUPS)), steps
+    expected = {
+        groups[g]: (
+            "add" if g in add else "remove",
+            sum(1 for u in holders if not model.access(u, g) and after.access(u, g)),
+            sum(1 for u in holders if model.access(u, g) and not after.access(u, g)),
+            sum(1 for u in holders if model.access(u, g) and after.access(u, g)),
+        )
+        for g in [*add, *remove]
+    }
+    async with sessions() as s:
+        preview = await grants.preview_edit(
+            s, community_id=cid, offer_id=offers[o], add=[groups[g] for g in add],
+            remove=[groups[g] for g in remove], mode=mode,
+        )
+    assert preview.holders == len(holders), steps
+    assert {i.group_id: (i.change, i.gaining, i.losing, i.keeping) for i in preview.groups} == expected, steps
+
+
 async def _check_no_pending_runs(sessions, steps) -> None:
     async with sessions() as s:
         left = (await s.execute(text("SELECT count(*) FROM access_runs WHERE state <> 'done'"))).scalar()
@@ -292,6 +319,7 @@ async def test_derived_access_and_the_access_log_follow_the_model(sessions, worl
             _, o, actions, mode = op
             add = [g for g, a in enumerate(actions) if a == "add"]
             remove = [g for g, a in enumerate(actions) if a == "remove"]
+            await _check_preview(sessions, cid, groups, offers, model, o, add, remove, mode, steps)
             async with sessions() as s, s.begin():
                 await grants.edit_groups(
                     s,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from litestar import Litestar
 from litestar.routes import HTTPRoute
 from sqlalchemy import text
 
+from tests.checkout_helpers import CSRF
 from tests.conftest import Account, sign_up
 from tests.test_isolation import BODIES, World, api_operations, build_world
 
@@ -30,6 +32,8 @@ OTHER_BODIES: dict[tuple[str, str], Any] = {
     ("post", "/api/v1/auth/login-link/redeem"): {"token": "x" * 32},
     ("patch", "/api/v1/me"): {"name": "Still Olivia"},
     ("post", "/api/v1/me/tokens"): {"name": "script", "expires_in_days": 30},
+    ("post", "/api/v1/me/email"): {"email": "olivia.elsewhere@example.com", "current_password": "correct horse battery"},
+    ("post", "/api/v1/me/email/confirm"): {"token": "x" * 32},
     ("post", "/api/v1/communities"): {"name": "Another Guild"},
     ("post", "/api/v1/offers/{offer_id}/quote"): {"code": "", "email": "buyer@example.com"},
     ("post", "/api/v1/me/affiliates"): {"offer_id": 1},
@@ -56,6 +60,21 @@ BAD_VALUES: list[Any] = [
     {"nested": {"deeper": [None]}},
 ]
 BAD_PATH_VALUES = ["0", "-1", str(2**63), "99999999999999999999", "007"]
+# Date-times no layer can hold, or that are not date-times with a zone: 9999-12-31T23:59:59-14:00
+# is past year 9999 in UTC, 0001-01-01T00:00:00+14:00 before year 1.
+BAD_INSTANTS = [
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
+    "9999-06-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "2026-01-01T00:00:00",
+    "2026-02-30T00:00:00Z",
+    "yesterday",
+    "",
+    "2026-01-01T00:00:00\u0000Z",
+    1767225600,
+]
+BAD_HEADER_VALUES = ["", " ", "é\xff", "x" * 8000, "a b", "\x7f", "0", "-1"]
 BAD_QUERY_VALUES = ["", "-1", "0", "abc", "1e3", str(2**63), "99999999999999999999", "\x00", "1,2"]
 
 
@@ -267,6 +286,19 @@ async def test_no_500_for_bad_input_anywhere(client: httpx.AsyncClient, app: Lit
                 assert response.status_code < 500, (op, parameter["name"], bad, response.text)
                 if response.status_code >= 400:
                     assert_problem(response, f"{op} ?{parameter['name']}={bad!r}")
+        # Header parameters (Idempotency-Key): what an HTTP header can carry.
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] != "header":
+                continue
+            for bad in BAD_HEADER_VALUES:
+                body = valid_body(op, w) if op.has_body else None
+                response = await client.request(
+                    op.method.upper(), op.url(values), json=body, headers={**owner.headers, parameter["name"]: bad.encode("latin-1")}
+                )
+                sent += 1
+                assert response.status_code < 500, (op, parameter["name"], bad[:20], response.text)
+                if response.status_code >= 400:
+                    assert_problem(response, f"{op} {parameter['name']}: {bad[:20]!r}")
         if not op.has_body:
             continue
         # Bodies of the wrong shape.
@@ -378,3 +410,168 @@ async def test_api_docs_load_their_ui_from_our_own_server(client) -> None:
     login = await client.get("/login")
     assert login.headers["content-security-policy"].startswith("default-src 'self'; script-src 'self';")
     assert "jsdelivr" not in login.headers["content-security-policy"]
+
+
+# ---------------------------------------------------------------- dates, missing bodies, every route
+
+
+def _date_fields(document: dict[str, Any], operation: dict[str, Any]) -> list[str]:
+    """The body's fields the OpenAPI document gives as date-times."""
+    schema = _body_schema(document, operation)
+
+    def is_date(prop: dict[str, Any]) -> bool:
+        return prop.get("format") == "date-time" or any(is_date(p) for p in prop.get("oneOf", []) + prop.get("anyOf", []))
+
+    return [name for name, prop in schema.get("properties", {}).items() if is_date(prop)]
+
+
+async def test_out_of_range_dates_are_422_naming_the_field_on_every_route(
+    client: httpx.AsyncClient, app: Litestar, owner: Account, world
+) -> None:
+    """Every date-time a client can send (discount codes, comps, ends, reopenings, and any route
+    added later) takes an ISO 8601 value with a time zone between 1970 and 9999 (UTC): anything
+    else is a 422 naming the field, never a 500 from the database driver."""
+    w, token_id = world
+    document = app.openapi_schema.to_schema()
+    checked: set[tuple[str, str]] = set()
+    for op in api_operations(app):
+        if not op.has_body:
+            continue
+        operation = document["paths"][op.path][op.method]
+        for name in _date_fields(document, operation):
+            for bad in BAD_INSTANTS:
+                response = await client.request(
+                    op.method.upper(), op.url(path_values(w, token_id)), json={**valid_body(op, w), name: bad}, headers=owner.headers
+                )
+                problem = assert_problem(response, f"{op} with {name}={bad!r}")
+                assert response.status_code == 422 and fields(response) == [name], f"{op} with {name}={bad!r}: {response.text}"
+                assert problem["detail"].startswith(f"{name}: ")
+                checked.add((str(op), name))
+    assert {field for _, field in checked} >= {"starts_at", "ends_at", "at"}
+    assert len(checked) >= 6, checked
+    # In range, in any zone: accepted, and kept as the same instant in UTC.
+    made = await client.post(
+        f"{API}/communities/{w.community_id}/discount-codes",
+        json={"code": "EDGES", "kind": "percent", "percent_bps": 100, "starts_at": "1970-01-01T00:00:00Z", "ends_at": "9998-12-30T23:59:59-14:00"},
+        headers=owner.headers,
+    )
+    assert made.status_code == 201, made.text
+    assert (made.json()["starts_at"], made.json()["ends_at"]) == ("1970-01-01T00:00:00Z", "9998-12-31T13:59:59Z")
+    shown = await client.get(f"{API}/communities/{w.community_id}/discount-codes/{made.json()['id']}", headers=owner.headers)
+    assert shown.json() == made.json()
+
+
+async def test_a_missing_body_says_the_body_is_missing(client: httpx.AsyncClient, app: Litestar, owner: Account, world) -> None:
+    """Every operation that needs a JSON body, sent none: 400, saying so (not an internal name)."""
+    w, token_id = world
+    document = app.openapi_schema.to_schema()
+    checked = 0
+    for op in api_operations(app):
+        if not op.has_body or not document["paths"][op.path][op.method]["requestBody"].get("required"):
+            continue
+        for headers in ({}, {"content-type": "application/json"}):
+            response = await client.request(op.method.upper(), op.url(path_values(w, token_id)), headers={**owner.headers, **headers})
+            problem = assert_problem(response, str(op))
+            assert (response.status_code, problem["detail"]) == (400, "the request body is missing"), f"{op}: {response.text}"
+        checked += 1
+    assert checked >= 15
+
+
+def _every_route(app: Litestar) -> list[tuple[str, str, dict[str, str], list[str]]]:
+    """(method, path format, {path parameter: type}, query parameters) for every route the app
+    serves, pages and static files included (not only those in the OpenAPI document)."""
+    found = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        params = dict(re.findall(r"\{(\w+):(\w+)\}", route.path))
+        for handler in route.route_handlers:
+            signature = handler.parsed_fn_signature.parameters
+            query = [
+                name for name, definition in signature.items()
+                if name not in params and type(definition.kwarg_definition).__name__ == "ParameterKwarg"
+                and not definition.kwarg_definition.header and not definition.kwarg_definition.cookie
+            ]
+            for method in sorted(handler.http_methods - {"OPTIONS", "HEAD"}):
+                found.append((method, route.path_format, params, query))
+    return found
+
+
+def _fill(path_format: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path_format)
+
+
+@asynccontextmanager
+async def _logged_in_browser(app: Litestar) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """The owner's browser, logged in to the pages, and its CSRF token."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as browser:
+        page = await browser.get("/login")
+        token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+        login = await browser.post("/login", data={"_csrf_token": token, "email": "owner@example.com", "password": "correct horse battery"})
+        assert login.status_code in (302, 303), login.text
+        yield browser, token
+
+
+async def test_no_path_of_any_route_takes_a_nul_or_an_impossible_id(app: Litestar, owner: Account, world) -> None:
+    """Every route of the app, pages and static files included, read from its route table: a
+    path parameter carrying a NUL, or a number no row id can be, names nothing (404), as does
+    a NUL after the path; never a 500 (a NUL reached PostgreSQL, or the file system)."""
+    w, token_id = world
+    good = {**{k: str(v) for k, v in path_values(w, token_id).items()}}
+    sent = 0
+    async with _logged_in_browser(app) as (browser, csrf):
+        for method, path_format, params, _ in _every_route(app):
+            headers = {**owner.headers, "x-csrftoken": csrf}
+            base = {name: good.get(name, "x") for name in params}
+            for name, kind in params.items():
+                bad_values = ["0", "-1", str(2**63), "99999999999999999999"] if kind == "int" else ["%00", "a%00b", "a%00/b"]
+                for bad in bad_values:
+                    url = _fill(path_format, {**base, name: bad})
+                    response = await browser.request(method, url, headers=headers)
+                    sent += 1
+                    assert response.status_code == 404, (method, url, response.status_code, response.text[:300])
+                    if url.startswith("/api/"):
+                        assert_problem(response, f"{method} {url}")
+            url = _fill(path_format, base).rstrip("/") + "%00"
+            response = await browser.request(method, url, headers=headers)
+            sent += 1
+            assert response.status_code in (404, 405), (method, url, response.status_code, response.text[:300])
+    assert sent > 300
+
+
+async def test_no_query_parameter_of_any_page_is_a_500(app: Litestar, owner: Account, world) -> None:
+    """The pages' query parameters (not in the OpenAPI document): NUL, invalid UTF-8, lone
+    surrogates encoded, long and numeric values are a page or a 4xx, never a 500."""
+    w, token_id = world
+    good = {k: str(v) for k, v in path_values(w, token_id).items()}
+    checked = 0
+    async with _logged_in_browser(app) as (browser, _):
+        for method, path_format, params, query in _every_route(app):
+            if path_format.startswith("/api/") or not query:
+                continue
+            url = _fill(path_format, {name: good.get(name, "x") for name in params})
+            for name in query:
+                for bad in ["%00", "a%00b", "%FF%FE", "%ED%A0%80", "x" * 5000, str(2**64), "-1", ""]:
+                    response = await browser.request(method, f"{url}?{name}={bad}")
+                    assert response.status_code < 500, (method, url, name, bad[:20], response.text[:300])
+                checked += 1
+    assert checked >= 2  # ?ref= on a landing page, ?session_id= on the completion route
+
+
+async def test_a_nul_in_any_form_field_is_a_422_naming_it(app: Litestar, owner: Account, world) -> None:
+    """Every form a page posts (URL-encoded, read from the route table): a field carrying a NUL
+    is refused before any handler sees it, naming the field."""
+    w, token_id = world
+    good = {k: str(v) for k, v in path_values(w, token_id).items()}
+    posted = 0
+    async with _logged_in_browser(app) as (browser, csrf):
+        for method, path_format, params, _ in _every_route(app):
+            if path_format.startswith("/api/") or method != "POST":
+                continue
+            url = _fill(path_format, {name: good.get(name, "x") for name in params})
+            for field in ("email", "name", "discount_code", "password", "offer_id"):
+                response = await browser.post(url, data={"_csrf_token": csrf, field: f"a\x00{field}"})
+                assert response.status_code == 422, (url, field, response.status_code, response.text[:300])
+                assert f"<strong>{field}</strong>: must not contain the NUL character" in response.text, (url, field)
+                posted += 1
+    assert posted >= 40

@@ -153,7 +153,7 @@ async def entries_of(sessions, commission_id: int) -> list[tuple[str, int]]:
 
 
 async def refund(sessions, community_id: int, payment_id: int, total: int) -> None:
-    """Stripe's cumulative amount_refunded for the charge, as charge.refunded reports it."""
+    """What the payment's refunds hold now (pending or succeeded at Stripe), as billing recounts it."""
     async with sessions() as session, session.begin():
         await billing.apply_refund(session, community_id=community_id, payment_id=payment_id, amount_refunded=total)
 
@@ -362,6 +362,20 @@ async def test_a_repeated_adjustment_job_writes_nothing(sessions, settings, prog
     assert await entries_of(sessions, commission.id) == [("earned", 300), ("reversal", -150)]
 
 
+async def test_a_refund_that_fails_or_is_canceled_gives_its_share_back(sessions, settings, program: Program) -> None:
+    """A refund counts while Stripe holds it; failed or canceled, the refunded total goes back down."""
+    bought = await buy(sessions, program)
+    await run_jobs(settings)
+    commission = await commission_of(sessions, bought.payment_id)
+    for total in (500, 0, 700, 200):  # pending 500 fails; pending 700 of which 500 is canceled
+        await refund(sessions, program.community_id, bought.payment_id, total)
+        await run_jobs(settings)
+    assert await entries_of(sessions, commission.id) == [
+        ("earned", 300), ("reversal", -150), ("restored", 150), ("reversal", -210), ("restored", 150),
+    ]
+    assert (await commission_of(sessions, bought.payment_id)).reversed_amount == 60
+
+
 async def test_a_refund_before_the_job_ran_is_taken_into_account(sessions, settings, program: Program) -> None:
     """Jobs may run in any order: the commission is created from the payment as it is now."""
     bought = await buy(sessions, program)
@@ -490,3 +504,74 @@ async def test_through_stripe_a_link_earns_on_purchase_and_renewal_and_gives_bac
     assert await entries_of(sessions, charged_back.id) == [("earned", 400), ("reversal", -100), ("reversal", -300)]
     totals = (await earnings(sessions, Program(cid, offer["id"], affiliate_id, affiliate, affiliate)))["USD"]
     assert (totals.pending, totals.sales, totals.reversed) == (300, 1, 500)
+
+
+async def test_through_stripe_refunds_that_fail_or_are_canceled_and_every_dispute_status_settle_the_commission(
+    app, client, owner, shop, stripe_env, settings, sessions  # noqa: F811 - the checkout shop fixture
+) -> None:
+    """A purchase through an affiliate's link earns 25% of 4000. A refund Stripe holds pending
+    takes its share back at once, and gives it back when it fails or is canceled; an inquiry
+    changes nothing; a chargeback takes it all, stays taken while lost and appealed, and comes
+    back when won on appeal; a prevented dispute changes nothing."""
+    cid = shop["community"]["id"]
+    offer, path = await sell(client, owner, shop, amount=4000, resell_enabled=True, resell_commission_bps=2500)
+    affiliate = await sign_up(client, "ann@example.com")
+    await comp(client, owner, cid, offer["id"], affiliate.email)
+    enrolled = await client.post(f"{API}/me/affiliates", json={"offer_id": offer["id"]}, headers=affiliate.headers)
+    assert enrolled.status_code == 201, enrolled.text
+    async with visitor_client(app) as browser:
+        assert (await browser.get(f"{community_origin(shop['community']['slug'])}/r/{enrolled.json()['code']}")).status_code == 302
+        redirect = await submit_checkout(browser, path, email="buyer@example.com", name="Buyer")
+    stripe_env.sandbox.pay(session_id_of(redirect), outcome="success")
+    sandbox = stripe_env.sandbox
+
+    async def sync() -> int:
+        """Stripe's webhooks, every job; what the commission holds now (the ledger's sum)."""
+        deliveries = take(stripe_env)
+        await post(client, deliveries)
+        await post(client, resent(deliveries))  # and every event again, newest first
+        await drain(settings, sessions)
+        return sum(amount for _, amount in await entries_of(sessions, commission.id))
+
+    await post(client, take(stripe_env))
+    await drain(settings, sessions)
+    async with sessions() as session:
+        purchase = await session.scalar(select(Payment).where(Payment.community_id == cid))
+    commission = await commission_of(sessions, purchase.id)
+    assert commission.amount == 1000
+    charge = sandbox.get(purchase.stripe_payment_intent_id)["latest_charge"]
+    refunds_url = f"{API}/communities/{cid}/payments/{purchase.id}/refunds"
+
+    sandbox.hold_refunds(charge)
+    held = (await client.post(refunds_url, json={"amount": 1000}, headers=owner.headers)).json()
+    assert held["state"] == "pending"
+    assert await sync() == 750  # a quarter of the payment is on its way back
+    sandbox.settle_refund(held["stripe_refund_id"], "failed")
+    assert await sync() == 1000
+    canceled = (await client.post(refunds_url, json={"amount": 2000}, headers=owner.headers)).json()
+    assert await sync() == 500
+    sandbox.settle_refund(canceled["stripe_refund_id"], "canceled")
+    assert await sync() == 1000
+
+    inquiry = sandbox.dispute(charge, inquiry=True)
+    assert await sync() == 1000
+    sandbox.close_dispute(inquiry["id"])
+    assert await sync() == 1000
+    chargeback = sandbox.dispute(charge)
+    assert await sync() == 0
+    assert (await commission_of(sessions, purchase.id)).state == CommissionState.reversed
+    sandbox.close_dispute(chargeback["id"], won=False)
+    assert await sync() == 0
+    sandbox.appeal_dispute(chargeback["id"])
+    assert await sync() == 0  # the money stays withdrawn during the appeal
+    sandbox.respond_to_dispute(chargeback["id"])
+    assert await sync() == 0
+    sandbox.close_dispute(chargeback["id"], won=True)
+    assert await sync() == 1000
+    sandbox.prevent_dispute(charge)
+    assert await sync() == 1000
+    assert await entries_of(sessions, commission.id) == [
+        ("earned", 1000), ("reversal", -250), ("restored", 250), ("reversal", -500), ("restored", 500),
+        ("reversal", -1000), ("restored", 1000),
+    ]
+    assert (await commission_of(sessions, purchase.id)).state == CommissionState.pending

@@ -196,6 +196,10 @@ async def test_group_slugs_are_unique_within_the_community(client: httpx.AsyncCl
     library_group = await hubs.group(second["id"], "Reading")
     renamed = await hubs.request("PATCH", f"/groups/{library_group['id']}", {"slug": "general"})
     assert renamed.status_code == 409 and field_of(renamed) == ["slug"]
+    # ... also while moving it to another hub (the move's reads once flushed the taken slug: a 500).
+    for hub_id in (first["id"], 2**63 - 2):
+        moved = await hubs.request("PATCH", f"/groups/{library_group['id']}", {"slug": "general", "hub_id": hub_id})
+        assert moved.status_code in (409, 422) and field_of(moved) == (["slug"] if hub_id == first["id"] else ["hub_id"]), moved.text
 
 
 async def test_rename_and_move_a_group(client: httpx.AsyncClient, hubs: Hubs, owner: Account) -> None:

@@ -119,6 +119,7 @@ BODIES: dict[tuple[str, str], Body] = {
     ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/end"): lambda w: {"status": "cancelled"},
     ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/reopen"): lambda w: {},
     ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/groups"): lambda w: {"add": [w.group_ids[-1]]},
+    ("post", "/api/v1/communities/{community_id}/offers/{offer_id}/groups/preview"): lambda w: {"add": [w.group_ids[-1]]},
     ("post", "/api/v1/communities/{community_id}/offers"): lambda w: {"title": "Intruder offer", "pricing": "free"},
     ("patch", "/api/v1/communities/{community_id}/offers/{offer_id}"): lambda w: {
         "title": "Renamed offer",
@@ -167,6 +168,7 @@ FOREIGN_BODIES: dict[tuple[str, str], Callable[[World, World], Any]] = {
     ("patch", "/api/v1/communities/{community_id}/groups/{group_id}"): lambda b, a: {"hub_id": a.hub_id},
     ("post", "/api/v1/communities/{community_id}/entitlements"): lambda b, a: {"email": "x@example.com", "offer_id": a.offer_id},
     ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/groups"): lambda b, a: {"add": [a.group_id]},
+    ("post", "/api/v1/communities/{community_id}/offers/{offer_id}/groups/preview"): lambda b, a: {"add": [a.group_id]},
     ("post", "/api/v1/communities/{community_id}/discount-codes"): lambda b, a: {
         "code": "FOREIGN",
         "kind": "percent",

@@ -239,7 +239,7 @@ async def login(client, account: Account, password: str = "correct horse battery
 async def test_the_billing_page(client, owner, shop, stripe_env, sessions, settings) -> None:
     member, offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
     page_url = f"/communities/{shop['community']['id']}/billing"
-    assert (await client.get(page_url)).headers.get("location", "").endswith("/login")
+    assert (await client.get(page_url)).headers.get("location", "") == f"/login?next={page_url.replace('/', '%2F')}"  # then back here
     await login(client, member)
     home = await client.get(f"/communities/{shop['community']['id']}")
     assert f'href="{page_url}"' in home.text  # the community page links to billing

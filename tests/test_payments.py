@@ -149,10 +149,14 @@ async def test_refunds_and_total_spent(sessions, shop: dict[str, Any]) -> None:
         assert await service.total_spent(session, community_id=cid, user_id=ann) == {"EUR": 2000, "USD": 1500}
         refunded = await service.apply_refund(session, community_id=cid, payment_id=one.id, amount_refunded=300)
         assert (refunded.refunded_amount, refunded.status.value) == (300, "partially_refunded")
-        # Stripe's amount_refunded is cumulative: a repeated or older event changes nothing.
+        # A total, recounted from the refunds Stripe holds: repeated, it changes nothing ...
         await service.apply_refund(session, community_id=cid, payment_id=one.id, amount_refunded=300)
-        await service.apply_refund(session, community_id=cid, payment_id=one.id, amount_refunded=100)
         assert await service.total_spent(session, community_id=cid, user_id=ann) == {"EUR": 2000, "USD": 1200}
+        # ... and a refund that failed or was canceled gives its amount back (200 of the 300).
+        back = await service.apply_refund(session, community_id=cid, payment_id=one.id, amount_refunded=100)
+        assert (back.refunded_amount, back.status.value) == (100, "partially_refunded")
+        assert await service.total_spent(session, community_id=cid, user_id=ann) == {"EUR": 2000, "USD": 1400}
+        await service.apply_refund(session, community_id=cid, payment_id=one.id, amount_refunded=300)
         full = await service.apply_refund(session, community_id=cid, payment_id=one.id, amount_refunded=5000)
         assert (full.refunded_amount, full.status.value) == (1000, "refunded")
         assert await service.total_spent(session, community_id=cid, user_id=ann) == {"EUR": 2000, "USD": 500}

@@ -1,15 +1,14 @@
-"""Refunds and disputes through the local Stripe sandbox: an owner's full and partial refunds
-(exact sums, what is left, access kept or revoked, emails), refunds and disputes made in the
-Stripe dashboard, and duplicate, concurrent and out-of-order deliveries of their events."""
+"""Refunds through the local Stripe sandbox: an owner's full and partial refunds (exact sums,
+what is left, access kept or revoked, emails), refunds made in the Stripe dashboard, refunds Stripe
+holds pending and then pays, fails or cancels (totals put back, the member told only what is
+true), and duplicate, concurrent and out-of-order deliveries of their events. Disputes:
+test_disputes.py; refunds Stripe did not answer: test_refund_retries.py."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import email
 import email.policy
-import socket
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -35,7 +34,6 @@ from tests.checkout_helpers import API, deliver_and_process, submit_checkout
 from tests.conftest import sign_up
 from tests.helpers import run_jobs
 from tests.test_checkout import can_open, sell, session_id_of
-from workers.settings import retry_pending_refunds
 
 shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
 
@@ -66,6 +64,25 @@ async def emails(sessions, template_word: str = "") -> list[tuple[str, str]]:
     async with sessions() as session:
         rows = await session.scalars(select(OutboxJob).where(OutboxJob.name == SEND_EMAIL).order_by(OutboxJob.id))
         return [(r.payload["to"], r.payload["subject"]) for r in rows if template_word.lower() in r.payload["subject"].lower()]
+
+
+async def mail_to(settings, word: str) -> list[tuple[str, str, str]]:
+    """(to, subject, text) of the delivered emails whose subject has `word`."""
+    delivered = [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in sorted((settings.data_dir / "mail").glob("*.eml"))
+    ]
+    return [
+        (m["To"], m["Subject"], m.get_body(("plain",)).get_content())
+        for m in delivered
+        if word.lower() in m["Subject"].lower()
+    ]
+
+
+async def run_all_jobs(settings) -> None:
+    """Until nothing is left: the webhooks' jobs, then the emails they queued."""
+    while await run_jobs(settings):
+        pass
 
 
 async def spent(sessions, shop, user_id: int) -> dict[str, int]:
@@ -267,51 +284,6 @@ async def test_our_refund_settled_by_the_webhook_when_the_request_died(client, o
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 700
 
 
-# ---------------------------------------------------------------- disputes
-
-
-async def test_disputes_hold_money_until_won_and_keep_it_when_lost(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
-    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
-    opened = stripe_env.sandbox.dispute(charge_id)
-    await deliver_and_process(client, stripe_env, settings)
-    shown = await read(client, owner, shop, payment)
-    assert (shown["disputed_amount"], shown["net_amount"]) == (4900, 0)
-    assert await spent(sessions, shop, buyer.id) == {"USD": 0}
-    stripe_env.sandbox.close_dispute(opened["id"], won=True)
-    await deliver_and_process(client, stripe_env, settings)
-    assert (await read(client, owner, shop, payment))["disputed_amount"] == 0
-    assert await spent(sessions, shop, buyer.id) == {"USD": 4900}
-
-    second = stripe_env.sandbox.dispute(charge_id, amount=1500)
-    stripe_env.sandbox.close_dispute(second["id"], won=False)
-    await deliver_and_process(client, stripe_env, settings)
-    assert (await read(client, owner, shop, payment))["disputed_amount"] == 1500
-    assert await spent(sessions, shop, buyer.id) == {"USD": 3400}
-    async with sessions() as session:
-        rows = {d.stripe_dispute_id: (d.status, d.closed_at is not None) for d in await session.scalars(select(Dispute))}
-    assert rows == {opened["id"]: ("won", True), second["id"]: ("lost", True)}
-
-
-async def test_dispute_deliveries_duplicated_concurrent_or_closed_first_end_the_same(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=2500)
-    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
-    opened = stripe_env.sandbox.dispute(charge_id)
-    stripe_env.sandbox.close_dispute(opened["id"], won=False)
-    deliveries = [d for d in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint) if d.type.startswith("charge.dispute")]
-    assert [d.type for d in deliveries] == ["charge.dispute.created", "charge.dispute.closed"]
-    route = f"{API}/webhooks/stripe/connect"
-    for delivery in reversed(deliveries):  # closed before created
-        await asyncio.gather(*(client.post(route, content=delivery.payload, headers=delivery.headers) for _ in range(3)))
-        await run_jobs(settings)
-    assert await count(sessions, Dispute) == 1
-    async with sessions() as session:
-        dispute = await session.scalar(select(Dispute))
-        assert (dispute.status, dispute.amount) == ("lost", 2500)
-        assert (await session.get(Payment, payment["id"])).disputed_amount == 2500
-    assert await spent(sessions, shop, buyer.id) == {"USD": 0}
-
-
 async def test_refunding_a_subscription_payment_with_revoke_cancels_it_at_stripe(client, owner, shop, stripe_env, sessions, settings) -> None:
     buyer, payment = await buy(client, owner, shop, stripe_env, settings, pricing="recurring", amount=2000, interval_months=1)
     assert payment["stripe_subscription_id"] and payment["kind"] == "purchase"
@@ -478,124 +450,6 @@ async def test_charge_events_before_their_invoice_is_recorded_find_their_payment
     assert await spent(sessions, shop, buyer.id) == {"USD": 3300}
 
 
-# ---------------------------------------------------------------- refunds left pending
-
-
-def any_age() -> dict[str, Any]:
-    """The retry as the cron runs it, but for rows of any age (a test's rows are seconds old)."""
-    return {"older_than": dt.timedelta(0)}
-
-
-async def pending_refund(sessions, settings, shop, payment, owner, amount: int) -> Refund:
-    """Step 1 only, committed: what a request leaves behind when it dies before asking Stripe."""
-    request = refunds.RefundRequest(amount, "lost answer", False, owner.id)
-    async with sessions() as session, session.begin():
-        return await refunds.start_refund(session, settings, community_id=shop["community"]["id"], payment_id=payment["id"], request=request)
-
-
-async def stripe_refunds(settings, shop, payment) -> list[Any]:
-    listed = await stripe_client(settings).v1.refunds.list_async(
-        {"payment_intent": payment["stripe_payment_intent_id"]}, {"stripe_account": shop["account_id"]}
-    )
-    return list(listed.data)
-
-
-async def test_a_refund_never_sent_to_stripe_is_sent_by_the_cron_once(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
-    row = await pending_refund(sessions, settings, shop, payment, owner, 1500)
-    # The pending row holds its amount: what is left excludes it.
-    assert (await refund(client, owner, shop, payment, amount=3401)).status_code == 422
-    # A row this young may still be in its request: the cron leaves it alone.
-    assert await retry_pending_refunds({"sessions": sessions, "settings": settings}) == 0
-    assert await stripe_refunds(settings, shop, payment) == []
-
-    assert await refunds.retry_pending(sessions, settings, **any_age()) == 1
-    assert await refunds.retry_pending(sessions, settings, **any_age()) == 0  # run again: nothing more
-    [made] = await stripe_refunds(settings, shop, payment)
-    assert (made.amount, made.metadata["refund_id"]) == (1500, str(row.id))
-    [listed] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
-    assert (listed["id"], listed["state"], listed["stripe_refund_id"], listed["actor_id"]) == (row.id, "succeeded", made.id, owner.id)
-    assert (await read(client, owner, shop, payment))["refunded_amount"] == 1500
-    assert await spent(sessions, shop, buyer.id) == {"USD": 3400}
-    [(to, subject)] = await emails(sessions, "refund of")
-    assert to == buyer.email and "15.00" in subject
-    # Its charge.refunded arrives afterwards, twice: nothing changes.
-    deliveries = [d for d in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint) if d.type == "charge.refunded"]
-    for delivery in deliveries * 2:
-        assert (await client.post(f"{API}/webhooks/stripe/connect", content=delivery.payload, headers=delivery.headers)).status_code == 200
-    await run_jobs(settings)
-    assert await count(sessions, Refund) == 1 and len(await emails(sessions, "refund of")) == 1
-    assert len(await stripe_refunds(settings, shop, payment)) == 1
-
-
-async def test_a_refund_stripe_made_but_whose_answer_was_lost_settles_without_a_second(client, owner, shop, stripe_env, sessions, settings) -> None:
-    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
-    row = await pending_refund(sessions, settings, shop, payment, owner, 900)
-    async with sessions() as session:  # the request's call reached Stripe; its answer never came back
-        paid = await session.get(Payment, payment["id"])
-        made = await stripe_client(settings).v1.refunds.create_async(
-            refunds.refund_params(paid, row), {"stripe_account": shop["account_id"], "idempotency_key": refunds.idempotency_key(row)}
-        )
-    stripe_env.drain()  # and its charge.refunded is late
-    assert await refunds.retry_pending(sessions, settings, **any_age()) == 1
-    assert [r.id for r in await stripe_refunds(settings, shop, payment)] == [made.id]
-    async with sessions() as session:
-        settled = await session.get(Refund, row.id)
-        assert (settled.state, settled.stripe_refund_id) == (RefundState.succeeded, made.id)
-    assert (await read(client, owner, shop, payment))["refunded_amount"] == 900
-    assert len(await emails(sessions, "refund of")) == 1
-    assert await refunds.retry_pending(sessions, settings, **any_age()) == 0
-
-
-async def test_a_refund_older_than_stripe_remembers_keys_is_found_not_made_again(client, owner, shop, stripe_env, sessions, settings) -> None:
-    """Stripe forgets an idempotency key after 24 hours: a row that old is looked for among the
-    payment's refunds first (the key changes with created_at here, as if Stripe forgot it)."""
-    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
-    made_once = await pending_refund(sessions, settings, shop, payment, owner, 700)
-    never_sent = await pending_refund(sessions, settings, shop, payment, owner, 300)
-    async with sessions() as session:
-        paid = await session.get(Payment, payment["id"])
-        made = await stripe_client(settings).v1.refunds.create_async(
-            refunds.refund_params(paid, made_once), {"stripe_account": shop["account_id"], "idempotency_key": refunds.idempotency_key(made_once)}
-        )
-    stripe_env.drain()
-    async with sessions() as session, session.begin():
-        await session.execute(text("UPDATE refunds SET created_at = created_at - interval '25 hours'"))
-    assert await refunds.retry_pending(sessions, settings) == 2
-    assert sorted((r.amount, r.metadata["refund_id"]) for r in await stripe_refunds(settings, shop, payment)) == [
-        (300, str(never_sent.id)), (700, str(made_once.id))
-    ]
-    async with sessions() as session:
-        rows = {r.id: (r.state, r.stripe_refund_id is not None) for r in await session.scalars(select(Refund))}
-        assert rows == {made_once.id: (RefundState.succeeded, True), never_sent.id: (RefundState.succeeded, True)}
-        assert (await session.get(Refund, made_once.id)).stripe_refund_id == made.id
-    assert (await read(client, owner, shop, payment))["refunded_amount"] == 1000
-    assert len(await emails(sessions, "refund of")) == 2
-
-
-def silent_stripe(settings):
-    """Settings whose Stripe is a loopback port nobody listens on: Stripe does not answer."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return replace(settings, stripe_api_base=f"http://127.0.0.1:{probe.getsockname()[1]}")
-
-
-async def test_stripe_unreachable_answers_502_and_the_cron_finishes_the_refund(client, owner, shop, stripe_env, sessions, settings) -> None:
-    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
-    silent = silent_stripe(settings)
-    request = refunds.RefundRequest(2000, "no answer", False, owner.id)
-    async with sessions() as session:
-        with pytest.raises(refunds.StripeUnavailable) as unavailable:
-            await refunds.refund_payment(session, silent, community_id=shop["community"]["id"], payment_id=payment["id"], request=request)
-    assert unavailable.value.status_code == 502 and "waits for Stripe" in unavailable.value.detail
-    [row] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
-    assert row["state"] == "pending" and row["stripe_refund_id"] is None
-    assert await refunds.retry_pending(sessions, silent, **any_age()) == 0  # still no answer: still pending
-    assert await refunds.retry_pending(sessions, settings, **any_age()) == 1
-    assert [r.amount for r in await stripe_refunds(settings, shop, payment)] == [2000]
-    assert (await read(client, owner, shop, payment))["refunded_amount"] == 2000
-
-
 # ---------------------------------------------------------------- a revoke Stripe refuses
 
 
@@ -638,84 +492,6 @@ async def test_a_revoke_whose_subscription_stripe_will_not_cancel_keeps_access_a
     assert not await can_open(client, cid, shop["group_id"], buyer.headers)
 
 
-# ---------------------------------------------------------------- dispute notices to staff
-
-
-async def mail_to(settings, word: str) -> list[tuple[str, str, str]]:
-    """(to, subject, text) of the delivered emails whose subject has `word`."""
-    delivered = [
-        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        for path in sorted((settings.data_dir / "mail").glob("*.eml"))
-    ]
-    return [
-        (m["To"], m["Subject"], m.get_body(("plain",)).get_content())
-        for m in delivered
-        if word.lower() in m["Subject"].lower()
-    ]
-
-
-async def run_all_jobs(settings) -> None:
-    """Until nothing is left: the webhooks' jobs, then the emails they queued."""
-    while await run_jobs(settings):
-        pass
-
-
-async def deliver_each(client, deliveries, times: int) -> None:
-    for delivery in deliveries:
-        answers = await asyncio.gather(*(client.post(f"{API}/webhooks/stripe/connect", content=delivery.payload, headers=delivery.headers) for _ in range(times)))
-        assert all(a.status_code == 200 for a in answers)
-
-
-async def test_staff_hear_once_when_a_dispute_opens_and_once_when_it_closes(client, owner, shop, stripe_env, sessions, settings) -> None:
-    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
-    cid = shop["community"]["id"]
-    for address, role in (("admin@example.com", "admin"), ("manager@example.com", "manager")):
-        await sign_up(client, address)
-        added = await client.put(f"{API}/communities/{cid}/staff", json={"email": address, "role": role}, headers=owner.headers)
-        assert added.status_code == 200, added.text
-    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
-    opened = stripe_env.sandbox.dispute(charge_id, amount=3000, reason="product_not_received")
-    due_by = dt.datetime.fromtimestamp(opened["evidence_details"]["due_by"], dt.UTC).strftime("%d %B %Y")
-    created = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
-    assert [d.type for d in created] == ["charge.dispute.created"]
-    await deliver_each(client, created, 3)
-    await run_all_jobs(settings)
-    await deliver_each(client, created, 1)  # Stripe's retry, later
-    await run_all_jobs(settings)
-    notices = await mail_to(settings, "dispute opened")
-    assert sorted(to for to, _, _ in notices) == ["admin@example.com", owner.email]  # owners and admins, once each
-    for _to, subject, body in notices:
-        assert "30.00 USD" in subject and "buyer" in subject and "is held" in body
-        for shown in (buyer.email, "49.00 USD", f"payment {payment['id']}", opened["id"], "product not received", due_by):
-            assert shown in body, (shown, body)
-    assert await mail_to(settings, "dispute won") == []
-
-    stripe_env.sandbox.close_dispute(opened["id"], won=True)
-    closed = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
-    await deliver_each(client, closed, 3)
-    await run_all_jobs(settings)
-    await deliver_each(client, [*created, *closed], 2)  # everything again, the opening too
-    await run_all_jobs(settings)
-    won = await mail_to(settings, "dispute won")
-    assert sorted(to for to, _, _ in won) == ["admin@example.com", owner.email]
-    assert all("closed: won" in body and "yours again" in body for _, _, body in won)
-    assert len(await mail_to(settings, "dispute opened")) == 2
-    assert (await read(client, owner, shop, payment))["disputed_amount"] == 0
-
-
-async def test_a_dispute_first_seen_closed_sends_only_its_outcome(client, owner, shop, stripe_env, sessions, settings) -> None:
-    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=2500)
-    charge_id = stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
-    opened = stripe_env.sandbox.dispute(charge_id)
-    stripe_env.sandbox.close_dispute(opened["id"], won=False)
-    deliveries = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
-    await deliver_each(client, reversed(deliveries), 2)  # closed first, each twice
-    await run_all_jobs(settings)
-    assert await mail_to(settings, "dispute opened") == []  # it was over before we heard of it
-    [(to, subject, body)] = await mail_to(settings, "dispute lost")
-    assert to == owner.email and "25.00 USD" in subject and "closed: lost" in body
-
-
 async def test_a_dashboard_refund_whose_metadata_names_no_possible_row_is_recorded(client, owner, shop, stripe_env, sessions, settings) -> None:
     _buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
     await stripe_client(settings).v1.refunds.create_async(  # metadata typed by hand in the dashboard
@@ -754,15 +530,118 @@ async def test_a_repeated_request_with_the_same_idempotency_key_refunds_once(cli
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Idempotency-Key"
 
 
-async def test_stripe_unreachable_while_finding_a_first_payments_charge_answers_502_and_writes_nothing(client, owner, shop, stripe_env, sessions, settings) -> None:
-    _buyer, payment = await buy(client, owner, shop, stripe_env, settings, pricing="recurring", amount=2000, interval_months=1)
-    async with sessions() as session, session.begin():  # as if the first invoice.paid had not come yet
-        await session.execute(text("UPDATE payments SET stripe_payment_intent_id = NULL, stripe_charge_id = NULL, stripe_invoice_id = NULL"))
-    silent = silent_stripe(settings)
-    request = refunds.RefundRequest(500, "no answer", False, owner.id)
-    async with sessions() as session:
-        with pytest.raises(refunds.StripeUnavailable) as unavailable:
-            await refunds.refund_payment(session, silent, community_id=shop["community"]["id"], payment_id=payment["id"], request=request)
-    assert unavailable.value.status_code == 502 and "nothing was refunded" in unavailable.value.detail
-    assert await count(sessions, Refund) == 0
+# ---------------------------------------------------------------- refunds Stripe holds pending, fails or cancels
+
+
+def charge_of(stripe_env, payment) -> str:
+    return stripe_env.sandbox.get(payment["stripe_payment_intent_id"])["latest_charge"]
+
+
+async def refund_row(client, owner, shop, payment, refund_id: int) -> dict[str, Any]:
+    [row] = [r for r in (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json() if r["id"] == refund_id]
+    return row
+
+
+async def test_a_refund_stripe_holds_pending_counts_at_once_and_is_announced_when_it_succeeds(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    stripe_env.sandbox.hold_refunds(charge_of(stripe_env, payment))
+    made = await refund(client, owner, shop, payment, amount=1500, reason="asked")
+    assert made.status_code == 201, made.text
+    assert (made.json()["state"], made.json()["completed_at"]) == ("pending", None) and made.json()["stripe_refund_id"]
+    # Stripe has taken it: it counts as refunded, and cannot be asked for twice.
+    shown = await read(client, owner, shop, payment)
+    assert (shown["refunded_amount"], shown["status"]) == (1500, "partially_refunded")
+    assert await spent(sessions, shop, buyer.id) == {"USD": 3400}
+    assert (await refund(client, owner, shop, payment, amount=3401)).status_code == 422
+    await deliver_and_process(client, stripe_env, settings)  # charge.refunded, refund.created: still pending
+    assert (await refund_row(client, owner, shop, payment, made.json()["id"]))["state"] == "pending"
+    assert await emails(sessions, "refund of") == []  # nothing is announced while Stripe holds it
+
+    stripe_env.sandbox.settle_refund(made.json()["stripe_refund_id"], "succeeded")
+    deliveries = [d for d in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)]
+    assert [d.type for d in deliveries] == ["refund.updated", "charge.refund.updated"]
+    for delivery in deliveries * 2:
+        assert (await client.post(f"{API}/webhooks/stripe/connect", content=delivery.payload, headers=delivery.headers)).status_code == 200
+    await run_jobs(settings)
+    row = await refund_row(client, owner, shop, payment, made.json()["id"])
+    assert row["state"] == "succeeded" and row["completed_at"]
+    [(to, subject)] = await emails(sessions, "refund of")
+    assert to == buyer.email and "15.00" in subject
+    assert await spent(sessions, shop, buyer.id) == {"USD": 3400}
+
+
+async def test_a_pending_refund_that_fails_puts_the_totals_back_and_tells_the_member_nothing(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    await run_jobs(settings)
+    stripe_env.sandbox.hold_refunds(charge_of(stripe_env, payment))
+    made = (await refund(client, owner, shop, payment, amount=2000, reason="asked", revoke_access=True)).json()
+    # The revoke waits for the refund to succeed: the member paid and has not been paid back yet.
+    assert await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
+    stripe_env.sandbox.settle_refund(made["stripe_refund_id"], "failed", "expired_or_canceled_card")
+    deliveries = stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)
+    assert [d.type for d in deliveries] == [
+        "charge.refunded", "refund.created", "refund.updated", "charge.refund.updated", "refund.failed",
+    ]
+    for delivery in reversed(deliveries):  # the failure first: each event re-reads the refund
+        assert (await client.post(f"{API}/webhooks/stripe/connect", content=delivery.payload, headers=delivery.headers)).status_code == 200
+    await run_jobs(settings)
+    row = await refund_row(client, owner, shop, payment, made["id"])
+    assert (row["state"], row["error"]) == ("failed", "Stripe: expired or canceled card")
+    shown = await read(client, owner, shop, payment)
+    assert (shown["refunded_amount"], shown["status"], shown["net_amount"]) == (0, "succeeded", 4900)
+    assert await spent(sessions, shop, buyer.id) == {"USD": 4900}
+    assert await emails(sessions, "refund of") == [] and await emails(sessions, "did not go through") == []
+    [(to, subject)] = await emails(sessions, "refund failed")
+    assert to == owner.email and "20.00" in subject
+    await run_all_jobs(settings)
+    [(_to, _subject, body)] = await mail_to(settings, "refund failed")
+    assert "counts as paid again" in body and "membership was kept" in body
+    assert await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
+    # What failed is refundable again.
+    again = await refund(client, owner, shop, payment, amount=4900)
+    assert again.status_code == 201 and again.json()["state"] == "pending"
+
+
+async def test_a_canceled_refund_puts_the_totals_back(client, owner, shop, stripe_env, sessions, settings) -> None:
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    stripe_env.sandbox.hold_refunds(charge_of(stripe_env, payment))
+    made = (await refund(client, owner, shop, payment, amount=1000)).json()
+    assert await spent(sessions, shop, buyer.id) == {"USD": 3900}
+    stripe_env.sandbox.settle_refund(made["stripe_refund_id"], "canceled")
+    await deliver_and_process(client, stripe_env, settings)
+    await deliver_and_process(client, stripe_env, settings)
+    assert (await refund_row(client, owner, shop, payment, made["id"]))["state"] == "canceled"
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 0
+    assert await spent(sessions, shop, buyer.id) == {"USD": 4900}
+    assert await emails(sessions, "refund of") == []
+    [(to, subject)] = await emails(sessions, "refund was canceled")
+    assert to == owner.email and "10.00" in subject
+
+
+async def test_a_refund_that_fails_after_succeeding_is_corrected_and_its_revoke_stands(client, owner, shop, stripe_env, sessions, settings) -> None:
+    """Stripe's "asynchronous failure": the refund succeeded (the member was told, access ended as
+    asked), then the bank returned it. Totals go back; the member is told it did not go through;
+    access stays ended (staff decide how to pay back, or to give access back)."""
+    buyer, payment = await buy(client, owner, shop, stripe_env, settings, amount=4900)
+    await run_jobs(settings)
+    made = (await refund(client, owner, shop, payment, amount=4900, reason="asked", revoke_access=True)).json()
+    assert made["state"] == "succeeded"
+    assert not await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
+    await deliver_and_process(client, stripe_env, settings)
+    stripe_env.sandbox.settle_refund(made["stripe_refund_id"], "failed", "lost_or_stolen_card")
+    await deliver_and_process(client, stripe_env, settings)
+    row = await refund_row(client, owner, shop, payment, made["id"])
+    assert (row["state"], row["error"]) == ("failed", "Stripe: lost or stolen card")
+    assert (await read(client, owner, shop, payment))["refunded_amount"] == 0
+    assert await spent(sessions, shop, buyer.id) == {"USD": 4900}
+    [(to, _subject)] = await emails(sessions, "refund of")  # told once that it succeeded ...
+    [(to_again, subject)] = await emails(sessions, "did not go through")  # ... and once that it did not
+    assert to == to_again == buyer.email and "49.00" in subject
+    await run_all_jobs(settings)
+    [(_to, _subject, member_text)] = await mail_to(settings, "did not go through")
+    [(_to, _subject, staff_text)] = await mail_to(settings, "refund failed")
+    assert "stays ended" in member_text and "contact them" in member_text
+    assert "had been told the refund succeeded" in staff_text and "give access back with a comp" in staff_text
+    assert not await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
+    await deliver_and_process(client, stripe_env, settings)  # nothing more to deliver, nothing sent twice
+    assert len(await emails(sessions, "did not go through")) == 1

@@ -126,7 +126,7 @@ async def test_accounts_and_onboarding_pages(
             "capabilities": {"card_payments": {"requested": True}},
         }
     )
-    assert account.id.startswith("acct_") and account.object == "account" and account.livemode is False
+    assert account.id.startswith("acct_") and account.object == "account" and "livemode" not in account  # Accounts have none
     assert (account.charges_enabled, account.payouts_enabled, account.details_submitted) == (False, False, False)
     with pytest.raises(stripe.InvalidRequestError, match="charges_enabled"):
         await session(sc, account.id)
@@ -402,53 +402,7 @@ async def test_async_payment_settles_later(
     assert (await sc.v1.invoices.retrieve_async(sub.latest_invoice, options=on(acct))).status == "paid"
 
 
-# ---- refunds and disputes --------------------------------------------------------------------------
-
-
-async def test_refunds_and_disputes(sandbox: StripeSandbox, sc: stripe.StripeClient) -> None:
-    acct = await connected_account(sc, sandbox)
-    endpoint = sandbox.add_webhook_endpoint(None, SECRET, connect=True, events=["charge.*"])
-    paid = sandbox.pay((await session(sc, acct, line_items=[item(3000)])).id)
-    pi = paid["payment_intent"]
-    partial = await sc.v1.refunds.create_async(
-        params={"payment_intent": pi, "amount": 1000, "reason": "requested_by_customer", "metadata": {"why": "late"}},
-        options=on(acct),
-    )
-    assert (partial.object, partial.amount, partial.status, partial.payment_intent) == ("refund", 1000, "succeeded", pi)
-    charge = await sc.v1.charges.retrieve_async(partial.charge, options=on(acct))
-    assert (charge.amount_refunded, charge.refunded) == (1000, False)
-    with pytest.raises(stripe.InvalidRequestError) as too_much:
-        await sc.v1.refunds.create_async(params={"charge": charge.id, "amount": 2001}, options=on(acct))
-    assert too_much.value.param == "amount"
-    rest = await sc.v1.refunds.create_async(params={"charge": charge.id}, options=on(acct))
-    assert rest.amount == 2000
-    charge = await sc.v1.charges.retrieve_async(charge.id, options=on(acct))
-    assert (charge.amount_refunded, charge.refunded) == (3000, True)
-    with pytest.raises(stripe.InvalidRequestError) as nothing_left:
-        await sc.v1.refunds.create_async(params={"payment_intent": pi}, options=on(acct))
-    assert nothing_left.value.code == "charge_already_refunded"
-    refunded = [
-        stripe.Webhook.construct_event(d.payload, d.headers["Stripe-Signature"], SECRET)
-        for d in sandbox.take_deliveries(endpoint)
-    ]
-    assert types(refunded) == ["charge.succeeded", "charge.refunded", "charge.refunded"]
-    assert refunded[-1].data.object.amount_refunded == 3000
-
-    other = sandbox.pay((await session(sc, acct, line_items=[item(5000)])).id)
-    other_charge = sandbox.get(other["payment_intent"])["latest_charge"]
-    dispute = sandbox.dispute(other_charge)
-    assert (dispute["status"], dispute["amount"], dispute["charge"]) == ("needs_response", 5000, other_charge)
-    with pytest.raises(stripe.InvalidRequestError) as disputed:
-        await sc.v1.refunds.create_async(params={"charge": other_charge}, options=on(acct))
-    assert disputed.value.code == "charge_disputed"
-    closed = sandbox.close_dispute(dispute["id"], won=False)
-    assert closed["status"] == "lost"
-    assert (await sc.v1.disputes.retrieve_async(dispute["id"], options=on(acct))).status == "lost"
-    assert types(sandbox.take_deliveries(endpoint)) == [
-        "charge.succeeded",
-        "charge.dispute.created",
-        "charge.dispute.closed",
-    ]
+# Refunds, disputes and the expiry of idempotency keys: tests/test_stripe_sandbox_money.py
 
 
 # ---- idempotency, scoping, customers, events ---------------------------------------------------------

@@ -14,6 +14,7 @@ STRIPE_CALLERS = [
     "community/checkout/connect.py",
     "community/checkout/service.py",
     "community/billing/refunds.py",
+    "community/billing/disputes.py",
     "community/billing/memberships.py",
     "community/billing/subscriptions.py",
     "community/billing/invoices.py",

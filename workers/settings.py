@@ -9,6 +9,7 @@ from arq.worker import Worker, func
 
 from community.affiliates.commissions import approve_all_due
 from community.billing.refunds import retry_pending
+from community.checkout.tasks import sweep_lapsed
 from community.db import create_engine, session_factory
 from community.jobs import (
     ARQ_FUNCTION,
@@ -38,6 +39,12 @@ async def retry_pending_refunds(ctx: dict[str, Any]) -> int:
     """Every minute: refunds still pending after a couple of minutes are asked of Stripe again,
     with the same idempotency key, and settled (idempotent)."""
     return await retry_pending(ctx["sessions"], ctx["settings"])
+
+
+async def sweep_lapsed_checkouts(ctx: dict[str, Any]) -> int:
+    """Every minute: checkouts still open after their Stripe session lapsed are re-read from
+    Stripe and settled (an expiry gives the discount use back; a payment is fulfilled)."""
+    return await sweep_lapsed(ctx["sessions"], ctx["settings"])
 
 
 def worker_options(
@@ -72,6 +79,7 @@ def worker_options(
             cron(sweep_expired_entitlements, name="sweep_expired_entitlements", second=0),
             cron(approve_commissions, name="approve_commissions", minute=set(range(0, 60, 5)), second=30),
             cron(retry_pending_refunds, name="retry_pending_refunds", second=20),
+            cron(sweep_lapsed_checkouts, name="sweep_lapsed_checkouts", second=40),
         ],
         redis_settings=redis_settings(settings.redis_url),
         on_startup=startup,

@@ -8,10 +8,14 @@ from litestar.di import Provide
 from litestar.params import FromPath, JSONBody
 
 from community import ratelimit
-from community.accounts import service
+from community.accounts import email_change, service
 from community.accounts.guards import CurrentPrincipal, provide_principal
 from community.accounts.models import TokenKind
 from community.accounts.schemas import (
+    EmailChangeConfirm,
+    EmailChangeOut,
+    EmailChangeRequest,
+    EmailState,
     LogIn,
     LoginLinkRedeem,
     LoginLinkRequest,
@@ -22,6 +26,7 @@ from community.accounts.schemas import (
     TokenCreated,
     TokenOut,
     UserOut,
+    email_change_out,
     token_out,
     user_out,
 )
@@ -32,6 +37,14 @@ from community.web import Db
 LOGIN_PER_ADDRESS = (30, 300)
 LOGIN_PER_ACCOUNT = (10, 900)
 LINKS_PER_ADDRESS = (10, 900)
+# Each request mails an address the caller names: a few an hour per account.
+EMAIL_CHANGES_PER_ACCOUNT = (5, 3600)
+
+
+async def check_email_change_limit(state: State, user_id: int) -> None:
+    await ratelimit.hit(
+        state.redis, f"email-change:{user_id}", limit=EMAIL_CHANGES_PER_ACCOUNT[0], window_seconds=EMAIL_CHANGES_PER_ACCOUNT[1]
+    )
 
 
 def client_address(request: Request) -> str:
@@ -94,6 +107,30 @@ class MeController(Controller):
         user = await service.update_profile(
             db, user, name=data.name, password=data.password, current_password=data.current_password
         )
+        return user_out(user)
+
+    @get("/email", summary="My email, and a change waiting for its link to be confirmed")
+    async def email_state(self, principal: CurrentPrincipal, db: Db) -> EmailState:
+        user = await service.get_user(db, principal.user_id)
+        pending = await email_change.pending_email_change(db, user.id)
+        return EmailState(email=user.email, pending=email_change_out(pending) if pending else None)
+
+    @post("/email", status_code=202, summary="Change my email: a link is sent to the new address (and the change waits for it)")
+    async def request_email_change(
+        self, data: JSONBody[EmailChangeRequest], principal: CurrentPrincipal, db: Db, state: State
+    ) -> EmailChangeOut:
+        await check_email_change_limit(state, principal.user_id)
+        user = await service.get_user(db, principal.user_id)
+        change = await email_change.request_email_change(
+            db, user, new_email=data.email, current_password=data.current_password, base_url=state.settings.base_url
+        )
+        return email_change_out(change)
+
+    @post("/email/confirm", status_code=200, summary="Confirm my email change with the emailed link's token (works once)")
+    async def confirm_email_change(
+        self, data: JSONBody[EmailChangeConfirm], principal: CurrentPrincipal, db: Db, state: State
+    ) -> UserOut:
+        user = await email_change.confirm_email_change(db, principal.user_id, data.token, base_url=state.settings.base_url)
         return user_out(user)
 
     @get("/tokens", summary="My API tokens (secrets are never shown again)")

@@ -17,6 +17,8 @@ from community.errors import NotAuthenticated, NotFound
 from community.web import Db
 
 SESSION_KEY = "sid"
+# Set in a session started from a link emailed to the account (its address is proven).
+THROUGH_LINK_KEY = "link"
 
 
 def bearer_token(request: Request) -> str:

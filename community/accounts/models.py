@@ -69,6 +69,22 @@ class LoginLink(Base):
     used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class EmailChange(Base):
+    """A request to move an account to another address: it happens only when the link sent to
+    that address is confirmed (once, before it expires, by the account that asked)."""
+
+    __tablename__ = "email_changes"
+
+    id: Mapped[BigId]
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    new_email: Mapped[str] = mapped_column(String(320))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[Timestamp]
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # Set when confirmed, or when a later request or a confirmed change made it void.
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Member(Base):
     """A user's place in a community; `role` is set for its staff (owner, admin, manager)."""
 

@@ -9,12 +9,18 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, QueryParameter
+from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
 
 from community import ratelimit
 from community.accounts import service
 from community.accounts.api import check_login_limits, client_address
-from community.accounts.guards import SESSION_KEY, Viewer, provide_viewer
+from community.accounts.guards import (
+    SESSION_KEY,
+    THROUGH_LINK_KEY,
+    Viewer,
+    provide_viewer,
+)
 from community.accounts.models import TokenKind
 from community.accounts.service import SESSION_TTL
 from community.errors import DomainError
@@ -25,8 +31,10 @@ Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED
 NextPath = Annotated[str | None, QueryParameter(name="next", max_length=2000)]  # where to go after logging in
 
 
-async def start_session(request: Request, db: Db, user_id: int) -> None:
-    """A fresh session id at every login (no session fixation)."""
+async def start_session(request: Request, db: Db, user_id: int, *, through_link: bool = False) -> None:
+    """A fresh session id at every login (no session fixation). `through_link`: the visitor
+    opened a link sent to the account's address, which proves the address is theirs (an
+    account without a password may then choose one)."""
     old = request.session.get(SESSION_KEY) if request.session else None
     if old:
         principal = await service.resolve_token(db, old, TokenKind.session)
@@ -34,7 +42,7 @@ async def start_session(request: Request, db: Db, user_id: int) -> None:
             await service.revoke_token(db, user_id=principal.user_id, token_id=principal.token_id)
     request.clear_session()
     _, secret = await service.create_token(db, user_id=user_id, kind=TokenKind.session, name="browser", ttl=SESSION_TTL)
-    request.set_session({SESSION_KEY: secret})
+    request.set_session({SESSION_KEY: secret, **({THROUGH_LINK_KEY: True} if through_link else {})})
 
 
 def _form_error(template: str, exc: DomainError, **context: Any) -> Template:
@@ -108,7 +116,10 @@ class AccountPages(Controller):
             user = await service.redeem_login_link(db, token)
         except DomainError as exc:
             return _form_error("accounts/link_confirm.html", exc, token=None)
-        await start_session(request, db, user.id)
+        await start_session(request, db, user.id, through_link=True)
+        if user.password_hash is None:  # a buyer's or an invitee's first visit: set a password next
+            flash(request, "You are logged in. Choose a password below to log in without a link next time.", "success")
+            return Redirect("/account", status_code=303)
         return Redirect("/dashboard")
 
     @post("/logout")

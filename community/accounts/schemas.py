@@ -38,6 +38,35 @@ class ProfileUpdate(msgspec.Struct, forbid_unknown_fields=True):
     current_password: Password | None = None
 
 
+class EmailChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Move the account to another address: a link is sent there, and the change happens when
+    it is confirmed. Someone with a password gives it."""
+
+    email: Email
+    current_password: Password | None = None
+
+
+class EmailChangeConfirm(msgspec.Struct, forbid_unknown_fields=True):
+    token: Annotated[str, msgspec.Meta(min_length=10, max_length=200, description="The token at the end of the emailed link.")]
+
+
+class EmailChangeOut(msgspec.Struct):
+    """An address waiting for its link to be confirmed."""
+
+    new_email: str
+    requested_at: dt.datetime
+    expires_at: dt.datetime
+
+
+class EmailState(msgspec.Struct):
+    email: str
+    pending: EmailChangeOut | None
+
+
+def email_change_out(change) -> EmailChangeOut:
+    return EmailChangeOut(new_email=change.new_email, requested_at=change.created_at, expires_at=change.expires_at)
+
+
 class TokenCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: TokenName
     expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None

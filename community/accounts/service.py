@@ -95,6 +95,14 @@ async def get_user(session: AsyncSession, user_id: int) -> User:
     return user
 
 
+async def names_of(session: AsyncSession, user_ids: set[int]) -> dict[int, str]:
+    """Display names (never addresses: pages show authors to other members)."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(select(User.id, User.name).where(User.id.in_(sorted(user_ids))))
+    return {row.id: row.name for row in rows}
+
+
 async def sign_up(session: AsyncSession, *, email: str, password: str, name: str) -> User:
     email = normalize_email(email)
     check_password_rules(password)
@@ -143,15 +151,34 @@ async def authenticate(session: AsyncSession, *, email: str, password: str) -> U
     return user
 
 
+async def check_current_password(user: User, given: str | None) -> None:
+    """Someone with a password proves it is them before changing their password or address."""
+    if user.password_hash is not None and not await _verify(user.password_hash, given or ""):
+        raise Invalid("does not match your current password", field="current_password")
+
+
 async def update_profile(
-    session: AsyncSession, user: User, *, name: str | None, password: str | None, current_password: str | None
+    session: AsyncSession,
+    user: User,
+    *,
+    name: str | None,
+    password: str | None,
+    current_password: str | None,
+    address_proven: bool = True,
 ) -> User:
+    """`address_proven`: the caller came in through a link sent to the account's address (or an
+    API token, which only a password or such a link gives). A buyer's account made at checkout
+    logs its browser in once without that proof: whoever typed the address must open the
+    emailed link before choosing the account's first password."""
     if name is not None:
         user.name = check_storable(name, "name").strip()
     if password is not None:
         check_password_rules(password)
-        if user.password_hash is not None and not await _verify(user.password_hash, current_password or ""):
-            raise Invalid("does not match your current password", field="current_password")
+        if user.password_hash is None and not address_proven:
+            raise Forbidden(
+                "open the login link sent to your email first: it proves the address is yours", field="password"
+            )
+        await check_current_password(user, current_password)
         user.password_hash = await _hash(password)
     await session.flush()
     return user

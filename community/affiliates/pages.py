@@ -12,10 +12,13 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
 from litestar.response import Redirect, Template
 
+from community.accounts import service as accounts
 from community.accounts.guards import Viewer, provide_viewer
 from community.affiliates import reports, service
 from community.affiliates.service import Figures
-from community.errors import Invalid
+from community.errors import Invalid, NotFound
+from community.hubs import service as hubs
+from community.hubs.member_area import MemberArea, member_area
 from community.money import format_amount
 from community.offers.models import Offer
 from community.web import MAX_ID, Db
@@ -52,6 +55,26 @@ def earnings_row(totals: reports.Totals) -> dict[str, str]:
                                             for name in ("pending", "approved", "paid")}}
 
 
+def terms(offer: Offer) -> list[str]:
+    """The program's terms in plain words: percents and major units, never basis points."""
+    if offer.resell_commission_bps is not None:
+        commission = f"{offer.resell_commission_bps / 100:g}% of"
+    elif offer.resell_commission_flat is not None:
+        commission = f"{format_amount(offer.resell_commission_flat, offer.currency)} for"
+    else:
+        commission = "a commission on"
+    earns = {
+        "first": "the first payment of each buyer you send",
+        "all": "every payment of each buyer you send",
+        "months": f"each payment in the first {offer.resell_earn_months} months of each buyer you send",
+    }.get(offer.resell_earns, "the payments of the buyers you send")
+    return [
+        f"You earn {commission} {earns}.",
+        f"A visitor who buys within {offer.resell_window_days} days of clicking your link counts as yours.",
+        f"Commissions wait {offer.resell_hold_days} days (refunds may still change them), then go into your next payout.",
+    ]
+
+
 class AffiliatePages(Controller):
     include_in_schema = False
     dependencies = {"viewer": Provide(provide_viewer)}
@@ -62,7 +85,8 @@ class AffiliatePages(Controller):
             return Redirect("/login")
         mine = await service.my_programs(db, viewer.user_id)
         joinable = await service.open_programs(db, viewer.user_id)
-        return Template("affiliates/programs.html", context={"mine": mine, "joinable": joinable})
+        me = await accounts.get_user(db, viewer.user_id)
+        return Template("affiliates/programs.html", context={"me": me, "mine": mine, "joinable": joinable})
 
     @post("/affiliates/join")
     async def join(self, data: Form, viewer: Viewer, db: Db) -> Redirect:
@@ -82,7 +106,16 @@ class AffiliatePages(Controller):
         affiliate = await service.my_affiliate(db, viewer.user_id, affiliate_id)
         offer = await db.get_one(Offer, affiliate.offer_id)
         figures = await service.figures(db, affiliate, offer)
+        try:  # in its community's member navigation
+            area: MemberArea | None = await member_area(db, offer.community_id, viewer.user_id, resells=True)
+        except NotFound:  # no longer a member there: the figures still show
+            area = None
         return Template("affiliates/program.html", context={
+            "area": area,
+            "section": "resell",
+            "me": await accounts.get_user(db, viewer.user_id),
+            "community": await hubs.get_community(db, offer.community_id),
+            "terms": terms(offer),
             "affiliate": affiliate,
             "offer": offer,
             "link": await service.link_url(db, state.settings, affiliate),

@@ -2,20 +2,22 @@
 
 A code is valid from `starts_at` (inclusive) to `ends_at` (exclusive). Its use is counted from
 the redemptions table, never from a counter kept beside it: a redemption counts while it is
-`redeemed`, or `reserved` and not yet expired (the buyer is at Stripe). Every rule between a
+`redeemed`, or `reserved` (the buyer is at Stripe, or may still pay there). A reservation is
+released only once Stripe has said its session can no longer be paid (expired, or its delayed
+payment failed), never by our clock: a payment made just before the session's expiry may be
+announced days later, and must find its use still held. Every rule between a
 code's fields is checked on the code as it would be after the change, so a PATCH can never
 leave a code that a create would refuse.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.billing.models import (
@@ -55,12 +57,13 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def counting(now: dt.datetime):
-    """The redemptions that count against a code's limits at `now`."""
-    return or_(
-        DiscountRedemption.state == RedemptionState.redeemed,
-        and_(DiscountRedemption.state == RedemptionState.reserved, DiscountRedemption.expires_at > now),
-    )
+COUNTING = (RedemptionState.redeemed, RedemptionState.reserved)
+
+
+def counting():
+    """The redemptions that count against a code's limits: paid ones, and those whose checkout
+    may still be paid (released ones, whose session Stripe closed, do not)."""
+    return DiscountRedemption.state.in_(COUNTING)
 
 
 # ---------------------------------------------------------------- rules
@@ -192,7 +195,7 @@ async def _check_offers(session: AsyncSession, community_id: int, values: Mappin
 @dataclass(frozen=True)
 class Counts:
     redeemed: int = 0
-    reserved: int = 0  # reservations that still count (unexpired)
+    reserved: int = 0  # reservations that still count (their checkout may still be paid)
 
 
 async def get_code(session: AsyncSession, community_id: int, code_id: int, *, lock: bool = False) -> DiscountCode:
@@ -222,18 +225,15 @@ async def offer_ids_of(session: AsyncSession, code_ids: Sequence[int]) -> dict[i
     return result
 
 
-async def counts_of(session: AsyncSession, code_ids: Sequence[int], *, now: dt.datetime | None = None) -> dict[int, Counts]:
-    """Redeemed and (unexpired) reserved redemptions per code, in one grouped query."""
-    now = now or utcnow()
+async def counts_of(session: AsyncSession, code_ids: Sequence[int]) -> dict[int, Counts]:
+    """Redeemed and reserved redemptions per code, in one grouped query."""
     result = {i: Counts() for i in code_ids}
     if code_ids:
         rows = await session.execute(
             select(
                 DiscountRedemption.code_id,
                 func.count().filter(DiscountRedemption.state == RedemptionState.redeemed),
-                func.count().filter(
-                    DiscountRedemption.state == RedemptionState.reserved, DiscountRedemption.expires_at > now
-                ),
+                func.count().filter(DiscountRedemption.state == RedemptionState.reserved),
             )
             .where(DiscountRedemption.code_id.in_(code_ids))
             .group_by(DiscountRedemption.code_id)

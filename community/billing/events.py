@@ -8,6 +8,6 @@ raises `community.errors.NotYetKnown` while the record it needs is not committed
 
 from __future__ import annotations
 
-from community.billing import refunds, subscriptions
+from community.billing import disputes, refunds, subscriptions
 
-HANDLERS = {**subscriptions.EVENT_HANDLERS, **refunds.EVENT_HANDLERS}
+HANDLERS = {**subscriptions.EVENT_HANDLERS, **refunds.EVENT_HANDLERS, **disputes.EVENT_HANDLERS}

@@ -25,7 +25,7 @@ from community.billing.notices import billing_page_url
 from community.db import utcnow
 from community.errors import Conflict, DomainError, Invalid, NotFound
 from community.hubs.models import Community
-from community.offers import entitlements
+from community.offers import entitlements, grants
 from community.offers.models import Entitlement, EntitlementStatus, Offer, OfferStatus
 from community.settings import Settings
 from community.stripe_client import UNANSWERED, stripe_client
@@ -66,7 +66,7 @@ class Membership:
 
 def _offer_page_url(settings: Settings, community: Community, offer: Offer) -> str:
     # The offer's checkout page on its community's origin (served by checkout, a floor above).
-    return f"{settings.pages_origin(community.slug)}/o/{community.slug}/{offer.slug}/checkout"
+    return grants.landing_url(settings, community.slug, offer.slug) + "/checkout"
 
 
 def subscription_is_live(subscription: Subscription | None) -> bool:

@@ -241,15 +241,18 @@ class Subscription(Base):
 
 
 class RefundState(enum.StrEnum):
-    pending = "pending"  # ours, not yet confirmed by Stripe
+    # Not final: Stripe has not answered yet (no stripe_refund_id), or holds it pending.
+    pending = "pending"
     succeeded = "succeeded"
-    failed = "failed"
+    failed = "failed"  # refused by Stripe, or failed at the bank (even after succeeding)
+    canceled = "canceled"  # canceled before it was paid out
 
 
 class Refund(Base):
     """One refund of one payment: asked for by an owner through us (the row exists before the
     Stripe call and names its idempotency key) or made in the Stripe dashboard (learnt from
-    charge.refunded)."""
+    charge.refunded or refund.*). Its state follows Stripe's status, forwards only: pending,
+    then succeeded, then failed; or pending, then failed or canceled."""
 
     __tablename__ = "refunds"
     __table_args__ = (
@@ -284,7 +287,8 @@ class Refund(Base):
 
 
 class Dispute(Base):
-    """A chargeback on a payment, from charge.dispute.created / closed."""
+    """A dispute of a payment (an inquiry or a chargeback), as Stripe last told us on a
+    charge.dispute.* event; what each status means is billing/disputes.py's."""
 
     __tablename__ = "disputes"
 
@@ -295,7 +299,7 @@ class Dispute(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str] = mapped_column(String(100), default="")
-    status: Mapped[str] = mapped_column(String(40))  # Stripe's: needs_response, ..., won, lost
+    status: Mapped[str] = mapped_column(String(40))  # Stripe's: warning_*, needs_response, ..., appeal_*, won, lost
     created_at: Mapped[Timestamp]
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -318,7 +322,12 @@ class Checkout(Base):
     """One attempt to buy one offer. `token` names it in URLs (never the sequential id)."""
 
     __tablename__ = "checkouts"
-    __table_args__ = (Index("ix_checkouts_community_id", "community_id", "id"),)
+    __table_args__ = (
+        Index("ix_checkouts_community_id", "community_id", "id"),
+        # The few checkouts still open: the sweep of lapsed sessions, and a buyer's earlier tabs.
+        Index("ix_checkouts_open_expiry", "expires_at", postgresql_where="state = 'open'"),
+        Index("ix_checkouts_open_code", "discount_code_id", postgresql_where="state = 'open'"),
+    )
 
     id: Mapped[BigId]
     community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
@@ -352,7 +361,10 @@ class Checkout(Base):
     login_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[Timestamp]
     fulfilled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # When its Stripe session lapses; a checkout still open later is re-read from Stripe by the
+    # sweep (last asked at stripe_checked_at), since its discount use is held until then.
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    stripe_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class StripeEvent(Base):

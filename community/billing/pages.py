@@ -21,6 +21,7 @@ from community.billing import memberships
 from community.billing import service as billing
 from community.db import utcnow
 from community.errors import NotFound
+from community.hubs.member_area import MemberAreaOf
 from community.hubs.models import Community
 from community.money import format_amount
 from community.offers.models import Offer
@@ -59,27 +60,23 @@ class BillingPages(Controller):
     dependencies = {"viewer": Provide(provide_viewer)}
 
     @get("/")
-    async def page(self, community_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Template | Redirect:
-        if viewer is None:
-            return Redirect("/login")
-        await _participant(db, community_id, viewer)
-        community = await db.get_one(Community, community_id)
-        held = await memberships.my_memberships(db, state.settings, community_id, viewer.user_id)
-        payments = await memberships.my_payments(db, community_id, viewer.user_id, after=None, limit=PAYMENTS_SHOWN)
+    async def page(self, area: MemberAreaOf, db: Db, state: State) -> Template:
+        """In the member navigation (`area`: log-in required, a participant of the community)."""
+        community_id, user_id = area.community.id, area.me.id
+        held = await memberships.my_memberships(db, state.settings, community_id, user_id)
+        payments = await memberships.my_payments(db, community_id, user_id, after=None, limit=PAYMENTS_SHOWN)
         offer_ids = {p.offer_id for p in payments}
         titles = {o.id: o.title for o in await db.scalars(select(Offer).where(Offer.id.in_(offer_ids)))}
-        return Template(
+        return area.page(
             "billing/portal.html",
-            context={
-                "community": community,
-                "memberships": held,
-                "payments": payments,
-                "titles": titles,
-                "money": format_amount,
-                "live": memberships.subscription_is_live,
-                "now": utcnow(),
-                "spent": await billing.total_spent(db, community_id=community_id, user_id=viewer.user_id),  # a participant: checked above
-            },
+            "billing",
+            memberships=held,
+            payments=payments,
+            titles=titles,
+            money=format_amount,
+            live=memberships.subscription_is_live,
+            now=utcnow(),
+            spent=await billing.total_spent(db, community_id=community_id, user_id=user_id),  # a participant: checked by `area`
             headers={"Content-Security-Policy": _page_csp(state.settings)},
         )
 

@@ -1,22 +1,28 @@
-"""Refunds (ours and the Stripe dashboard's) and disputes.
+"""Refunds, ours and the Stripe dashboard's (disputes are disputes.py's).
 
 An owner's refund goes through three steps, so that nothing is refunded twice and no total moves
 on a refund Stripe did not make:
-1. `start_refund`: under the payment's row lock, check the amount against what is left (pending
-   refunds count as taken) and write the Refund row, pending. The caller commits it.
+1. `start_refund`: under the payment's row lock, check the amount against what is left (refunds
+   not yet answered count as taken) and write the Refund row, pending. The caller commits it.
 2. `send_refund`: ask Stripe, with an idempotency key made from the row (a retried call returns
    the same Stripe refund) and the row's id in the refund's metadata.
-3. `settle`: the row becomes succeeded (or failed, with Stripe's error); the payment's refunded
-   total is set from the charge's cumulative `amount_refunded`, re-read from Stripe.
+3. `settle`: the row follows the refund's Stripe status, forwards only: pending (Stripe may hold
+   it for days), succeeded, failed or canceled; a succeeded one can still fail.
 
-`charge.refunded` runs the same settlement for every refund of the charge: a refund made in the
-dashboard gets its own row; one of ours that the request could not finish (a crash after the
-Stripe call) is found by the metadata and settled. Disputes are read back from Stripe on every
-event, and the payment's disputed amount is the sum of the ones that hold money (open or lost);
-owners and admins are told once when one opens and once when it closes.
+What each state means (docs/DESIGN.md section 12): from the moment Stripe holds a refund (pending
+or succeeded) its amount is refunded: out of the member's total spent and of the affiliate's
+commission (billing.payment_adjusted), and no longer refundable. Failed or canceled, it is put
+back. The member hears of a refund when it succeeds (never while pending), and of its failure only
+if they had heard of its success; owners and admins hear of every failure. A `revoke_access`
+refund ends the membership when it succeeds; if it fails afterwards the membership stays ended
+(staff are told, to pay back another way or give access back).
 
-A row left pending (Stripe did not answer, or the process died before asking) is asked for again
-by `retry_pending` (a cron) with the same idempotency key, and settled by the same `send_refund`.
+Every refund event (`charge.refunded`, `refund.created` / `updated` / `failed`,
+`charge.refund.updated`) re-reads the refunds from Stripe and settles them the same way: a refund
+made in the dashboard gets its own row; one of ours that the request could not finish (a crash
+after the Stripe call) is found by the metadata. A row Stripe never answered (a timeout, a 5xx,
+or a process that died before asking) is asked for again by `retry_pending` (a cron) with the
+same idempotency key; past 23 hours, first looked for among the payment's refunds.
 """
 
 from __future__ import annotations
@@ -32,24 +38,28 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from community.accounts import service as accounts
 from community.billing import invoices, memberships, notices
 from community.billing import service as billing
 from community.billing.memberships import CancelFailed
-from community.billing.models import Dispute, Payment, Refund, RefundState, StripeEvent
-from community.billing.stripe_objects import from_stamp, id_of, metadata_id
+from community.billing.models import Payment, Refund, RefundState, StripeEvent
+from community.billing.stripe_objects import id_of, metadata_id
 from community.db import utcnow
 from community.errors import Conflict, DomainError, Invalid, NotYetKnown, check_storable
-from community.hubs.models import Community
 from community.money import format_amount
-from community.notifications.service import queue_email
-from community.offers.models import EntitlementStatus, Offer
+from community.offers.models import EntitlementStatus
 from community.settings import Settings
 from community.stripe_client import UNANSWERED, stripe_client
 
-# Dispute statuses that hold the payment's money (inquiries, "warning_*", hold nothing).
-HOLDING = ("needs_response", "under_review", "lost")
-CLOSED = ("won", "lost", "warning_closed")
+# Stripe's refund statuses, as our states; a later state never goes back to an earlier one.
+FROM_STRIPE = {
+    "pending": RefundState.pending,
+    "requires_action": RefundState.pending,
+    "succeeded": RefundState.succeeded,
+    "failed": RefundState.failed,
+    "canceled": RefundState.canceled,
+}
+ORDER = {RefundState.pending: 0, RefundState.succeeded: 1, RefundState.failed: 2, RefundState.canceled: 2}
+ENDED = (RefundState.failed, RefundState.canceled)
 MAX_REASON = 500
 CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # an Idempotency-Key header: visible ASCII
 # A pending row younger than this may still be in its request: the retry leaves it alone.
@@ -103,10 +113,11 @@ def idempotency_key(refund: Refund) -> str:
 
 
 async def refundable(session: AsyncSession, payment: Payment) -> int:
-    """What is left to refund: not refunded, not held by a chargeback, not asked for already."""
+    """What is left to refund: not refunded (Stripe-held refunds are in refunded_amount), not
+    held by a chargeback, not asked for already (rows Stripe has not answered yet)."""
     asked = await session.scalar(
         select(func.coalesce(func.sum(Refund.amount), 0)).where(
-            Refund.payment_id == payment.id, Refund.state == RefundState.pending
+            Refund.payment_id == payment.id, Refund.state == RefundState.pending, Refund.stripe_refund_id.is_(None)
         )
     )
     return max(payment.amount - payment.refunded_amount - payment.disputed_amount - int(asked or 0), 0)
@@ -194,8 +205,10 @@ def refund_params(payment: Payment, refund: Refund) -> stripe.params.RefundCreat
 
 async def send_refund(session: AsyncSession, settings: Settings, refund: Refund) -> Refund:
     """Steps 2 and 3: ask Stripe, then settle; the request and the retry of pending rows both
-    come here. A refusal leaves the row failed and raises StripeRefused; a revoke that could not
-    cancel the subscription raises AccessNotRevoked after settling (the caller commits both)."""
+    come here. Stripe may answer a refund it holds pending: the row stays pending with its Stripe
+    id, and its refund events settle it later. A refusal leaves the row failed and raises
+    StripeRefused; a revoke that could not cancel the subscription raises AccessNotRevoked after
+    settling (the caller commits both)."""
     payment = await billing.get_payment(session, refund.community_id, refund.payment_id)
     try:
         created = await stripe_client(settings).v1.refunds.create_async(
@@ -203,7 +216,7 @@ async def send_refund(session: AsyncSession, settings: Settings, refund: Refund)
             {"stripe_account": payment.stripe_account_id or "", "idempotency_key": idempotency_key(refund)},
         )
     except UNANSWERED:
-        # Stripe may have made it: the row stays pending until charge.refunded or the retry settles it.
+        # Stripe may have made it: the row stays pending until its refund events or the retry settle it.
         raise StripeUnavailable(f"Stripe did not answer; refund {refund.id} waits for Stripe's confirmation") from None
     except stripe.StripeError as exc:
         await _lock(session, payment)
@@ -217,7 +230,7 @@ async def send_refund(session: AsyncSession, settings: Settings, refund: Refund)
         await settle(session, settings, payment, created.to_dict())
     except AccessNotRevoked as exc:
         kept = exc  # settled all the same: the totals below still follow Stripe
-    await _sync_refunded(session, settings, payment, created.charge if isinstance(created.charge, str) else None)
+    await _recount(session, payment)
     await session.refresh(refund)
     if kept is not None:
         raise kept
@@ -225,20 +238,30 @@ async def send_refund(session: AsyncSession, settings: Settings, refund: Refund)
 
 
 async def retry_pending(
-    sessions: async_sessionmaker[AsyncSession], settings: Settings, *, older_than: dt.timedelta = RETRY_PENDING_AFTER
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    older_than: dt.timedelta = RETRY_PENDING_AFTER,
+    now: dt.datetime | None = None,
 ) -> int:
-    """The cron's half of step 2: every refund still pending `older_than` after it was written
-    (Stripe did not answer, or the process died before asking) is sent again with its own
+    """The cron's half of step 2: every refund Stripe has not answered `older_than` after it was
+    written (a timeout, a 5xx, or the process died before asking) is sent again with its own
     idempotency key, so Stripe answers the refund it already made or makes it once, and settled
-    by `send_refund` as the request would have. One transaction per row; returns how many left
-    `pending`. Run twice, or beside charge.refunded, it changes nothing twice (settling is
+    by `send_refund` as the request would have. (A refund Stripe holds pending is not asked
+    again: its refund events settle it.) One transaction per row; returns how many Stripe
+    answered. Run twice, or beside the refund events, it changes nothing twice (settling is
     once, under the payment's lock)."""
+    now = now or utcnow()
     async with sessions() as session:
         due = list(
             await session.scalars(
                 select(Refund.id)
                 # Written as the literal of ix_refunds_pending's predicate, so a generic plan uses it.
-                .where(text("refunds.state = 'pending'"), Refund.created_at < utcnow() - older_than)
+                .where(
+                    text("refunds.state = 'pending'"),
+                    Refund.stripe_refund_id.is_(None),
+                    Refund.created_at < now - older_than,
+                )
                 .order_by(Refund.id)
                 .limit(RETRY_BATCH)
             )
@@ -246,19 +269,21 @@ async def retry_pending(
     settled = 0
     for refund_id in due:
         try:
-            settled += await _retry_one(sessions, settings, refund_id)
+            settled += await _retry_one(sessions, settings, refund_id, now)
         except Exception:  # one row's trouble must not stop the others; it stays pending
             log.exception("retrying pending refund %s failed", refund_id)
     return settled
 
 
-async def _retry_one(sessions: async_sessionmaker[AsyncSession], settings: Settings, refund_id: int) -> bool:
+async def _retry_one(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, refund_id: int, now: dt.datetime
+) -> bool:
     async with sessions() as session, session.begin():
         refund = await session.get(Refund, refund_id)
-        if refund is None or refund.state is not RefundState.pending:
+        if refund is None or refund.state is not RefundState.pending or refund.stripe_refund_id is not None:
             return False
         try:
-            if refund.created_at < utcnow() - KEY_REMEMBERED and await _found_at_stripe(session, settings, refund):
+            if refund.created_at < now - KEY_REMEMBERED and await _found_at_stripe(session, settings, refund):
                 return True
             await send_refund(session, settings, refund)
         except UNANSWERED + (StripeUnavailable,):
@@ -270,7 +295,7 @@ async def _retry_one(sessions: async_sessionmaker[AsyncSession], settings: Setti
 
 async def _found_at_stripe(session: AsyncSession, settings: Settings, refund: Refund) -> bool:
     """Settle every refund Stripe holds for the row's payment, as charge.refunded does; True
-    when that settled this row (Stripe had made it)."""
+    when that found this row's refund (Stripe had made it, whatever its status now)."""
     payment = await billing.get_payment(session, refund.community_id, refund.payment_id, lock=True)
     params = refund_params(payment, refund)
     found: stripe.params.RefundListParams = {"limit": 100}
@@ -280,7 +305,7 @@ async def _found_at_stripe(session: AsyncSession, settings: Settings, refund: Re
         found["charge"] = params["charge"]
     await _settle_listed(session, settings, payment, found)
     await session.refresh(refund)
-    return refund.state is not RefundState.pending
+    return refund.stripe_refund_id is not None
 
 
 def _message(exc: stripe.StripeError) -> str:
@@ -313,9 +338,10 @@ async def _resolve_stripe_ids(settings: Settings, payment: Payment) -> None:
 
 
 async def settle(session: AsyncSession, settings: Settings, payment: Payment, stripe_refund: dict[str, Any]) -> Refund | None:
-    """Our row for a Stripe refund of this payment (locked by the caller), brought to Stripe's
-    state; a refund we did not ask for (the dashboard) gets a row. Its side effects (the email,
-    revoking access) happen once, when the row leaves `pending` for `succeeded`. Raises
+    """Our row for a Stripe refund of this payment (locked by the caller), brought forwards to
+    Stripe's status; a refund we did not ask for (the dashboard) gets a row. Each change has its
+    side effects once, under the lock: succeeded (the member's email, revoking access if asked),
+    failed or canceled (the notices). The caller recounts the payment's refunded total. Raises
     AccessNotRevoked after settling when the revoke could not cancel the subscription."""
     stripe_id = stripe_refund["id"]
     refund = await session.scalar(
@@ -327,17 +353,26 @@ async def settle(session: AsyncSession, settings: Settings, payment: Payment, st
         refund = await _ours_by_metadata(session, payment, stripe_refund) or await _from_dashboard(
             session, payment, stripe_refund
         )
-    if refund is None or refund.state is not RefundState.pending:
-        return refund
+    if refund is None:
+        return None
     refund.stripe_refund_id = stripe_id
-    refund.completed_at = utcnow()
-    if stripe_refund.get("status") in ("failed", "canceled"):
-        refund.state = RefundState.failed
-        refund.error = f"Stripe: {stripe_refund.get('failure_reason') or stripe_refund.get('status')}"
-        return refund
-    refund.state = RefundState.succeeded
+    charge_id = id_of(stripe_refund.get("charge"))
+    payment.stripe_charge_id = payment.stripe_charge_id or charge_id
+    was, now = refund.state, FROM_STRIPE.get(stripe_refund.get("status") or "", RefundState.pending)
+    if ORDER[now] <= ORDER[was]:
+        return refund  # the same news, or older: nothing changes
+    refund.state, refund.completed_at = now, utcnow()
     await session.flush()
-    await _after_refund(session, settings, payment, refund)
+    if now is RefundState.succeeded:
+        await _after_refund(session, settings, payment, refund)
+        return refund
+    # A revoke happened with the success, if any (unless Stripe refused to cancel: access kept).
+    access_ended = was is RefundState.succeeded and refund.revoke_access and ACCESS_KEPT not in (refund.error or "")
+    why = (stripe_refund.get("failure_reason") or stripe_refund.get("status") or "").replace("_", " ")
+    refund.error = (f"Stripe: {why}" + (f"; {refund.error}" if refund.error else ""))[:500]
+    await notices.refund_failed(
+        session, settings, payment, refund, member_told=was is RefundState.succeeded, access_ended=access_ended, why=why
+    )
     return refund
 
 
@@ -375,23 +410,26 @@ async def _from_dashboard(session: AsyncSession, payment: Payment, stripe_refund
     return await session.get(Refund, new_id) if new_id is not None else None
 
 
-async def _sync_refunded(session: AsyncSession, settings: Settings, payment: Payment, charge_id: str | None) -> None:
-    """The payment's refunded total from the charge as Stripe holds it now (cumulative)."""
-    charge_id = charge_id or payment.stripe_charge_id
-    if charge_id is None:
-        return
-    charge = await stripe_client(settings).v1.charges.retrieve_async(
-        charge_id, options={"stripe_account": payment.stripe_account_id or ""}
+async def _recount(session: AsyncSession, payment: Payment) -> None:
+    """The payment's refunded total (locked by the caller): its refunds Stripe holds, pending or
+    succeeded. A failed or canceled one is not in it any more."""
+    held = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment.id,
+            or_(
+                Refund.state == RefundState.succeeded,
+                (Refund.state == RefundState.pending) & Refund.stripe_refund_id.is_not(None),
+            ),
+        )
     )
-    payment.stripe_charge_id = payment.stripe_charge_id or charge.id
     await billing.apply_refund(
-        session, community_id=payment.community_id, payment_id=payment.id, amount_refunded=charge.amount_refunded
+        session, community_id=payment.community_id, payment_id=payment.id, amount_refunded=int(held or 0)
     )
 
 
 async def _after_refund(session: AsyncSession, settings: Settings, payment: Payment, refund: Refund) -> None:
     failed = await _revoke_access(session, settings, payment, refund) if refund.revoke_access else None
-    await _email_refund(session, settings, payment, refund, access_revoked=refund.revoke_access and failed is None)
+    await notices.refund_issued(session, settings, payment, refund, access_revoked=refund.revoke_access and failed is None)
     if failed is not None:
         raise AccessNotRevoked(refund, failed)
 
@@ -421,29 +459,6 @@ async def _revoke_access(session: AsyncSession, settings: Settings, payment: Pay
     except Conflict:
         pass  # already ended (an earlier refund revoked it): nothing left to revoke
     return None
-
-
-async def _email_refund(
-    session: AsyncSession, settings: Settings, payment: Payment, refund: Refund, *, access_revoked: bool
-) -> None:
-    user = await accounts.get_user(session, payment.user_id)
-    offer = await session.get_one(Offer, payment.offer_id)
-    community = await session.get_one(Community, payment.community_id)
-    await queue_email(
-        session,
-        to=user.email,
-        template="refund_issued",
-        community_id=payment.community_id,
-        name=user.name,
-        email=user.email,
-        community_name=community.name,
-        offer_title=offer.title,
-        amount=format_amount(refund.amount, refund.currency),
-        paid=format_amount(payment.amount, payment.currency),
-        access_revoked=access_revoked,
-        billing_url=notices.billing_page_url(settings, payment.community_id),
-        site_url=settings.base_url,
-    )
 
 
 async def list_refunds(session: AsyncSession, community_id: int, payment_id: int) -> list[Refund]:
@@ -494,6 +509,8 @@ class _NotOurs(Exception):
 
 
 async def on_charge_refunded(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
+    """charge.refunded: its charge's refunds, listed (the event's charge carries no `refunds` at
+    this API version), each settled."""
     obj = (row.payload.get("data") or {}).get("object") or {}
     try:
         payment = await _payment_for(session, settings, row, id_of(obj.get("id")), id_of(obj.get("payment_intent")), obj.get("metadata") or {})
@@ -503,11 +520,33 @@ async def on_charge_refunded(session: AsyncSession, settings: Settings, row: Str
     return f"refunded {payment.refunded_amount} of {payment.amount}"
 
 
+async def on_refund(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
+    """refund.created / updated / failed and charge.refund.updated: the refund as Stripe holds it
+    now (re-read, so an older event cannot undo a newer state), settled."""
+    obj = (row.payload.get("data") or {}).get("object") or {}
+    refund_id = id_of(obj.get("id"))
+    if not refund_id:
+        return "not ours"
+    try:
+        payment = await _payment_for(session, settings, row, id_of(obj.get("charge")), id_of(obj.get("payment_intent")), {})
+    except _NotOurs:
+        return "not ours"
+    current = await stripe_client(settings).v1.refunds.retrieve_async(
+        refund_id, options={"stripe_account": payment.stripe_account_id or ""}
+    )
+    try:
+        await settle(session, settings, payment, current.to_dict())
+    except AccessNotRevoked:
+        pass  # settled; why access was kept is on the refund's row
+    await _recount(session, payment)
+    return f"refund {current.status}: refunded {payment.refunded_amount} of {payment.amount}"
+
+
 async def _settle_listed(
     session: AsyncSession, settings: Settings, payment: Payment, filters: stripe.params.RefundListParams
 ) -> None:
     """Every refund Stripe lists for the payment (locked by the caller; up to 100), settled,
-    then the payment's refunded total from the charge."""
+    then the payment's refunded total recounted."""
     listed = await stripe_client(settings).v1.refunds.list_async(
         filters, {"stripe_account": payment.stripe_account_id or ""}
     )
@@ -516,70 +555,13 @@ async def _settle_listed(
             await settle(session, settings, payment, stripe_refund.to_dict())
         except AccessNotRevoked:
             pass  # settled; why access was kept is on the refund's row
-    charge = filters.get("charge") or next((r.charge for r in listed.data if isinstance(r.charge, str)), None)
-    await _sync_refunded(session, settings, payment, charge)
-
-
-async def on_dispute(session: AsyncSession, settings: Settings, row: StripeEvent) -> str:
-    """charge.dispute.created / updated / closed: the dispute as Stripe holds it now."""
-    obj = (row.payload.get("data") or {}).get("object") or {}
-    dispute_id = id_of(obj.get("id"))
-    if not dispute_id:
-        return "not ours"
-    try:
-        payment = await _payment_for(session, settings, row, id_of(obj.get("charge")), id_of(obj.get("payment_intent")), {})
-    except _NotOurs:
-        return "not ours"
-    current = await stripe_client(settings).v1.disputes.retrieve_async(
-        dispute_id, options={"stripe_account": payment.stripe_account_id or ""}
-    )
-    first_sight = await session.scalar(
-        insert(Dispute)
-        .values(
-            community_id=payment.community_id,
-            payment_id=payment.id,
-            stripe_dispute_id=current.id,
-            amount=current.amount,
-            currency=payment.currency,
-            reason=(current.reason or "")[:100],
-            status=current.status,
-        )
-        .on_conflict_do_nothing(index_elements=[Dispute.stripe_dispute_id])
-        .returning(Dispute.id)
-    )
-    dispute = await session.scalar(
-        select(Dispute).where(Dispute.stripe_dispute_id == current.id).execution_options(populate_existing=True)
-    )
-    assert dispute is not None
-    if dispute.payment_id != payment.id:
-        return "not ours"  # a dispute id already stored for another payment
-    was_closed = dispute.closed_at is not None
-    dispute.amount, dispute.status = current.amount, current.status
-    closed = current.status in CLOSED
-    dispute.closed_at = (dispute.closed_at or utcnow()) if closed else None
-    await session.flush()
-    # Staff hear of it once when it opens (unless first seen already closed) and once when it
-    # closes: the state changes, under the payment's lock, whatever events arrive and how often.
-    if first_sight is not None and not closed:
-        await notices.dispute(session, settings, payment, dispute, opened=True, respond_by=_respond_by(current))
-    if closed and not was_closed:
-        await notices.dispute(session, settings, payment, dispute, opened=False)
-    held = await session.scalar(
-        select(func.coalesce(func.sum(Dispute.amount), 0)).where(
-            Dispute.payment_id == payment.id, Dispute.status.in_(HOLDING)
-        )
-    )
-    await billing.set_disputed(session, payment, int(held or 0))
-    return f"dispute {current.status}"
-
-
-def _respond_by(current: stripe.Dispute) -> dt.datetime | None:
-    return from_stamp(current.evidence_details.due_by if current.evidence_details else None)
+    await _recount(session, payment)
 
 
 EVENT_HANDLERS: dict[str, Any] = {
     "charge.refunded": on_charge_refunded,
-    "charge.dispute.created": on_dispute,
-    "charge.dispute.updated": on_dispute,
-    "charge.dispute.closed": on_dispute,
+    "refund.created": on_refund,
+    "refund.updated": on_refund,
+    "refund.failed": on_refund,
+    "charge.refund.updated": on_refund,
 }

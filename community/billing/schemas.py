@@ -12,6 +12,7 @@ from msgspec import UNSET, UnsetType
 from community.billing.discounts import MAX_AMOUNT, MAX_MONTHS, MAX_OFFERS, Counts
 from community.billing.models import DiscountCode, DiscountRedemption, Payment, Refund
 from community.billing.refunds import MAX_REASON
+from community.inputs import Instant
 from community.web import MAX_ID
 
 CodeText = Annotated[
@@ -31,7 +32,6 @@ OfferIds = Annotated[
     list[Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]],
     msgspec.Meta(max_length=MAX_OFFERS, description="With applies_to \"offers\": the offers the code is for."),
 ]
-When = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 DurationIn = Literal["once", "repeating", "forever"]
 Months = Annotated[int, msgspec.Meta(ge=1, le=MAX_MONTHS, description="Repeating discounts: how many months.")]
@@ -49,8 +49,8 @@ class DiscountCodeCreate(msgspec.Struct, forbid_unknown_fields=True):
     currency: Currency | None = None
     applies_to: AppliesToIn = "all"
     offer_ids: OfferIds | None = None
-    starts_at: When | None = None
-    ends_at: When | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     max_redemptions: Limit | None = None
     per_customer_limit: Limit | None = None
     duration: DurationIn = "once"
@@ -69,8 +69,8 @@ class DiscountCodeUpdate(msgspec.Struct, forbid_unknown_fields=True):
     currency: Currency | None | UnsetType = UNSET
     applies_to: AppliesToIn | UnsetType = UNSET
     offer_ids: OfferIds | None | UnsetType = UNSET
-    starts_at: When | UnsetType = UNSET
-    ends_at: When | None | UnsetType = UNSET
+    starts_at: Instant | UnsetType = UNSET
+    ends_at: Instant | None | UnsetType = UNSET
     max_redemptions: Limit | None | UnsetType = UNSET
     per_customer_limit: Limit | None | UnsetType = UNSET
     duration: DurationIn | UnsetType = UNSET
@@ -102,7 +102,7 @@ class DiscountCodeOut(msgspec.Struct):
     duration_months: int | None
     active: bool
     redeemed: int  # paid redemptions
-    reserved: int  # buyers at Stripe with this code now (unexpired reservations)
+    reserved: int  # checkouts holding this code that may still be paid at Stripe
     created_at: dt.datetime
     updated_at: dt.datetime | None
 
@@ -140,7 +140,7 @@ class RedemptionOut(msgspec.Struct):
     amount_off: int
     currency: str
     state: str  # reserved | redeemed | released
-    expires_at: dt.datetime | None  # a reservation counts until then
+    expires_at: dt.datetime | None  # when its checkout session lapses at Stripe (it counts until released)
     created_at: dt.datetime
     redeemed_at: dt.datetime | None
 
@@ -239,7 +239,7 @@ class RefundOut(msgspec.Struct):
     currency: str
     reason: str
     revoke_access: bool
-    state: str  # pending (Stripe not confirmed yet) | succeeded | failed
+    state: str  # pending (Stripe has not answered, or holds it: then stripe_refund_id is set) | succeeded | failed | canceled
     error: str | None
     stripe_refund_id: str | None
     actor_id: int | None  # null: made in the Stripe dashboard

@@ -8,10 +8,12 @@ Discounts at checkout:
 - `reserve` holds one of the code's redemptions for a checkout while the buyer is at Stripe:
   the code row is locked (SELECT ... FOR UPDATE) while its redemptions are counted and the
   reservation written, so two buyers can never both take the last one. A reservation counts
-  against the limits until it expires.
+  against the limits until it is released.
 - `redeem` turns the reservation into a redemption when the payment succeeds, exactly once
   (an UPDATE guarded by the state: a concurrent or repeated call finds nothing to change).
-- `release` gives the slot back when the checkout is abandoned or expires.
+- `release` gives the slot back once the checkout can no longer be paid: its Stripe session
+  expired (Stripe's event, our own expire call, or the sweep that re-reads lapsed sessions) or
+  its delayed payment failed. Never earlier: a session still payable keeps its use held.
 
 Rounding: a percent discount is the list amount times the percentage, rounded to the nearest
 minor unit, halves up (as Stripe rounds a percent_off coupon), so the quote's amount_due equals
@@ -114,15 +116,14 @@ async def _check_limits(
     code: DiscountCode,
     *,
     email: str | None,
-    now: dt.datetime,
     checkout_id: int | None = None,
 ) -> None:
-    """The code's use (redeemed and unexpired reservations), not counting `checkout_id`'s own."""
+    """The code's use (redeemed and held reservations), not counting `checkout_id`'s own."""
     if code.max_redemptions is None and (code.per_customer_limit is None or email is None):
         return
     mine = DiscountRedemption.email_normalized == normalize_email(email) if email is not None else false()
     query = select(func.count(), func.count().filter(mine)).where(
-        DiscountRedemption.code_id == code.id, counting(now)
+        DiscountRedemption.code_id == code.id, counting()
     )
     if checkout_id is not None:
         query = query.where(DiscountRedemption.checkout_id != checkout_id)
@@ -172,7 +173,7 @@ async def quote(
         raise _refuse(NOT_FOR_OFFER)
     if found.kind == DiscountKind.amount and found.currency != currency:
         raise _refuse(f"a fixed discount in {found.currency} cannot apply to a {currency} price")
-    await _check_limits(session, found, email=email, now=now)
+    await _check_limits(session, found, email=email)
     off = discount_for(found, amount)
     due = amount - off
     minimum = MINIMUM_CHARGE.get(currency, 0)
@@ -204,7 +205,8 @@ async def reserve(
     expires_at: dt.datetime,
     now: dt.datetime | None = None,
 ) -> None:
-    """Hold one of the code's redemptions for this checkout until `expires_at`. The limits are
+    """Hold one of the code's redemptions for this checkout until it is redeemed or released
+    (`expires_at`, the checkout session's expiry, is kept for the owner to see). The limits are
     checked again under the code row's lock. Idempotent per (code, checkout): a second call
     refreshes the reservation (and a redeemed one stays redeemed). A checkout holds at most one
     code: reserving another releases the previous one."""
@@ -224,7 +226,7 @@ async def reserve(
     if existing is not None and existing.state == RedemptionState.redeemed:
         return
     _check_window(code, now)
-    await _check_limits(session, code, email=email, now=now, checkout_id=checkout_id)
+    await _check_limits(session, code, email=email, checkout_id=checkout_id)
     await release(session, community_id=community_id, checkout_id=checkout_id, keep_code_id=code.id)
     values = {
         "email_normalized": normalize_email(email),
@@ -254,8 +256,8 @@ def _current_of(community_id: int, checkout_id: int):
 
 
 async def redeem(session: AsyncSession, *, community_id: int, checkout_id: int) -> bool:
-    """The checkout was paid: its reservation becomes a redemption (even an expired or released
-    one: the buyer did pay). True the first time, False after; False without a reservation."""
+    """The checkout was paid: its reservation becomes a redemption (a released one too, should
+    that ever happen: the buyer did pay). True the first time, False after; False without a reservation."""
     redeemed = await session.scalar(
         update(DiscountRedemption)
         .where(
@@ -272,7 +274,9 @@ async def redeem(session: AsyncSession, *, community_id: int, checkout_id: int) 
 async def release(
     session: AsyncSession, *, community_id: int, checkout_id: int, keep_code_id: int | None = None
 ) -> None:
-    """The checkout was abandoned or expired: its reservation counts no more. A redeemed one
+    """The checkout can no longer be paid (Stripe expired its session, or its delayed payment
+    failed): its reservation counts no more. Never call it for a session Stripe may still take
+    a payment on. A redeemed one
     stays redeemed. Idempotent. `keep_code_id`: that code's reservation stays (`reserve`
     switching the checkout to it refreshes it)."""
     mine = [DiscountRedemption.community_id == community_id, DiscountRedemption.checkout_id == checkout_id]
@@ -418,10 +422,11 @@ async def find_payment(
 
 
 async def apply_refund(session: AsyncSession, *, community_id: int, payment_id: int, amount_refunded: int) -> Payment:
-    """Set the payment's refunded total to Stripe's cumulative `amount_refunded` (a charge's
-    total so far, so a repeated or late webhook changes nothing; it never goes down)."""
+    """Set the payment's refunded total to what its refunds hold now, as a total (so a repeated
+    or late call changes nothing): refunds Stripe has pending or succeeded count, and a refund
+    that fails or is canceled gives its amount back, so the total can go down."""
     payment = await get_payment(session, community_id, payment_id, lock=True)
-    refunded = max(payment.refunded_amount, min(max(amount_refunded, 0), payment.amount))
+    refunded = min(max(amount_refunded, 0), payment.amount)
     if refunded != payment.refunded_amount:
         payment.refunded_amount = refunded
         payment.status = (

@@ -9,6 +9,7 @@ page keeps the strict policy (web.STRICT_CSP).
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -256,11 +257,16 @@ class CompletionPages(Controller):
         self, token: FromPath[str], request: Request, viewer: Viewer, db: Db, state: State, session_id: FromQuery[str | None] = None
     ) -> Template | Redirect:
         checkout = await service.checkout_by_token(db, token, lock=True)
-        if checkout.stripe_session_id is not None and checkout.state is not CheckoutState.fulfilled:
-            if session_id != checkout.stripe_session_id:
+        if checkout.stripe_session_id is not None:
+            # A paid checkout answers only the URL Stripe sent its buyer back with (the session
+            # we created for it, on its account), before fulfilment and after: the token alone
+            # is also in the thanks page's URL, where the owner's code runs.
+            given = (session_id or "").encode("utf-8", "surrogatepass")
+            if not secrets.compare_digest(given, checkout.stripe_session_id.encode()):
                 raise NotFound("checkout not found")
-            # Fulfil now if the webhook has not yet; Stripe's answer decides, never the URL.
-            await service.settle(db, state.settings, checkout, await service.fetch_session(state.settings, checkout))
+            if checkout.state is not CheckoutState.fulfilled:
+                # Fulfil now if the webhook has not yet; Stripe's answer decides, never the URL.
+                await service.settle(db, state.settings, checkout, await service.fetch_session(state.settings, checkout))
         if checkout.state is not CheckoutState.fulfilled:
             return Template("checkout/pending.html", context={"checkout": checkout}, status_code=200)
         await self._log_in(request, viewer, db, checkout)

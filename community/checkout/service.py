@@ -4,20 +4,21 @@ account; one idempotent fulfilment used by the webhook and the completion route 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import stripe
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
 from community.accounts.models import Member, User
 from community.affiliates import service as affiliates
 from community.affiliates.links import Attribution
+from community.billing import discounts, subscriptions
 from community.billing import service as billing
-from community.billing import subscriptions
 from community.billing.models import Checkout, CheckoutState, PaymentKind
 from community.checkout import connect
 from community.db import utcnow
@@ -26,7 +27,7 @@ from community.hubs.models import Community
 from community.money import format_amount
 from community.notifications.owner_templates import render_confirmation
 from community.notifications.service import queue_email
-from community.offers import entitlements
+from community.offers import entitlements, grants
 from community.offers import service as offers
 from community.offers.models import (
     Destination,
@@ -38,11 +39,12 @@ from community.offers.models import (
 from community.settings import Settings
 from community.stripe_client import stripe_client
 
-# Stripe lets a Checkout Session live 30 minutes to 24 hours; a reserved discount code is held
-# that long (plus a margin for the webhook) and then counts again.
+# Stripe lets a Checkout Session live 30 minutes to 24 hours. A discount code reserved for it
+# is held until Stripe says the session can no longer be paid (see billing.service).
 SESSION_LIFETIME = dt.timedelta(hours=2)
-RESERVATION_MARGIN = dt.timedelta(minutes=30)
 MAX_NAME = 120
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ async def thanks_url(session: AsyncSession, settings: Settings, checkout: Checko
 
 
 def offer_page_url(settings: Settings, community: Community, offer: Offer) -> str:
-    return f"{settings.pages_origin(community.slug)}/o/{community.slug}/{offer.slug}"
+    return grants.landing_url(settings, community.slug, offer.slug)
 
 
 def destination_url(settings: Settings, checkout: Checkout, offer: Offer) -> str:
@@ -121,6 +123,10 @@ async def start(
         email = accounts.normalize_email(buyer.email)
     else:
         email = accounts.normalize_email(email)
+    if code and offer.pricing is not Pricing.free:
+        # Before counting the code's uses: this buyer's own earlier tabs give theirs back.
+        await _close_earlier(session, settings, community.id, email, code)
+    if viewer_id is None:
         buyer = await accounts.find_user_by_email(session, email)
     name = _clean_name(name)
     if buyer is not None and await entitlements.live_entitlement(
@@ -158,10 +164,9 @@ async def start(
     await session.flush()
     if quote is not None and quote.code_id is not None:
         checkout.expires_at = utcnow() + SESSION_LIFETIME
-        await _release_abandoned(session, community.id, email, quote.code_id)
         await billing.reserve(
             session, community_id=community.id, quote=quote, checkout_id=checkout.id, email=email,
-            user_id=buyer.id if buyer else None, expires_at=checkout.expires_at + RESERVATION_MARGIN,
+            user_id=buyer.id if buyer else None, expires_at=checkout.expires_at,
         )
     if free:
         await fulfil(session, settings, checkout, paid_amount=0, discount_amount=checkout.discount_amount)
@@ -182,17 +187,66 @@ async def start(
     return Started(checkout, stripe_session.url)
 
 
-async def _release_abandoned(session: AsyncSession, community_id: int, email: str, code_id: int) -> None:
-    """A buyer starting over gives back the code their earlier, unpaid checkouts were holding
-    (should one of those still be paid, the payment redeems it all the same)."""
+async def _close_earlier(session: AsyncSession, settings: Settings, community_id: int, email: str, code: str) -> None:
+    """A buyer starting over with the same code (a second tab) gives back the use their earlier
+    checkouts hold, but only once Stripe has closed those sessions: `close` expires each one
+    first, and one paid meanwhile is settled as paid instead."""
+    if not discounts.CODE_PATTERN.fullmatch(code.strip()):
+        return  # no code is spelt so (the quote says why)
+    found = await discounts.find_code(session, community_id, code)
+    if found is None:
+        return
     earlier = await session.scalars(
-        select(Checkout.id).where(
-            Checkout.community_id == community_id, Checkout.email == email,
-            Checkout.discount_code_id == code_id, Checkout.state == CheckoutState.open,
+        select(Checkout)
+        .where(
+            Checkout.discount_code_id == found.id, Checkout.state == CheckoutState.open,
+            Checkout.community_id == community_id, func.lower(Checkout.email) == email.lower(),
+            Checkout.stripe_session_id.is_not(None),
         )
+        .order_by(Checkout.id)
+        .with_for_update()  # the webhook settling one of them waits, then finds it settled
+        .execution_options(populate_existing=True)
     )
-    for checkout_id in earlier.all():
-        await billing.release(session, community_id=community_id, checkout_id=checkout_id)
+    for checkout in earlier.all():
+        await close(session, settings, checkout)
+
+
+async def close(session: AsyncSession, settings: Settings, checkout: Checkout) -> str:
+    """Make the checkout's Stripe session unpayable, then settle it as Stripe says it ended:
+    expired (its discount use is released), or completed before we asked (fulfilled as paid, or
+    left processing). Without an answer from Stripe nothing changes: a session that may still
+    be paid keeps its reservation. The caller holds the checkout row locked."""
+    assert checkout.stripe_session_id is not None
+    try:
+        current = await stripe_client(settings).v1.checkout.sessions.expire_async(
+            checkout.stripe_session_id, options={"stripe_account": checkout.stripe_account_id}
+        )
+    except stripe.InvalidRequestError:
+        # No longer open (it completed, or expired already), or unknown: read how it ended.
+        return await recheck(session, settings, checkout)
+    except stripe.StripeError as exc:
+        log.warning("could not expire checkout %s's session: %s", checkout.id, exc)
+        return "unanswered"
+    return await settle(session, settings, checkout, current)
+
+
+async def recheck(session: AsyncSession, settings: Settings, checkout: Checkout) -> str:
+    """Settle the checkout from its session as Stripe holds it now (the sweep of lapsed
+    checkouts, and `close`). A session Stripe does not know on the checkout's account cannot be
+    paid: it ends as expired. Any other failure changes nothing."""
+    try:
+        current = await fetch_session(settings, checkout)
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status != 404 or exc.code != "resource_missing":
+            log.warning("could not read checkout %s's session: %s", checkout.id, exc)
+            return "unanswered"
+        checkout.state = CheckoutState.expired
+        await billing.release(session, community_id=checkout.community_id, checkout_id=checkout.id)
+        return "expired"
+    except stripe.StripeError as exc:
+        log.warning("could not read checkout %s's session: %s", checkout.id, exc)
+        return "unanswered"
+    return await settle(session, settings, checkout, current)
 
 
 async def _session_params(

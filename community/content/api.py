@@ -4,8 +4,15 @@ from litestar import Controller, delete, get, patch, post
 from litestar.params import JSONBody
 
 from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
-from community.content import service
-from community.content.schemas import PostCreate, PostOut, PostUpdate, post_out
+from community.content import deletion, service
+from community.content.schemas import (
+    DeletionPreviewOut,
+    PostCreate,
+    PostOut,
+    PostUpdate,
+    deletion_out,
+    post_out,
+)
 from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 
@@ -46,3 +53,19 @@ class PostsController(Controller):
     @delete("/posts/{post_id:int}", status_code=204, summary="Delete a post")
     async def delete_post(self, post_id: ObjectId, editor: StaffMember, db: Db) -> None:
         await service.delete_post(db, editor.community_id, post_id)
+
+
+class DeletionPreviewController(Controller):
+    """Before deleting a group or a hub: who loses access, and what else goes (staff read it)."""
+
+    path = "/communities/{community_id:int}"
+    tags = ["content"]
+    dependencies = COMMUNITY_GUARDS
+
+    @get("/groups/{group_id:int}/deletion-preview", summary="What deleting this group would take with it")
+    async def group_deletion(self, group_id: ObjectId, member: StaffMember, db: Db) -> DeletionPreviewOut:
+        return deletion_out(await deletion.of_group(db, member.community_id, group_id))
+
+    @get("/hubs/{hub_id:int}/deletion-preview", summary="What deleting this hub (with its groups) would take with it")
+    async def hub_deletion(self, hub_id: ObjectId, member: StaffMember, db: Db) -> DeletionPreviewOut:
+        return deletion_out(await deletion.of_hub(db, member.community_id, hub_id))

@@ -39,3 +39,37 @@ def post_out(post) -> PostOut:
         created_at=post.created_at,
         updated_at=post.updated_at,
     )
+
+
+class GroupRef(msgspec.Struct):
+    id: int
+    name: str
+
+
+class OfferRef(msgspec.Struct):
+    id: int
+    title: str
+
+
+class DeletionPreviewOut(msgspec.Struct):
+    """What deleting a group or a hub would take with it, as of now."""
+
+    groups: list[GroupRef]
+    members_losing_access: Annotated[
+        int,
+        msgspec.Meta(
+            description="People who open at least one of these groups through an offer now and would lose it "
+            "(owners and admins open every group and are not counted)."
+        ),
+    ]
+    posts: Annotated[int, msgspec.Meta(description="Posts deleted with the groups.")]
+    offers: Annotated[list[OfferRef], msgspec.Meta(description="Offers that grant one of these groups now and stop granting it.")]
+
+
+def deletion_out(deletion) -> DeletionPreviewOut:
+    return DeletionPreviewOut(
+        groups=[GroupRef(g.id, g.name) for g in deletion.groups],
+        members_losing_access=deletion.members_losing_access,
+        posts=deletion.posts,
+        offers=[OfferRef(offer_id, title) for offer_id, title in deletion.offers],
+    )

@@ -3,7 +3,7 @@ members reach groups through offers once the access query exists (issue 3)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts.models import Member
@@ -82,3 +82,11 @@ async def delete_post(session: AsyncSession, community_id: int, post_id: int) ->
     post = await get_post(session, community_id, post_id)
     await session.delete(post)
     await session.flush()
+
+
+async def count_posts(session: AsyncSession, community_id: int, group_ids: list[int]) -> int:
+    if not group_ids:
+        return 0
+    return await session.scalar(
+        select(func.count()).where(Post.community_id == community_id, Post.group_id.in_(group_ids))
+    ) or 0

@@ -1,5 +1,5 @@
 """The home page, the signed-in user's dashboard (every community they belong to) and creating
-a community. The console's screens of hubs and groups live here too."""
+a community. The console's screens of hubs and groups are in hubs/console_pages.py."""
 
 from __future__ import annotations
 
@@ -12,12 +12,7 @@ from community.accounts.guards import Viewer
 from community.errors import DomainError
 from community.forms import FormBody, Posted, read_input, refusal
 from community.hubs import service
-from community.hubs.frame import (
-    CONSOLE_DEPENDENCIES,
-    CurrentFrame,
-    SignedIn,
-    console_page,
-)
+from community.hubs.frame import CONSOLE_DEPENDENCIES, SignedIn
 from community.hubs.schemas import CommunityCreate
 from community.money import SUPPORTED_CURRENCIES
 from community.web import Db
@@ -68,10 +63,6 @@ class HubPages(Controller):
             return self._new_form(user, form, refusal(exc), exc.status_code)
         flash(request, f"{community.name} is ready. Next: the steps below.", "success")
         return Redirect(f"/dashboard/communities/{community.id}", status_code=303)
-
-    @get("/dashboard/communities/{community_id:int}/hubs")
-    async def hubs(self, frame: CurrentFrame, db: Db) -> Template:
-        return console_page("hubs/hubs.html", frame, "hubs", hubs=await service.list_hubs(db, frame.community.id))
 
     @staticmethod
     def _new_form(user, form: Posted, errors: dict[str, str] | None = None, status_code: int = 200) -> Template:

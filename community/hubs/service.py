@@ -269,19 +269,22 @@ async def update_group(
     hub_id: int | None = None,
 ) -> HubGroup:
     group = await get_group(session, community_id, group_id)
+    move: tuple[int, int] | None = None  # (hub, position)
+    if hub_id is not None and hub_id != group.hub_id:
+        # Read before anything changes: a query would autoflush a taken slug as a 500.
+        try:
+            target = await get_hub(session, community_id, hub_id)
+        except NotFound:
+            raise Invalid("no such hub in this community", field="hub_id") from None
+        move = (target.id, await _next_position(session, HubGroup.position, HubGroup.hub_id == target.id))
     if name is not None:
         group.name = clean_name(name)
     if slug is not None:
         group.slug = clean_slug(slug, group.name)
     if description is not None:
         group.description = clean_description(description)
-    if hub_id is not None and hub_id != group.hub_id:
-        try:
-            target = await get_hub(session, community_id, hub_id)
-        except NotFound:
-            raise Invalid("no such hub in this community", field="hub_id") from None
-        group.hub_id = target.id
-        group.position = await _next_position(session, HubGroup.position, HubGroup.hub_id == target.id)
+    if move is not None:
+        group.hub_id, group.position = move
     await flush_or_conflict(session, field="slug", message=GROUP_SLUG_TAKEN)
     return group
 

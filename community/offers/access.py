@@ -58,6 +58,23 @@ async def members_of(session: AsyncSession, community_id: int, group_id: int, *,
     return list(rows.all())
 
 
+_COUNT_REACHING = text(
+    f"SELECT count(DISTINCT e.user_id) FROM {GRANTS} AND e.community_id = :community_id "
+    "AND og.group_id = ANY(CAST(:group_ids AS bigint[])) "
+    "AND NOT EXISTS (SELECT 1 FROM members m WHERE m.community_id = :community_id AND m.user_id = e.user_id "
+    "AND m.role IN ('owner', 'admin'))"
+).bindparams(bindparam("group_ids"))
+
+
+async def count_reaching(session: AsyncSession, community_id: int, group_ids: list[int]) -> int:
+    """How many people open at least one of these groups through an offer: those who lose
+    access when the groups are deleted. Owners and admins are not counted: they open every
+    group by their role and lose nothing."""
+    if not group_ids:
+        return 0
+    return await session.scalar(_COUNT_REACHING, {"community_id": community_id, "group_ids": list(group_ids)}) or 0
+
+
 # The access-change runs compare, for candidate (user, group) pairs, what the access query
 # says now with what the access log last recorded, and log only the differences: one statement
 # per keyset batch, which also reads the batch, so a batch is one round trip.

@@ -7,10 +7,10 @@ import datetime as dt
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, Request, get, post, put
-from litestar.datastructures import State
+from litestar import Controller, Request, Response, get, post, put
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import Provide
-from litestar.params import JSONBody
+from litestar.params import JSONBody, QueryParameter
 
 from community.accounts import service as accounts
 from community.accounts.guards import (
@@ -24,9 +24,9 @@ from community.accounts.guards import (
 from community.db import get_in_community
 from community.errors import NotFound
 from community.hubs import service as hubs
+from community.inputs import Instant
 from community.offers import access, entitlements, grants, runs
-from community.offers import service as offers
-from community.offers.models import AccessRun, EntitlementSource
+from community.offers.models import AccessRun
 from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 Ids = Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]], msgspec.Meta(max_length=200)]
@@ -50,7 +50,7 @@ class Comp(msgspec.Struct, forbid_unknown_fields=True):
 
     email: Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
     offer_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-    ends_at: dt.datetime | None = None
+    ends_at: Instant | None = None
     note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
@@ -58,12 +58,12 @@ class End(msgspec.Struct, forbid_unknown_fields=True):
     """Served by billing (memberships_api), which also cancels a running Stripe subscription."""
 
     status: Literal["cancelled", "refunded", "expired"]
-    at: dt.datetime | None = None
+    at: Instant | None = None
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
 class Reopen(msgspec.Struct, forbid_unknown_fields=True):
-    ends_at: dt.datetime | None = None
+    ends_at: Instant | None = None
     reason: Annotated[str, msgspec.Meta(max_length=200)] = "reopened"
 
 
@@ -84,6 +84,7 @@ class EntitlementOut(msgspec.Struct):
     ends_at: dt.datetime | None
     live: bool
     history: list[EventOut] = []
+    note: str = ""  # staff's note (a comp's reason, say)
 
 
 class RunOut(msgspec.Struct):
@@ -98,6 +99,36 @@ class RunOut(msgspec.Struct):
     finished_at: dt.datetime | None
 
 
+class GroupImpactOut(msgspec.Struct):
+    group_id: int
+    name: str
+    change: str    # add | remove
+    gaining: int   # holders who cannot open it now and would
+    losing: int    # holders who open it now and would not (those who keep it through another offer do not count)
+    keeping: int   # holders who open it now and still would
+
+
+class GroupsPreviewOut(msgspec.Struct):
+    mode: str
+    holders: int   # people holding the offer now
+    groups: list[GroupImpactOut]
+
+
+class HolderOut(msgspec.Struct):
+    entitlement_id: int
+    user_id: int
+    email: str
+    name: str
+    source: str
+    status: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime | None
+    live: bool
+
+
+ACCESS_RUN_HEADER = "Access-Run-Id"
+
+
 class GroupIds(msgspec.Struct):
     group_ids: list[int]
 
@@ -106,6 +137,21 @@ class GroupMember(msgspec.Struct):
     user_id: int
     email: str
     name: str
+
+
+class OpeningOffer(msgspec.Struct):
+    """A published offer that would open a group to someone buying now, and its landing page
+    (on the community's own origin)."""
+
+    id: int
+    title: str
+    slug: str
+    pricing: str
+    amount: int
+    currency: str
+    interval_months: int | None
+    access_days: int | None
+    landing_url: str
 
 
 def entitlement_out(entitlement, events=()) -> EntitlementOut:
@@ -119,6 +165,22 @@ def entitlement_out(entitlement, events=()) -> EntitlementOut:
         ends_at=entitlement.ends_at,
         live=entitlements.is_live(entitlement),
         history=[EventOut(e.status.value, e.ends_at, e.reason, e.at) for e in events],
+        note=entitlement.note,
+    )
+
+
+def holder_out(holder: entitlements.Holder) -> HolderOut:
+    e = holder.entitlement
+    return HolderOut(
+        entitlement_id=e.id,
+        user_id=e.user_id,
+        email=holder.email,
+        name=holder.name,
+        source=e.source.value,
+        status=e.status.value,
+        starts_at=e.starts_at,
+        ends_at=e.ends_at,
+        live=entitlements.is_live(e),
     )
 
 
@@ -176,6 +238,20 @@ class AccessController(Controller):
             return GroupIds([g.id for _, groups in await hubs.list_hubs(db, participant.community_id) for g in groups])
         return GroupIds(await access.groups_of(db, participant.community_id, participant.user_id))
 
+    @get("/groups/{group_id:int}/offers", summary="The published offers that would open a group to someone buying now")
+    async def offers_opening(self, group_id: ObjectId, participant: StaffMember, db: Db, state: State) -> list[OpeningOffer]:
+        await hubs.get_group(db, participant.community_id, group_id)
+        community = await hubs.get_community(db, participant.community_id)
+        found = await grants.offers_opening(db, participant.community_id, [group_id])
+        return [
+            OpeningOffer(
+                id=o.id, title=o.title, slug=o.slug, pricing=o.pricing.value, amount=o.amount, currency=o.currency,
+                interval_months=o.interval_months, access_days=o.access_days,
+                landing_url=grants.landing_url(state.settings, community.slug, o.slug),
+            )
+            for o in found.get(group_id, [])
+        ]
+
     @get("/members/{user_id:int}/groups", summary="The groups a member can open through their offers")
     async def member_groups(self, user_id: ObjectId, member: StaffMember, db: Db) -> GroupIds:
         await _require_member(db, member.community_id, user_id)
@@ -196,14 +272,11 @@ class AccessController(Controller):
 
     @post("/entitlements", status_code=201, summary="Give someone an offer for free (a comp), optionally until a date")
     async def comp(self, data: JSONBody[Comp], editor: StaffMember, db: Db) -> EntitlementOut:
-        offer = await offers.get_offer(db, editor.community_id, data.offer_id)
-        user, _ = await accounts.ensure_user(db, data.email)
-        entitlement = await entitlements.grant(
+        entitlement = await entitlements.comp(
             db,
             community_id=editor.community_id,
-            offer=offer,
-            user_id=user.id,
-            source=EntitlementSource.comp,
+            offer_id=data.offer_id,
+            email=data.email,
             ends_at=data.ends_at,
             actor_id=editor.user_id,
             note=data.note,
@@ -231,11 +304,17 @@ class AccessController(Controller):
     async def offer_groups(self, offer_id: ObjectId, member: StaffMember, db: Db) -> list[GrantedGroupOut]:
         return [GrantedGroupOut(**g.__dict__) for g in await grants.granted_groups(db, member.community_id, offer_id)]
 
-    @put("/offers/{offer_id:int}/groups", summary="Add or remove groups: for everyone, or for new buyers only")
+    @put(
+        "/offers/{offer_id:int}/groups",
+        summary="Add or remove groups: for everyone, or for new buyers only",
+        description=f"An edit for everyone starts an access run (its progress: GET access-runs/{{id}}); its id is "
+        f"in the {ACCESS_RUN_HEADER} response header. New-buyers-only edits change nobody's access now: no run.",
+        response_headers=[ResponseHeader(name=ACCESS_RUN_HEADER, description="The access run's id (edits for everyone)", documentation_only=True)],
+    )
     async def edit_offer_groups(
         self, offer_id: ObjectId, data: JSONBody[GroupsEdit], editor: StaffMember, db: Db
-    ) -> list[GrantedGroupOut]:
-        granted = await grants.edit_groups(
+    ) -> Response[list[GrantedGroupOut]]:
+        edited = await grants.edit_groups(
             db,
             community_id=editor.community_id,
             offer_id=offer_id,
@@ -243,7 +322,46 @@ class AccessController(Controller):
             remove=data.remove,
             mode=grants.EditMode(data.mode),
         )
-        return [GrantedGroupOut(**g.__dict__) for g in granted]
+        headers = {ACCESS_RUN_HEADER: str(edited.run.id)} if edited.run else {}
+        return Response([GrantedGroupOut(**g.__dict__) for g in edited.granted], headers=headers)
+
+    @post(
+        "/offers/{offer_id:int}/groups/preview",
+        status_code=200,
+        summary="What an edit of the offer's groups would do to its holders, changing nothing",
+        description="The same body and refusals as PUT .../groups. Per group: how many people holding the offer now "
+        "would gain it, lose it, or keep it, by their effective access (a holder who opens a group through another "
+        "offer does not lose it). New buyers only: nobody gains or loses now.",
+    )
+    async def preview_offer_groups(
+        self, offer_id: ObjectId, data: JSONBody[GroupsEdit], member: StaffMember, db: Db
+    ) -> GroupsPreviewOut:
+        preview = await grants.preview_edit(
+            db,
+            community_id=member.community_id,
+            offer_id=offer_id,
+            add=data.add,
+            remove=data.remove,
+            mode=grants.EditMode(data.mode),
+        )
+        return GroupsPreviewOut(
+            mode=preview.mode.value, holders=preview.holders, groups=[GroupImpactOut(**g.__dict__) for g in preview.groups]
+        )
+
+    @get("/offers/{offer_id:int}/entitlements", summary="Who holds an offer: its entitlements, newest first (keyset pages)")
+    async def offer_holders(
+        self,
+        offer_id: ObjectId,
+        member: StaffMember,
+        db: Db,
+        after: Cursor = None,
+        limit: PageLimit = 50,
+        live: Annotated[
+            bool | None, QueryParameter(description="true: access now; false: access over; all when left out")
+        ] = None,
+    ) -> Page[HolderOut]:
+        rows = await entitlements.holders_of_offer(db, member.community_id, offer_id, after=after, limit=limit, live=live)
+        return page_of([holder_out(h) for h in rows], limit, lambda h: h.entitlement_id)
 
     @get("/access-runs/{run_id:int}", summary="An access-change run's progress")
     async def read_run(self, run_id: ObjectId, member: StaffMember, db: Db) -> RunOut:

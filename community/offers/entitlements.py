@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
+from community.accounts.models import User
 from community.db import get_in_community, utcnow
 from community.errors import Conflict, Invalid, NotFound, check_storable
 from community.offers import runs
@@ -22,6 +24,7 @@ from community.offers.models import (
     OfferStatus,
     Pricing,
 )
+from community.offers.service import get_offer
 
 ENDED = (EntitlementStatus.cancelled, EntitlementStatus.refunded, EntitlementStatus.expired)
 EXPIRY_BATCH = 1000
@@ -104,6 +107,28 @@ async def grant(
     return entitlement
 
 
+async def comp(
+    session: AsyncSession,
+    *,
+    community_id: int,
+    offer_id: int,
+    email: str,
+    ends_at: dt.datetime | None = None,
+    actor_id: int | None = None,
+    note: str = "",
+) -> Entitlement:
+    """An owner gives someone the offer for free, by email (an account is made for an address
+    we do not know yet: they log in with a login link), optionally until a date."""
+    offer = await get_offer(session, community_id, offer_id)
+    if ends_at is not None and ends_at.tzinfo is None:
+        raise Invalid("give a time zone (e.g. 2026-01-31T00:00:00Z)", field="ends_at")
+    user, _ = await accounts.ensure_user(session, email)
+    return await grant(
+        session, community_id=community_id, offer=offer, user_id=user.id, source=EntitlementSource.comp,
+        ends_at=ends_at, actor_id=actor_id, note=note,
+    )
+
+
 async def claim_free(session: AsyncSession, *, offer_id: int, user_id: int) -> Entitlement:
     """Public: an unpublished offer is simply not found."""
     # FOR SHARE: an unpublish or delete (FOR UPDATE on the offer) waits for this claim, then sees it.
@@ -177,6 +202,8 @@ async def reopen(
     """The one transition that makes an ended entitlement grant again (a renewal, a payment
     after a failed one, an owner's extension)."""
     check_storable(reason, "reason")
+    if ends_at is not None and ends_at.tzinfo is None:
+        raise Invalid("give a time zone (e.g. 2026-01-31T00:00:00Z)", field="ends_at")
     entitlement = await get_entitlement(session, community_id, entitlement_id, lock=True)
     if ends_at is not None and ends_at <= utcnow():
         raise Invalid("must be in the future", field="ends_at")
@@ -230,6 +257,41 @@ async def of_member(session: AsyncSession, community_id: int, user_id: int) -> l
             )
         ).all()
     )
+
+
+@dataclass(frozen=True)
+class Holder:
+    entitlement: Entitlement
+    email: str
+    name: str
+
+
+async def holders_of_offer(
+    session: AsyncSession,
+    community_id: int,
+    offer_id: int,
+    *,
+    after: int | None,
+    limit: int,
+    live: bool | None = None,
+) -> list[Holder]:
+    """An offer's entitlements with who holds them, newest first (keyset on the entitlement id,
+    through ix_entitlements_offer); `live` keeps those granting access now (true) or ended (false)."""
+    await get_offer(session, community_id, offer_id)
+    now = utcnow()
+    query = (
+        select(Entitlement, User.email, User.name)
+        .join(User, User.id == Entitlement.user_id)
+        .where(Entitlement.community_id == community_id, Entitlement.offer_id == offer_id)
+        .order_by(Entitlement.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(Entitlement.id < after)
+    running = Entitlement.ends_at.is_(None) | (Entitlement.ends_at > now)
+    if live is not None:
+        query = query.where(running if live else ~running)
+    return [Holder(e, email, name) for e, email, name in (await session.execute(query)).all()]
 
 
 async def has_entitlements(session: AsyncSession, offer_id: int) -> bool:

@@ -85,7 +85,8 @@ async def _reconcile_next_batch(session: AsyncSession, run, total: int) -> bool:
         "total": total,
         "cause": run.cause,
         "run_id": run.id,
-        "deleted_name": "(deleted group)",
+        # A deleted group's row is gone: its name comes with the run (older runs have none).
+        "deleted_name": scope.get("group_name") or "(deleted group)",
     }
     if "group_id" in scope:  # a deleted group: everyone last logged as having it
         statement = RECONCILE_LOGGED

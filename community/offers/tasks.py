@@ -74,4 +74,4 @@ async def on_group_deleted(session: AsyncSession, ctx: JobContext, *, group_id: 
     """A hub group was deleted (its offer links went with it): tell everyone who had it.
     Idempotent: a second start finds nobody left to tell."""
     assert ctx.community_id is not None
-    await runs.start_run(session, community_id=ctx.community_id, cause=f"group {group_name} deleted", scope={"group_id": group_id})
+    await runs.start_run(session, community_id=ctx.community_id, cause=f"group {group_name} deleted", scope={"group_id": group_id, "group_name": group_name})

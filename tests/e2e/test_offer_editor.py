@@ -41,7 +41,7 @@ def sidebar(page: Page):
 
 
 def sections(page: Page):
-    return page.get_by_role("navigation", name="Offer sections")
+    return page.get_by_role("navigation", name="Offer editor")
 
 
 async def shot(page: Page, name: str, *, phone: bool = False) -> None:
