@@ -42,7 +42,7 @@ async def logged_in_to(who: httpx.AsyncClient, community_id: int) -> bool:
     page = await who.get(f"/communities/{community_id}")
     if page.status_code == 200:
         return True
-    assert page.status_code in (302, 303) and page.headers["location"].endswith("/login"), page.text[:300]
+    assert page.status_code in (302, 303) and page.headers["location"] == f"/login?next=%2Fcommunities%2F{community_id}", page.text[:300]
     return False
 
 

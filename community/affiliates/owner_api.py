@@ -8,8 +8,9 @@ import datetime as dt
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, get, post
 from litestar.params import JSONBody, QueryParameter
+from litestar.response import Stream
 
 from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
 from community.affiliates import payouts, reports, service
@@ -20,6 +21,7 @@ from community.affiliates.models import (
     PayoutState,
 )
 from community.affiliates.schemas import TotalsOut, totals_out
+from community.exports import csv_download
 from community.web import MAX_ID, Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 AffiliateFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this affiliate's.")]
@@ -105,12 +107,6 @@ def _payout(p: Payout) -> PayoutOut:
     return PayoutOut(p.id, p.affiliate_id, p.currency, p.amount, p.state.value, p.reference, p.created_at, p.paid_at)
 
 
-def _csv(text: str, name: str) -> Response[str]:
-    return Response(
-        text, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
-
-
 class AffiliateReportController(Controller):
     path = "/communities/{community_id:int}/affiliates"
     tags = ["affiliates"]
@@ -123,9 +119,9 @@ class AffiliateReportController(Controller):
         return ReportOut([_line(x) for x in per_affiliate], [_line(x) for x in per_offer])
 
     @get("/report.csv", summary="The report as CSV (decimal amounts), per affiliate or per offer")
-    async def report_csv(self, member: StaffMember, db: Db, per: Per = "affiliate") -> Response[str]:
+    async def report_csv(self, member: StaffMember, db: Db, per: Per = "affiliate") -> Stream:
         lines = await (reports.by_affiliate if per == "affiliate" else reports.by_offer)(db, member.community_id)
-        return _csv(reports.report_csv(lines, per=per), f"affiliates-by-{per}.csv")
+        return csv_download(f"affiliates-by-{per}.csv", reports.report_csv(lines, per=per))
 
     @get("/earnings", summary="Affiliates' earnings per currency: the caller's own enrolments, or (staff) any affiliate's")
     async def earnings(
@@ -176,18 +172,18 @@ class AffiliateReportController(Controller):
         return page_of([_payout(p) for p in rows], limit, lambda item: item.id)
 
     @get("/payouts.csv", summary="Payouts as CSV (who to pay, how much), by state")
-    async def payouts_csv(self, member: StaffMember, db: Db, in_state: PayoutStateFilter = None) -> Response[str]:
+    async def payouts_csv(self, member: StaffMember, db: Db, in_state: PayoutStateFilter = None) -> Stream:
         rows = await payouts.list_payouts(db, member.community_id, after=None, limit=MAX_ID, state=in_state)
-        return _csv(await payouts.payouts_csv(db, member.community_id, rows), "payouts.csv")
+        return csv_download("payouts.csv", await payouts.payouts_csv(db, member.community_id, rows))
 
     @get("/payouts/{payout_id:int}", summary="One payout")
     async def read_payout(self, payout_id: ObjectId, member: StaffMember, db: Db) -> PayoutOut:
         return _payout(await payouts.get_payout(db, member.community_id, payout_id))
 
     @get("/payouts/{payout_id:int}/lines.csv", summary="One payout's lines as CSV (each commission entry it pays)")
-    async def payout_csv(self, payout_id: ObjectId, member: StaffMember, db: Db) -> Response[str]:
+    async def payout_csv(self, payout_id: ObjectId, member: StaffMember, db: Db) -> Stream:
         text = await payouts.payout_csv(db, member.community_id, payout_id)
-        return _csv(text, f"payout-{payout_id}.csv")
+        return csv_download(f"payout-{payout_id}.csv", text)
 
     @post("/payouts/{payout_id:int}/paid", status_code=200, summary="Mark a payout paid, with the transfer reference")
     async def mark_paid(self, payout_id: ObjectId, data: JSONBody[PayoutPaid], editor: StaffMember, db: Db) -> PayoutOut:

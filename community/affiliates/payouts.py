@@ -8,10 +8,6 @@ minimum payout (and is above zero); a negative balance waits for later earnings.
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -28,6 +24,7 @@ from community.affiliates.models import (
 )
 from community.db import get_in_community, newest_first, utcnow
 from community.errors import Conflict, Invalid, check_storable
+from community.exports import to_csv
 from community.money import decimal_amount
 from community.offers.models import Offer
 
@@ -151,26 +148,6 @@ async def payees(session: AsyncSession, community_id: int, affiliate_ids: set[in
         .where(Affiliate.community_id == community_id, Affiliate.id.in_(affiliate_ids))
     )
     return {affiliate_id: (email, name) for affiliate_id, email, name in rows}
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-AMOUNT = re.compile(r"-?\d+(\.\d+)?")
-
-
-def safe_cell(value: object) -> object:
-    """Text a spreadsheet would run as a formula (a name like "=HYPERLINK(...)") is quoted
-    with a leading apostrophe; numbers, negative amounts included, stay numbers."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not AMOUNT.fullmatch(value):
-        return "'" + value
-    return value
-
-
-def to_csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([safe_cell(value) for value in row] for row in rows)
-    return out.getvalue()
 
 
 async def payouts_csv(session: AsyncSession, community_id: int, payouts: list[Payout]) -> str:

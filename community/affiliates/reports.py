@@ -27,9 +27,10 @@ from community.affiliates.models import (
     Payout,
     PayoutState,
 )
-from community.affiliates.payouts import PAYABLE_STATES, to_csv
+from community.affiliates.payouts import PAYABLE_STATES
 from community.billing.models import Payment
 from community.db import newest_first
+from community.exports import to_csv
 from community.money import decimal_amount
 from community.offers.models import Offer
 
