@@ -54,6 +54,7 @@ from community.checkout.api import (
 )
 from community.checkout.pages import CompletionPages, OfferPages
 from community.checkout.stripe_pages import StripeSetupPages
+from community.console.offers import OfferList
 from community.console.pages import ConsoleHome
 from community.content.api import DeletionPreviewController, PostsController
 from community.content.console_pages import GroupConsole
@@ -83,6 +84,7 @@ from community.offers.access_api import (
 )
 from community.offers.access_pages import OfferPermissionPages
 from community.offers.api import MediaController, OffersController
+from community.offers.pages import OfferEditorPages
 from community.settings import Settings
 from community.web import (
     CSRF_COOKIE,
@@ -176,6 +178,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             HubsConsole,
             GroupConsole,
             StripeSetupPages,
+            OfferList,
+            OfferEditorPages,
             OfferPermissionPages,
             EntitlementPages,
             MemberPages,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -463,25 +464,57 @@ async def test_custom_code_only_on_its_offer_pages(client, owner, shop, stripe_e
     assert "script-src 'self'" in (await client.get("/login")).headers["content-security-policy"]
 
 
-async def test_staff_preview_a_draft_without_its_custom_code(client, owner, shop) -> None:
-    cid = shop["community"]["id"]
+async def test_view_offer_page_shows_a_draft_on_its_own_origin_with_its_custom_code(client, owner, shop, settings, sessions) -> None:
+    """"View offer page" (it replaced a platform-origin preview that left the custom code out):
+    staff are sent to the page on the community's origin, a draft with a short-lived signed
+    token; the page runs the owner's code there, and its checkout sells nothing."""
+    from community.checkout import preview
+
+    cid, slug = shop["community"]["id"], shop["community"]["slug"]
     draft = (await client.post(f"{API}/communities/{cid}/offers", json={
-        "title": "Secret plan", "pricing": "free", "landing_page": {"headline": "Coming soon"}, "checkout_code_head": HEAD_CODE,
+        "title": "Secret plan", "pricing": "one_time", "amount": 4900, "landing_page": {"headline": "Coming soon"},
+        "checkout_code_head": HEAD_CODE,
     }, headers=owner.headers)).json()
-    assert (await client.get(offer_path(shop["community"], draft))).status_code == 404  # not public yet
-    preview_url = f"/dashboard/communities/{cid}/offers/{draft['id']}/preview"
-    assert (await client.get(preview_url)).headers["location"].endswith("/login")
-    login = await client.post(f"{API}/auth/login", json={"email": owner.email, "password": "correct horse battery"})
-    assert login.status_code == 200
+    public = offer_path(shop["community"], draft)
+    assert (await client.get(public)).status_code == 404  # not public yet
+    view = f"/dashboard/communities/{cid}/offers/{draft['id']}/preview"
+    assert (await client.get(view)).headers["location"].endswith("/login")
     page = await client.get("/login")
     token = CSRF.search(page.text).group(1)
     await client.post("/login", data={"_csrf_token": token, "email": owner.email, "password": "correct horse battery"})
-    preview = await client.get(preview_url)
-    assert preview.status_code == 200 and "Coming soon" in preview.text and HEAD_CODE not in preview.text
-    assert "script-src 'self'" in preview.headers["content-security-policy"]
+
+    moved = await client.get(view)
+    assert moved.status_code == 303 and moved.headers["location"].startswith(f"{public}?preview=")
+    landing = await client.get(moved.headers["location"])
+    assert landing.status_code == 200 and "Coming soon" in landing.text and HEAD_CODE in landing.text
+    assert "script-src" not in landing.headers["content-security-policy"]  # the offer pages' policy: owner code runs
+    assert 'id="preview-bar"' in landing.text
+    checkout_link = re.search(r'id="cta" href="([^"]+)"', landing.text).group(1).replace("&amp;", "&")
+    assert checkout_link.startswith(f"{public}/checkout?preview=")
+    checkout = await client.get(checkout_link)
+    assert checkout.status_code == 200 and HEAD_CODE in checkout.text
+    assert re.search(r'<button type="submit" id="pay" disabled', checkout.text)
+    form_token = CSRF.search(checkout.text).group(1)
+    bought = await client.post(checkout_link, data={"_csrf_token": form_token, "email": "early@example.com"})
+    assert bought.status_code == 404 and await count(sessions, Checkout) == 0  # a preview never sells
+
+    secret = settings.secret_key
+    expired = preview.mint(secret, community_id=cid, offer_id=draft["id"], now=time.time() - preview.PREVIEW_SECONDS - 1)
+    forged = preview.mint("another-secret-key-" + "y" * 32, community_id=cid, offer_id=draft["id"])
+    other = (await client.post(f"{API}/communities/{cid}/offers", json={"title": "Other plan", "pricing": "free"}, headers=owner.headers)).json()
+    of_other = preview.mint(secret, community_id=cid, offer_id=other["id"])
+    for bad in (expired, forged, of_other, "1.2.3", "x" * 300):
+        refused = await client.get(public, params={"preview": bad})
+        assert refused.status_code == 404 and HEAD_CODE not in refused.text, bad
+
+    published = await client.post(f"{API}/communities/{cid}/offers/{other['id']}/publish", headers=owner.headers)
+    assert published.status_code == 200
+    straight = await client.get(f"/dashboard/communities/{cid}/offers/{other['id']}/preview")
+    assert straight.headers["location"] == offer_path(shop["community"], other)  # published: the public page as it is
+
     stranger = await sign_up(client, "stranger@example.com")
-    other = await client.post(f"{API}/communities", json={"name": "Other place"}, headers=stranger.headers)
-    foreign = await client.get(f"/dashboard/communities/{other.json()['id']}/offers/{draft['id']}/preview")
+    elsewhere = await client.post(f"{API}/communities", json={"name": "Other place"}, headers=stranger.headers)
+    foreign = await client.get(f"/dashboard/communities/{elsewhere.json()['id']}/offers/{draft['id']}/preview")
     assert foreign.status_code == 404
 
 

@@ -149,7 +149,7 @@ async def test_create_a_free_offer_with_defaults(offers: Offers, community: dict
     assert (offer["status"], offer["pricing"], offer["amount"], offer["currency"]) == ("draft", "free", 0, "USD")
     assert offer["old_amount"] is offer["interval_months"] is offer["access_days"] is None
     assert offer["trial_days"] is offer["trial_requires_card"] is None  # only recurring offers have trials
-    assert offer["landing_page"] == {"headline": "", "body": "", "call_to_action": ""}
+    assert offer["landing_page"] == {"headline": "", "body": "", "call_to_action": "", "enabled": True}
     assert (offer["destination"], offer["destination_url"]) == ("platform", None)
     assert (offer["resell_enabled"], offer["resell_commission_bps"], offer["resell_commission_flat"]) == (False, None, None)
     assert offer["thumbnail_url"] is offer["cover_url"] is None
@@ -180,7 +180,7 @@ async def test_create_paid_offers_with_every_field(client: httpx.AsyncClient, of
     offer = await offers.create("Annual Pass", **full)
     assert offer["slug"] == "annual-pass"
     assert (offer["amount"], offer["old_amount"], offer["access_days"], offer["currency"]) == (19900, 29900, 365, "USD")
-    assert offer["landing_page"] == {"headline": "The pass", "body": "# Hello\n\n  * indented", "call_to_action": "Get it"}
+    assert offer["landing_page"] == {"headline": "The pass", "body": "# Hello\n\n  * indented", "call_to_action": "Get it", "enabled": True}
     assert offer["confirmation_subject"] == "Welcome aboard"
     assert offer["checkout_code_head"] == full["checkout_code_head"]
     assert offer["destination_url"] == full["destination_url"]
@@ -387,11 +387,11 @@ def test_production_refuses_local_http(settings) -> None:
 
     from litestar.datastructures import State
 
-    from community.offers.api import _allow_local_http
+    from community.offers.api import allow_local_http
 
-    assert _allow_local_http(State({"settings": settings})) is True
-    assert _allow_local_http(State({"settings": dataclasses.replace(settings, env="production")})) is False
-    assert _allow_local_http(State({"settings": dataclasses.replace(settings, env="development")})) is True
+    assert allow_local_http(State({"settings": settings})) is True
+    assert allow_local_http(State({"settings": dataclasses.replace(settings, env="production")})) is False
+    assert allow_local_http(State({"settings": dataclasses.replace(settings, env="development")})) is True
 
 
 async def test_slugs_are_unique_within_a_community(client: httpx.AsyncClient, offers: Offers, owner: Account) -> None:

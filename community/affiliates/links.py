@@ -35,6 +35,7 @@ from community.accounts.api import client_address
 from community.affiliates.models import Affiliate
 from community.errors import NotFound
 from community.hubs.models import Community
+from community.offers import service as offers
 from community.offers.models import Offer, OfferStatus
 from community.web import SECURITY_HEADERS, derived_key, moved_to_community
 
@@ -154,7 +155,7 @@ class Targets:
             return None
         affiliate_id, community_id, offer_id, community_slug, offer_slug, landing, window = row
         path = f"/o/{community_slug}/{offer_slug}"
-        if not any((landing or {}).values()):
+        if not offers.shows_landing_page(landing):
             path += "/checkout"  # what the landing page would redirect to
         return Target(affiliate_id, community_id, offer_id, path, window, community_slug)
 

@@ -25,6 +25,7 @@ from community.billing.schemas import (
     RedemptionOut,
     RefundCreate,
     RefundOut,
+    RevenueOut,
     code_out,
     given,
     payment_out,
@@ -117,6 +118,17 @@ class PaymentsController(Controller):
             db, member.community_id, after=after, limit=limit, user_id=user_id, offer_id=offer_id
         )
         return page_of([payment_out(p) for p in rows], limit, lambda item: item.id)
+
+    @get("/revenue", summary="Revenue per offer and currency, net of refunds and disputes")
+    async def revenue(self, member: StaffMember, db: Db, offer_id: OfferFilter = None) -> list[RevenueOut]:
+        rows = await service.offer_revenue(db, member.community_id, offer_ids=None if offer_id is None else [offer_id])
+        return [
+            RevenueOut(
+                offer_id=r.offer_id, currency=r.currency, payments=r.payments, paid_amount=r.paid,
+                refunded_amount=r.refunded, disputed_amount=r.disputed, net_amount=r.net,
+            )
+            for r in rows
+        ]
 
     @get("/{payment_id:int}", summary="One payment")
     async def read_payment(self, payment_id: ObjectId, member: StaffMember, db: Db) -> PaymentOut:

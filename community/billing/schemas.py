@@ -185,6 +185,18 @@ class PaymentOut(msgspec.Struct):
     created_at: dt.datetime
 
 
+class RevenueOut(msgspec.Struct):
+    """One offer's takings in one currency (minor units)."""
+
+    offer_id: int
+    currency: str
+    payments: int  # how many payments (purchases and renewals)
+    paid_amount: int  # charged
+    refunded_amount: int
+    disputed_amount: int  # held by open or lost chargebacks
+    net_amount: int  # paid - refunded - disputed
+
+
 def payment_out(p: Payment) -> PaymentOut:
     return PaymentOut(
         id=p.id,

@@ -24,6 +24,7 @@ takes the whole price, as a Stripe amount_off coupon does.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -463,6 +464,49 @@ async def total_spent(session: AsyncSession, *, community_id: int, user_id: int)
         .order_by(Payment.currency)
     )
     return {currency: int(total) for currency, total in rows}
+
+
+@dataclass(frozen=True)
+class Revenue:
+    """One offer's takings in one currency, from the payments ledger."""
+
+    offer_id: int
+    currency: str
+    payments: int
+    paid: int  # minor units charged
+    refunded: int
+    disputed: int  # held by open or lost chargebacks
+
+    @property
+    def net(self) -> int:
+        return self.paid - self.refunded - self.disputed
+
+
+async def offer_revenue(
+    session: AsyncSession, community_id: int, *, offer_ids: Collection[int] | None = None
+) -> list[Revenue]:
+    """What each offer took, per currency, net of refunds and disputes (the same net as a
+    member's total spent), ordered by offer and currency. Offers without payments are absent."""
+    query = (
+        select(
+            Payment.offer_id,
+            Payment.currency,
+            func.count(),
+            func.sum(Payment.amount),
+            func.sum(Payment.refunded_amount),
+            func.sum(Payment.disputed_amount),
+        )
+        .where(Payment.community_id == community_id)
+        .group_by(Payment.offer_id, Payment.currency)
+        .order_by(Payment.offer_id, Payment.currency)
+    )
+    if offer_ids is not None:
+        query = query.where(Payment.offer_id.in_(list(offer_ids)))
+    rows = await session.execute(query)
+    return [
+        Revenue(offer_id, currency, int(count), int(paid), int(refunded), int(disputed))
+        for offer_id, currency, count, paid, refunded, disputed in rows
+    ]
 
 
 async def get_payment(session: AsyncSession, community_id: int, payment_id: int, *, lock: bool = False) -> Payment:

@@ -10,17 +10,15 @@ page keeps the strict policy (web.STRICT_CSP).
 from __future__ import annotations
 
 import secrets
-from functools import lru_cache
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-import nh3
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
-from markdown_it import MarkdownIt
 
 from community.accounts import service as accounts
 from community.accounts.api import client_address
@@ -30,12 +28,14 @@ from community.affiliates import links
 from community.billing import service as billing
 from community.billing.models import Checkout, CheckoutState
 from community.checkout import connect, quotes, service
+from community.checkout import preview as previews
 from community.db import utcnow
 from community.errors import DomainError, NotFound
 from community.hubs.models import Community
+from community.markdown import render_markdown
 from community.money import exponent, format_amount
 from community.offers import service as offers
-from community.offers.models import Offer, Pricing
+from community.offers.models import Offer, OfferStatus, Pricing
 from community.offers.storage import storage_for
 from community.stripe_client import stripe_client
 from community.web import Db, moved_to_community
@@ -47,15 +47,6 @@ Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED
 OFFER_PAGE_CSP = "base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
 OFFER_PAGE_HEADERS = {"Content-Security-Policy": OFFER_PAGE_CSP, "Cache-Control": "no-store"}
 FORWARD_SECONDS = 2
-
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
-
-
-@lru_cache(maxsize=512)  # pages are read far more often than owners edit them (~1 ms a render)
-def render_markdown(source: str) -> str:
-    """Owner markdown to safe HTML: raw HTML is not passed through, and the result is cleaned
-    again (links get rel=noopener, no script, no event handlers, no javascript: URLs)."""
-    return nh3.clean(_markdown.render(source), link_rel="noopener noreferrer nofollow")
 
 
 def price_view(offer: Offer) -> dict[str, Any]:
@@ -84,7 +75,7 @@ def _button(offer: Offer) -> str:
     return "Pay"
 
 
-def _offer_context(state: State, community: Community, offer: Offer) -> dict[str, Any]:
+def _offer_context(state: State, community: Community, offer: Offer, preview_token: str | None = None) -> dict[str, Any]:
     storage = storage_for(state.settings)
     return {
         "community": community,
@@ -92,12 +83,42 @@ def _offer_context(state: State, community: Community, offer: Offer) -> dict[str
         "price": price_view(offer),
         "page": offer.landing_page or {},
         "body_html": render_markdown((offer.landing_page or {}).get("body", "") or offer.description),
-        "checkout_url": f"{service.offer_page_url(state.settings, community, offer)}/checkout",
+        "checkout_url": f"{service.offer_page_url(state.settings, community, offer)}/checkout{_keeping(preview_token)}",
+        "preview": preview_token is not None,
         "login_url": f"{state.settings.base_url}/login",  # the platform's: this page is on the community's origin
         "button": _button(offer),
         "thumbnail_url": storage.url(offer.thumbnail) if offer.thumbnail else None,
         "cover_url": storage.url(offer.cover) if offer.cover else None,
     }
+
+
+PreviewToken = FromQuery[str | None]
+
+
+def _keeping(preview_token: str | None) -> str:
+    """The query that keeps a preview going from the landing page to the checkout page."""
+    return f"?{urlencode({previews.QUERY: preview_token})}" if preview_token is not None else ""
+
+
+async def _offer_or_preview(
+    db: Db, state: State, community_slug: str, offer_slug: str, token: str | None
+) -> tuple[Community, Offer, str | None]:
+    """The published offer, or (with the console's preview token for it) a draft or archived
+    one; then the token that keeps the preview going, None for a published offer."""
+    if token is None:
+        community, offer = await service.published_offer(db, community_slug, offer_slug)
+        return community, offer, None
+    # Whatever is wrong, one answer: a preview link says no more about drafts than their absence.
+    expired = NotFound(f"offer not found (a preview link works for {previews.PREVIEW_SECONDS // 60} minutes: open it again from the console)")
+    try:
+        community, offer = await service.published_offer(db, community_slug, offer_slug, drafts=True)
+    except NotFound:
+        raise expired from None
+    if offer.status is OfferStatus.published:
+        return community, offer, None
+    if not previews.opens(state.settings.secret_key, token, community_id=community.id, offer_id=offer.id):
+        raise expired
+    return community, offer, token
 
 
 class OfferPages(Controller):
@@ -109,16 +130,16 @@ class OfferPages(Controller):
     @get("/o/{community_slug:str}/{offer_slug:str}")
     async def landing(
         self, community_slug: FromPath[str], offer_slug: FromPath[str], request: Request, db: Db, state: State,
-        ref: FromQuery[str | None] = None,
+        ref: FromQuery[str | None] = None, preview: PreviewToken = None,
     ) -> Template | Redirect:
-        community, offer = await service.published_offer(db, community_slug, offer_slug)
-        cookies = await self._affiliate_click(request, state, offer, ref) if ref else []
-        if not any((offer.landing_page or {}).values()):
+        community, offer, preview_token = await _offer_or_preview(db, state, community_slug, offer_slug, preview)
+        cookies = await self._affiliate_click(request, state, offer, ref) if ref and preview_token is None else []
+        if not offers.shows_landing_page(offer.landing_page):
             # no landing page: straight to checkout
-            return Redirect(f"/o/{community_slug}/{offer_slug}/checkout", cookies=cookies)
+            return Redirect(f"/o/{community_slug}/{offer_slug}/checkout{_keeping(preview_token)}", cookies=cookies)
         return Template(
             "checkout/landing.html",
-            context={**_offer_context(state, community, offer), "custom_code": True},
+            context={**_offer_context(state, community, offer, preview_token), "custom_code": True},
             headers=OFFER_PAGE_HEADERS,
             cookies=cookies,
         )
@@ -133,9 +154,13 @@ class OfferPages(Controller):
         return links.as_cookies(state, links.click(request, state, target))
 
     @get("/o/{community_slug:str}/{offer_slug:str}/checkout")
-    async def checkout_form(self, community_slug: FromPath[str], offer_slug: FromPath[str], db: Db, state: State) -> Template:
-        community, offer = await service.published_offer(db, community_slug, offer_slug)
-        return self._checkout_page(state, community, offer, email="", name="")
+    async def checkout_form(
+        self, community_slug: FromPath[str], offer_slug: FromPath[str], db: Db, state: State, preview: PreviewToken = None
+    ) -> Template:
+        """With a preview token, a draft's checkout page as buyers will see it, its button off:
+        the POST below serves published offers only, so a preview never sells anything."""
+        community, offer, preview_token = await _offer_or_preview(db, state, community_slug, offer_slug, preview)
+        return self._checkout_page(state, community, offer, email="", name="", preview_token=preview_token)
 
     @post("/o/{community_slug:str}/{offer_slug:str}/quote", status_code=200)
     async def quote(
@@ -173,10 +198,15 @@ class OfferPages(Controller):
             )
         return Redirect(started.redirect_url, status_code=303)
 
-    def _checkout_page(self, state: State, community: Community, offer: Offer, *, status_code: int = 200, **context: Any) -> Template:
+    def _checkout_page(
+        self, state: State, community: Community, offer: Offer, *, status_code: int = 200, preview_token: str | None = None, **context: Any
+    ) -> Template:
         return Template(
             "checkout/checkout.html",
-            context={**_offer_context(state, community, offer), "custom_code": True, "code": "", "error": None, "field": None, **context},
+            context={
+                **_offer_context(state, community, offer, preview_token),
+                "custom_code": True, "code": "", "error": None, "field": None, **context,
+            },
             headers=OFFER_PAGE_HEADERS,
             status_code=status_code,
         )
@@ -252,15 +282,20 @@ class CompletionPages(Controller):
             await start_session(request, db, checkout.user_id)
 
     @get("/dashboard/communities/{community_id:int}/offers/{offer_id:int}/preview")
-    async def preview(self, community_id: FromPath[int], offer_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Template | Redirect:
-        """Staff see any offer's landing page, drafts included. The owner's custom code does not
-        run here: this is the platform's origin, where staff sessions live."""
+    async def preview(self, community_id: FromPath[int], offer_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:
+        """"View offer page": staff are sent to the offer's page on its community's origin, as
+        buyers see it with its custom code running; a draft or archived offer with a short-lived
+        preview token (that origin has no platform session to show it by). Never rendered here:
+        the platform's origin, where staff sessions live, runs no owner code."""
         if viewer is None:
             return Redirect("/login")
         await accounts.require_role(db, community_id, viewer.user_id, accounts.STAFF)
         offer = await offers.get_offer(db, community_id, offer_id)
         community = await db.get_one(Community, community_id)
-        return Template("checkout/landing.html", context={**_offer_context(state, community, offer), "custom_code": False, "preview": True})
+        url = service.offer_page_url(state.settings, community, offer)
+        if offer.status is not OfferStatus.published:
+            url += _keeping(previews.mint(state.settings.secret_key, community_id=community_id, offer_id=offer.id))
+        return Redirect(url, status_code=303, headers={"Cache-Control": "no-store"})
 
     @get("/connect/{community_id:int}/return")
     async def connect_return(self, community_id: FromPath[int], viewer: Viewer, db: Db, state: State) -> Redirect:

@@ -25,11 +25,7 @@ from community.db import utcnow
 from community.errors import Conflict, Invalid, NotFound
 from community.hubs.models import Community
 from community.money import format_amount
-from community.notifications.owner_templates import (
-    DEFAULT_CONFIRMATION_BODY,
-    DEFAULT_CONFIRMATION_SUBJECT,
-    render_owner_template,
-)
+from community.notifications.owner_templates import render_confirmation
 from community.notifications.service import queue_email
 from community.offers import entitlements, grants
 from community.offers import service as offers
@@ -435,8 +431,9 @@ async def _confirm_by_email(
         "community_name": community.name,
         "access_url": destination_url(settings, checkout, offer),
     }
-    subject = render_owner_template(offer.confirmation_subject, DEFAULT_CONFIRMATION_SUBJECT, variables)
-    body = render_owner_template(offer.confirmation_body, DEFAULT_CONFIRMATION_BODY, variables)
+    subject, body = render_confirmation(
+        offer.confirmation_subject, offer.confirmation_body, variables, fallback_subject=offer.title
+    )
     # A buyer without a password gets a one-time link to log in and set one.
     login_link = await accounts.create_login_link(session, user=user, base_url=settings.base_url) if needs_password else None
     await queue_email(
@@ -444,7 +441,7 @@ async def _confirm_by_email(
         to=user.email,
         template="purchase_confirmation",
         community_id=checkout.community_id,
-        subject=" ".join(subject.split())[:200] or offer.title,
+        subject=subject,
         body=body,
         login_link=login_link,
         site_url=settings.base_url,

@@ -55,3 +55,12 @@ def render_owner_template(source: str, default: str, variables: Mapping[str, str
         except TemplateError as exc:  # a runtime error (e.g. a refused attribute) in the owner's template
             log.warning("owner template failed, using the default: %s", exc)
     return ""
+
+
+def render_confirmation(subject: str, body: str, variables: Mapping[str, str], *, fallback_subject: str) -> tuple[str, str]:
+    """An offer's confirmation email (subject, body) as the buyer gets it: the owner's templates,
+    the default where a field is blank or fails to render; the subject on one line, at most
+    200 characters, `fallback_subject` if nothing is left of it. The console's preview shows
+    exactly this."""
+    rendered = render_owner_template(subject, DEFAULT_CONFIRMATION_SUBJECT, variables)
+    return " ".join(rendered.split())[:200] or fallback_subject, render_owner_template(body, DEFAULT_CONFIRMATION_BODY, variables)

@@ -54,12 +54,12 @@ StatusFilter = Annotated[
 ]
 
 
-def _allow_local_http(state: State) -> bool:
+def allow_local_http(state: State) -> bool:
     # http://localhost destinations are for trying things out, never in production.
     return not state.settings.is_production
 
 
-def _drop(storage: Storage, *keys: str | None) -> BackgroundTask | None:
+def drop_files(storage: Storage, *keys: str | None) -> BackgroundTask | None:
     """Delete replaced files once the response is on its way, which is after the commit (a
     failed commit never reaches the response, so its files stay)."""
     wanted = [key for key in keys if key]
@@ -121,7 +121,7 @@ class OffersController(Controller):
     tags = ["offers"]
     dependencies = {**COMMUNITY_GUARDS, "storage": Provide(provide_storage)}
 
-    @get("/", summary="Offers, oldest first (keyset pages)")
+    @get("/", summary="Offers, oldest first (keyset pages), with how many people hold each now")
     async def list_offers(
         self,
         member: StaffMember,
@@ -134,14 +134,15 @@ class OffersController(Controller):
         offers = await service.list_offers(
             db, member.community_id, after=after, limit=limit, status=OfferStatus(status) if status else None
         )
-        return page_of([offer_summary(o, storage) for o in offers], limit, lambda item: item.id)
+        holders = await service.holder_counts(db, member.community_id, [o.id for o in offers])
+        return page_of([offer_summary(o, storage, holders[o.id]) for o in offers], limit, lambda item: item.id)
 
     @post("/", status_code=201, summary="Create an offer (a draft)")
     async def create_offer(
         self, data: JSONBody[OfferCreate], editor: StaffMember, db: Db, storage: Files, state: State
     ) -> OfferOut:
         offer = await service.create_offer(
-            db, editor.community_id, given(data), allow_local_http=_allow_local_http(state)
+            db, editor.community_id, given(data), allow_local_http=allow_local_http(state)
         )
         return offer_out(offer, storage)
 
@@ -154,14 +155,14 @@ class OffersController(Controller):
         self, offer_id: ObjectId, data: JSONBody[OfferUpdate], editor: StaffMember, db: Db, storage: Files, state: State
     ) -> OfferOut:
         offer = await service.update_offer(
-            db, editor.community_id, offer_id, given(data), allow_local_http=_allow_local_http(state)
+            db, editor.community_id, offer_id, given(data), allow_local_http=allow_local_http(state)
         )
         return offer_out(offer, storage)
 
     @delete("/{offer_id:int}", status_code=204, summary="Delete an offer nobody ever held (otherwise archive it)")
     async def delete_offer(self, offer_id: ObjectId, editor: StaffMember, db: Db, storage: Files) -> Response[None]:
         keys = await service.delete_offer(db, editor.community_id, offer_id)
-        return Response(None, status_code=204, background=_drop(storage, *keys))
+        return Response(None, status_code=204, background=drop_files(storage, *keys))
 
     @post("/{offer_id:int}/publish", status_code=200, summary="Publish (a paid offer needs Stripe charges enabled)")
     async def publish(self, offer_id: ObjectId, editor: StaffMember, db: Db, storage: Files) -> OfferOut:
@@ -200,12 +201,12 @@ class OffersController(Controller):
     @delete("/{offer_id:int}/thumbnail", status_code=204, summary="Remove the thumbnail")
     async def delete_thumbnail(self, offer_id: ObjectId, editor: StaffMember, db: Db, storage: Files) -> Response[None]:
         old = await service.clear_image(db, editor.community_id, offer_id, "thumbnail")
-        return Response(None, status_code=204, background=_drop(storage, old))
+        return Response(None, status_code=204, background=drop_files(storage, old))
 
     @delete("/{offer_id:int}/cover", status_code=204, summary="Remove the cover image")
     async def delete_cover(self, offer_id: ObjectId, editor: StaffMember, db: Db, storage: Files) -> Response[None]:
         old = await service.clear_image(db, editor.community_id, offer_id, "cover")
-        return Response(None, status_code=204, background=_drop(storage, old))
+        return Response(None, status_code=204, background=drop_files(storage, old))
 
 
 async def _put_image(
@@ -213,7 +214,7 @@ async def _put_image(
 ) -> Response[OfferOut]:
     data = await read_image(request, slot)
     offer, old = await service.set_image(db, storage, community_id, offer_id, slot, data)
-    return Response(offer_out(offer, storage), background=_drop(storage, old))
+    return Response(offer_out(offer, storage), background=drop_files(storage, old))
 
 
 MediaKey = Annotated[str, PathParameter(max_length=100, description="An image's key, as in an offer's image URL.")]

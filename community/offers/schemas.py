@@ -8,12 +8,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from community.money import MAX_AMOUNT
 from community.notifications.owner_templates import CONFIRMATION_VARIABLES
 from community.offers.models import Offer, Pricing
 from community.offers.storage import Storage
 
-# Stripe takes at most eight digits of minor units per charge (999,999.99 USD).
-MAX_AMOUNT = 99_999_999
 CODE_MAX = 50_000
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -50,11 +49,14 @@ Tags = Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Met
 
 
 class LandingPage(msgspec.Struct, forbid_unknown_fields=True):
-    """The offer's public page: a headline, a body in Markdown, the button's words."""
+    """The offer's public page: a headline, a body in Markdown, the button's words. Buyers see
+    it before checkout while it is enabled and has some text; otherwise the offer's link goes
+    straight to checkout (turning it off keeps the text for later)."""
 
     headline: Annotated[str, msgspec.Meta(max_length=200)] = ""
     body: Annotated[str, msgspec.Meta(max_length=50_000)] = ""
     call_to_action: Annotated[str, msgspec.Meta(max_length=80)] = ""
+    enabled: bool = True
 
 
 class OfferCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -151,6 +153,7 @@ class OfferSummary(msgspec.Struct):
     interval_months: int | None
     access_days: int | None
     thumbnail_url: str | None
+    holders: int  # people who hold it now (access running)
     created_at: dt.datetime
 
 
@@ -195,7 +198,7 @@ def _url(storage: Storage, key: str | None) -> str | None:
     return storage.url(key) if key else None
 
 
-def offer_summary(offer: Offer, storage: Storage) -> OfferSummary:
+def offer_summary(offer: Offer, storage: Storage, holders: int) -> OfferSummary:
     return OfferSummary(
         id=offer.id,
         title=offer.title,
@@ -208,6 +211,7 @@ def offer_summary(offer: Offer, storage: Storage) -> OfferSummary:
         interval_months=offer.interval_months,
         access_days=offer.access_days,
         thumbnail_url=_url(storage, offer.thumbnail),
+        holders=holders,
         created_at=offer.created_at,
     )
 
@@ -231,7 +235,12 @@ def offer_out(offer: Offer, storage: Storage) -> OfferOut:
         access_days=offer.access_days,
         thumbnail_url=_url(storage, offer.thumbnail),
         cover_url=_url(storage, offer.cover),
-        landing_page=LandingPage(**{name: page.get(name, "") for name in LandingPage.__struct_fields__}),
+        landing_page=LandingPage(
+            headline=page.get("headline", ""),
+            body=page.get("body", ""),
+            call_to_action=page.get("call_to_action", ""),
+            enabled=page.get("enabled", True),
+        ),
         checkout_code_head=offer.checkout_code_head,
         checkout_code_body=offer.checkout_code_body,
         confirmation_subject=offer.confirmation_subject,

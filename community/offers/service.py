@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.db import flush_or_conflict, get_in_community, utcnow
@@ -147,12 +147,22 @@ def _clean_tags(tags: list[str]) -> list[str]:
     return cleaned
 
 
-def _clean_landing_page(page: Mapping[str, str]) -> dict[str, str]:
-    cleaned = {}
-    for name, text in page.items():
-        check_storable(text, f"landing_page.{name}")
-        cleaned[name] = text if name == "body" else _one_line(text, f"landing_page.{name}")
+def _clean_landing_page(page: Mapping[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for name, value in page.items():
+        if name == "enabled":
+            cleaned[name] = bool(value)
+            continue
+        check_storable(value, f"landing_page.{name}")
+        cleaned[name] = value if name == "body" else _one_line(value, f"landing_page.{name}")
     return cleaned
+
+
+def shows_landing_page(page: Mapping[str, Any] | None) -> bool:
+    """Buyers see an offer's landing page (its `landing_page`) before checkout while it is on
+    and has something to show; otherwise its link goes straight to checkout."""
+    page = page or {}
+    return bool(page.get("enabled", True)) and any(page.get(name) for name in ("headline", "body", "call_to_action"))
 
 
 def _settle(current: Mapping[str, Any], given: Mapping[str, Any], *, allow_local_http: bool) -> dict[str, Any]:
@@ -307,6 +317,24 @@ async def has_holders(session: AsyncSession, community_id: int, offer_id: int) -
             select(exists().where(Entitlement.community_id == community_id, Entitlement.offer_id == offer_id))
         )
     )
+
+
+async def holder_counts(session: AsyncSession, community_id: int, offer_ids: Collection[int]) -> dict[int, int]:
+    """How many people hold each offer now (entitlements whose access runs: ends_at null or
+    ahead); every offer asked about is named, 0 when nobody holds it."""
+    if not offer_ids:
+        return {}
+    now = utcnow()
+    rows = await session.execute(
+        select(Entitlement.offer_id, func.count())
+        .where(
+            Entitlement.community_id == community_id,
+            Entitlement.offer_id.in_(list(offer_ids)),
+            or_(Entitlement.ends_at.is_(None), Entitlement.ends_at > now),
+        )
+        .group_by(Entitlement.offer_id)
+    )
+    return {offer_id: 0 for offer_id in offer_ids} | {offer_id: count for offer_id, count in rows}
 
 
 # ---------------------------------------------------------------- writing
