@@ -40,7 +40,7 @@ async def first_steps(session: AsyncSession, community_id: int) -> list[Step]:
         Step("groups", "Create a hub and a group", groups > 0,
              f"{len(hub_rows)} hub{'s' * (len(hub_rows) != 1)}, {groups} group{'s' * (groups != 1)}", "/hubs", "Open hubs and groups"),
         Step("offer", "Create an offer", sum(counts.values()) > 0,
-             f"{sum(counts.values())} offer{'s' * (sum(counts.values()) != 1)}", "/offers", "Open digital offers"),
+             f"{sum(counts.values())} offer{'s' * (sum(counts.values()) != 1)}", "/offers/new", "Create an offer"),
         Step("publish", "Publish it", counts[OfferStatus.published] > 0,
              f"{counts[OfferStatus.published]} published", "/offers", "Open digital offers"),
     ]

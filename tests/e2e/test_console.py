@@ -1,5 +1,5 @@
-"""The owner's console in a real browser: a new owner's first steps, from sign-up to a
-community whose Stripe account can take payments (through the sandbox's onboarding)."""
+"""The owner's console in a real browser: a new owner's first hour, from sign-up to a published
+paid offer, through Stripe's onboarding (the sandbox's) and the checklist on the console's home."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def path_of(page: Page) -> str:
     return httpx.URL(page.url).path
 
 
-async def test_a_new_owner_signs_up_creates_a_community_and_connects_stripe(
+async def test_a_new_owners_first_hour_from_sign_up_to_a_published_paid_offer(
     page: Page, live_server: LiveServer, stripe_env: StripeFixture
 ) -> None:
     await page.goto("/signup")
@@ -64,11 +64,46 @@ async def test_a_new_owner_signs_up_creates_a_community_and_connects_stripe(
     await page.locator("#complete-onboarding").click()
     await page.wait_for_url(re.compile(rf"{re.escape(live_server.url)}/dashboard/communities/\d+/stripe$"))
     await expect(page.get_by_role("heading", name="Ready to take payments")).to_be_visible()
-    await page.get_by_role("navigation", name="Console").get_by_role("link", name="Home").click()
+    console = page.get_by_role("navigation", name="Console")
+    await console.get_by_role("link", name="Home").click()
     await expect(page.locator("[data-step=stripe]")).to_have_attribute("data-done", "yes")
 
+    # A hub and a group, an offer that grants the group, published: the rest of the checklist.
+    await page.locator("[data-step=groups]").get_by_role("link", name="Open hubs and groups").click()
+    await page.get_by_label("Hub name").fill("Training")
+    await page.get_by_role("button", name="Add hub").click()
+    await page.get_by_role("link", name="Add a group to Training").click()
+    await page.get_by_label("Group name").fill("Weights room")
+    await page.get_by_role("button", name="Create group").click()
+    await console.get_by_role("link", name="Digital offers").click()
+    await page.get_by_role("link", name="New offer").first.click()
+    await page.get_by_label("Title").fill("Weight Training")
+    await page.get_by_label("One-time payment", exact=True).check()
+    await page.get_by_label(re.compile(r"^Price in")).fill("49")
+    await page.get_by_role("button", name="Create offer").click()
+    editor = page.get_by_role("navigation", name="Offer editor")
+    await editor.get_by_role("link", name="Community permissions").click()
+    await page.get_by_label("Weights room").check()
+    await page.get_by_role("button", name="Save").click()  # nobody holds it yet: saved at once
+    await expect(page.get_by_label("Weights room")).to_be_checked()
+    await editor.get_by_role("link", name="Status").click()
+    await page.get_by_role("button", name="Publish").click()
+    await expect(page.locator("#offer-status")).to_have_text("Published")
+    await assert_accessible(page, "offer status")
+    # "View offer page": the page a buyer sees, on the community's own origin.
+    async with page.context.expect_page() as opened:
+        await page.get_by_role("link", name="View offer page").click()
+    landing = await opened.value
+    await landing.wait_for_load_state()
+    assert httpx.URL(landing.url).host.endswith(".localhost"), landing.url
+    await expect(landing.get_by_text("49.00 EUR")).to_be_visible()
+    await landing.close()
+    await console.get_by_role("link", name="Home").click()
+    await expect(page.locator("#checklist li[data-done=yes]")).to_have_count(4)
+    await expect(page.get_by_role("heading", name="All set up")).to_be_visible()
+
     # Disconnecting says what will happen before it happens.
-    await page.get_by_role("navigation", name="Console").get_by_role("link", name="Payments setup").click()
+    await console.get_by_role("link", name="Payments setup").click()
     await page.get_by_role("link", name="Disconnect…").click()
     await expect(page.get_by_text("Paid offers stop selling at once")).to_be_visible()
     await assert_accessible(page, "disconnect confirmation")

@@ -161,9 +161,12 @@ async def test_the_help_pages_example_add_yoga_for_everyone_who_holds_weight_tra
     assert await page.locator("meta[http-equiv=refresh]").count() == 0
     await at_both_widths(page, "the finished run", "run")
 
-    # The existing buyer opens the Yoga group and its post.
+    # The existing buyer opens the Yoga group and its post, in the browser.
     await buyer.reload()
     await expect(buyer.locator(f"li.group[data-group='{yoga}']")).to_contain_text("Yoga")
+    await buyer.locator(f"li.group[data-group='{yoga}']").get_by_role("link", name="Yoga").click()
+    await expect(buyer.get_by_role("heading", name="Sun salutation")).to_be_visible()
+    await expect(buyer.locator(".post-body")).to_contain_text("Twelve poses.")
     assert sorted(await groups_of(http, bea, cid)) == sorted([weights, yoga])
     opened = await http.get(post_url, headers=bea.headers)
     assert opened.status_code == 200 and opened.json()["title"] == "Sun salutation"
