@@ -39,7 +39,12 @@ from community.affiliates.links import (
 )
 from community.affiliates.owner_api import AffiliateReportController
 from community.affiliates.pages import AffiliatePages
-from community.billing.api import DiscountCodesController, PaymentsController
+from community.billing.api import (
+    DiscountCodeExportsController,
+    DiscountCodesController,
+    PaymentsController,
+)
+from community.billing.discount_pages import DiscountPages
 from community.billing.entitlement_pages import EntitlementPages
 from community.billing.memberships_api import (
     EndEntitlementController,
@@ -120,6 +125,7 @@ API_CONTROLLERS = [
     ClaimController,
     OffersController,
     DiscountCodesController,
+    DiscountCodeExportsController,
     PaymentsController,
     MyMembershipsController,
     EndEntitlementController,
@@ -182,6 +188,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             OfferEditorPages,
             OfferPermissionPages,
             EntitlementPages,
+            DiscountPages,
             MemberPages,
             BillingPages,
             OfferPages,

@@ -9,6 +9,7 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
+from litestar.response import Stream
 
 from community.accounts.guards import (
     StaffMember,
@@ -16,7 +17,7 @@ from community.accounts.guards import (
     provide_member,
     provide_principal,
 )
-from community.billing import discounts, refunds, service
+from community.billing import discount_exports, discounts, refunds, service
 from community.billing.schemas import (
     DiscountCodeCreate,
     DiscountCodeOut,
@@ -32,6 +33,8 @@ from community.billing.schemas import (
     redemption_out,
     refund_out,
 )
+from community.db import utcnow
+from community.exports import csv_download
 from community.web import MAX_ID, Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 UserFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this member's payments.")]
@@ -55,7 +58,8 @@ async def _out(db: Db, codes: list) -> list[DiscountCodeOut]:
     ids = [c.id for c in codes]
     offers = await discounts.offer_ids_of(db, ids)
     counts = await discounts.counts_of(db, ids)
-    return [code_out(c, offers[c.id], counts[c.id]) for c in codes]
+    now = utcnow()
+    return [code_out(c, offers[c.id], counts[c.id], now) for c in codes]
 
 
 class DiscountCodesController(Controller):
@@ -97,6 +101,29 @@ class DiscountCodesController(Controller):
     ) -> Page[RedemptionOut]:
         rows = await discounts.list_redemptions(db, member.community_id, code_id, after=after, limit=limit)
         return page_of([redemption_out(r) for r in rows], limit, lambda item: item.id)
+
+
+    @get(
+        "/{code_id:int}/redemptions.csv",
+        summary="A code's redemptions and reservations as CSV, newest first (amounts as decimals, with the currency)",
+    )
+    async def redemptions_csv(self, code_id: ObjectId, member: StaffMember, db: Db, state: State) -> Stream:
+        code = await discounts.get_code(db, member.community_id, code_id)
+        chunks = discount_exports.redemptions_csv(state.sessions, member.community_id, code.id)
+        return csv_download(f"discount-code-{code.id}-redemptions.csv", chunks)
+
+
+class DiscountCodeExportsController(Controller):
+    path = "/communities/{community_id:int}"
+    tags = ["discount codes"]
+    dependencies = GUARDS
+
+    @get(
+        "/discount-codes.csv",
+        summary="Every discount code as CSV, oldest first, with its uses and state (amounts as decimals, with the currency)",
+    )
+    async def codes_csv(self, member: StaffMember, state: State) -> Stream:
+        return csv_download("discount-codes.csv", discount_exports.codes_csv(state.sessions, member.community_id))
 
 
 class PaymentsController(Controller):

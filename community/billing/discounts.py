@@ -12,10 +12,12 @@ leave a code that a create would refuse.
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -198,6 +200,44 @@ class Counts:
     reserved: int = 0  # reservations that still count (their checkout may still be paid)
 
 
+    @property
+    def used(self) -> int:
+        """What counts against max_redemptions: paid uses and the checkouts still holding one."""
+        return self.redeemed + self.reserved
+
+
+class CodeState(enum.StrEnum):
+    """Where a code stands now, from its fields and its counts (`code_state`)."""
+
+    active = "active"  # buyers can use it now
+    scheduled = "scheduled"  # its start is still ahead
+    expired = "expired"  # its end has passed
+    used_up = "used_up"  # its maximum uses are taken (paid, or held by a checkout)
+    disabled = "disabled"  # deactivated by staff (active: false)
+
+
+class _Window(Protocol):
+    active: bool
+    starts_at: dt.datetime
+    ends_at: dt.datetime | None
+    max_redemptions: int | None
+
+
+def code_state(code: _Window, counts: Counts, now: dt.datetime) -> CodeState:
+    """The one answer the API, the console and the CSV give: disabled first (staff turned it
+    off), then expired, used up, scheduled; else active. The checkout refuses a code in any
+    state but active (service.quote)."""
+    if not code.active:
+        return CodeState.disabled
+    if code.ends_at is not None and now >= code.ends_at:
+        return CodeState.expired
+    if code.max_redemptions is not None and counts.used >= code.max_redemptions:
+        return CodeState.used_up
+    if now < code.starts_at:
+        return CodeState.scheduled
+    return CodeState.active
+
+
 async def get_code(session: AsyncSession, community_id: int, code_id: int, *, lock: bool = False) -> DiscountCode:
     return await get_in_community(session, DiscountCode, community_id, code_id, what="discount code", lock=lock)
 
@@ -223,6 +263,16 @@ async def offer_ids_of(session: AsyncSession, code_ids: Sequence[int]) -> dict[i
         for code_id, offer_id in rows:
             result[code_id].append(offer_id)
     return result
+
+
+async def offer_titles(session: AsyncSession, community_id: int, offer_ids: Sequence[int]) -> dict[int, str]:
+    """The titles of this community's offers among `offer_ids` (for showing which offers a code is for)."""
+    if not offer_ids:
+        return {}
+    rows = await session.execute(
+        select(Offer.id, Offer.title).where(Offer.community_id == community_id, Offer.id.in_(set(offer_ids)))
+    )
+    return {row.id: row.title for row in rows}
 
 
 async def counts_of(session: AsyncSession, code_ids: Sequence[int]) -> dict[int, Counts]:

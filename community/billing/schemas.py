@@ -9,7 +9,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from community.billing.discounts import MAX_AMOUNT, MAX_MONTHS, MAX_OFFERS, Counts
+from community.billing.discounts import (
+    MAX_AMOUNT,
+    MAX_MONTHS,
+    MAX_OFFERS,
+    Counts,
+    code_state,
+)
 from community.billing.models import DiscountCode, DiscountRedemption, Payment, Refund
 from community.billing.refunds import MAX_REASON
 from community.inputs import Instant
@@ -103,11 +109,14 @@ class DiscountCodeOut(msgspec.Struct):
     active: bool
     redeemed: int  # paid redemptions
     reserved: int  # checkouts holding this code that may still be paid at Stripe
+    # Now: active | scheduled (starts later) | expired | used_up (redeemed + reserved reached
+    # max_redemptions) | disabled (active: false). Only an active code is taken at checkout.
+    state: str
     created_at: dt.datetime
     updated_at: dt.datetime | None
 
 
-def code_out(code: DiscountCode, offer_ids: list[int], counts: Counts) -> DiscountCodeOut:
+def code_out(code: DiscountCode, offer_ids: list[int], counts: Counts, now: dt.datetime) -> DiscountCodeOut:
     return DiscountCodeOut(
         id=code.id,
         code=code.code,
@@ -126,6 +135,7 @@ def code_out(code: DiscountCode, offer_ids: list[int], counts: Counts) -> Discou
         active=code.active,
         redeemed=counts.redeemed,
         reserved=counts.reserved,
+        state=code_state(code, counts, now).value,
         created_at=code.created_at,
         updated_at=code.updated_at,
     )
