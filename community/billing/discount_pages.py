@@ -63,7 +63,7 @@ STATE_LABELS = {
     CodeState.disabled: "disabled",
 }
 STATE_TAGS = {CodeState.active: "ok", CodeState.scheduled: "", CodeState.expired: "warn", CodeState.used_up: "warn", CodeState.disabled: "warn"}
-KIND_CHOICES = [("percent", "A percent off"), ("amount", "A fixed amount off")]
+KIND_CHOICES = [("percent", "Percent"), ("amount", "Fixed amount")]
 APPLIES_CHOICES = [("all", "All offers"), ("offers", "Only the offers ticked below")]
 DURATION_CHOICES = [
     ("once", "Once: the first payment only"),
