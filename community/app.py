@@ -39,7 +39,11 @@ from community.affiliates.links import (
 )
 from community.affiliates.owner_api import AffiliateReportController
 from community.affiliates.pages import AffiliatePages
-from community.billing.api import DiscountCodesController, PaymentsController
+from community.billing.api import (
+    DiscountCodesController,
+    PaymentsController,
+    PaymentsCsvController,
+)
 from community.billing.entitlement_pages import EntitlementPages
 from community.billing.memberships_api import (
     EndEntitlementController,
@@ -47,6 +51,7 @@ from community.billing.memberships_api import (
     MyMembershipsController,
 )
 from community.billing.pages import BillingPages
+from community.billing.payment_pages import PaymentPages
 from community.checkout.api import (
     QuoteController,
     StripeConnectController,
@@ -121,6 +126,7 @@ API_CONTROLLERS = [
     OffersController,
     DiscountCodesController,
     PaymentsController,
+    PaymentsCsvController,
     MyMembershipsController,
     EndEntitlementController,
     MemberTotalController,
@@ -182,6 +188,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             OfferEditorPages,
             OfferPermissionPages,
             EntitlementPages,
+            PaymentPages,
             MemberPages,
             BillingPages,
             OfferPages,
