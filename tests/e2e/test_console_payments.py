@@ -166,7 +166,8 @@ async def test_a_partial_refund_that_keeps_access_then_one_that_ends_it(
     assert await commission(http, owner, cid) == (3000, 1500)  # reduced by half in all
     assert not await can_open(http, cid, weights, bea.headers)
     assert (await membership(http, bea, cid))["live"] is False
-    await at_both_widths(page, "the payment page after two refunds", "payment-refunded")
+    await assert_accessible(page, "the payment page after two refunds")
+    await page.screenshot(path=f"{SHOTS}-payment-refunded.png", full_page=True)
 
     # The list shows it partly refunded; the member's entitlement page tells the history.
     await page.goto(f"/dashboard/communities/{cid}/payments?status=partially_refunded")
