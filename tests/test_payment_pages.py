@@ -19,8 +19,9 @@ from community.billing.models import Dispute, Refund
 from tests import test_checkout
 from tests.checkout_helpers import API, CSRF, deliver_and_process
 from tests.conftest import create_community, sign_up
+from tests.test_checkout import can_open
 from tests.test_communities import add_staff
-from tests.test_memberships import login
+from tests.test_memberships import login, subscribe, subscription
 from tests.test_refunds import buy, refund
 
 shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
@@ -84,7 +85,7 @@ async def test_filters_narrow_the_list_and_the_csv_alike(client, owner, shop, st
     assert page.status_code == 200
     assert f'data-payment="{first["id"]}"' in page.text and f'data-payment="{second["id"]}"' not in page.text
     assert "49.00 USD" in page.text and "4900" not in page.text
-    assert 'href="/dashboard/communities/%d/payments.csv?status=partially_refunded"' % cid in page.text
+    assert f'href="/dashboard/communities/{cid}/payments.csv?status=partially_refunded"' in page.text
     download = await client.get(f"/dashboard/communities/{cid}/payments.csv", params={"status": "partially_refunded"})
     assert [r["payment_id"] for r in csv.DictReader(io.StringIO(download.text))] == [str(first["id"])]
     today = now.strftime("%Y-%m-%d")
@@ -196,10 +197,35 @@ async def test_a_dispute_shows_its_state_and_evidence_due_date(client, owner, sh
     assert row.evidence_due_by == due
     answered = await client.get(f"{API}/communities/{cid}/payments/{payment['id']}/disputes", headers=owner.headers)
     assert answered.status_code == 200
-    assert [(d["status"], d["amount"], dt.datetime.fromisoformat(d["evidence_due_by"].replace("Z", "+00:00"))) for d in answered.json()] == [
+    assert [(d["status"], d["amount"], dt.datetime.fromisoformat(d["evidence_due_by"])) for d in answered.json()] == [
         (row.status, 4900, due)
     ]
     await login(client, owner)
     shown = await client.get(f"/dashboard/communities/{cid}/payments/{payment['id']}")
     assert f"Respond in your Stripe dashboard by {due.strftime('%d %b %Y, %H:%M UTC')}" in shown.text
     assert 'id="disputed">49.00 USD' in shown.text and 'id="nothing-to-refund"' in shown.text
+
+
+async def test_cancel_now_from_a_subscriptions_payment_stops_stripe_and_access(
+    client, owner, shop, stripe_env, settings, sessions
+) -> None:
+    cid = shop["community"]["id"]
+    member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
+    [payment_id] = await listed(client, owner, cid)
+    await login(client, owner)
+    shown = await client.get(f"/dashboard/communities/{cid}/payments/{payment_id}")
+    assert f'href="/dashboard/communities/{cid}/entitlements/{entitlement_id}/cancel-now"' in shown.text
+    assert "A subscription cannot be ended at a later date by staff" in shown.text and "end-at-date-link" not in shown.text
+    assert "Their subscription keeps renewing unless you tick it" in shown.text
+
+    page_url = f"/dashboard/communities/{cid}/entitlements/{entitlement_id}/cancel-now"
+    confirm = await client.get(page_url)
+    assert confirm.status_code == 200 and 'id="stripe-note"' in confirm.text and "Stripe stops charging" in confirm.text
+    assert await can_open(client, cid, shop["group_id"], member.headers)  # nothing happens before the confirmation
+    done = await client.post(page_url, data={"_csrf_token": CSRF.search(confirm.text).group(1)})
+    assert done.status_code == 303 and done.headers["location"] == f"/dashboard/communities/{cid}/entitlements/{entitlement_id}"
+    sub = await subscription(sessions)
+    assert stripe_env.sandbox.get(sub.stripe_subscription_id)["status"] == "canceled" and sub.status == "canceled"
+    assert not await can_open(client, cid, shop["group_id"], member.headers)
+    again = await client.post(page_url, data={"_csrf_token": CSRF.search(confirm.text).group(1)})
+    assert again.status_code == 409 and "already ended" in again.text

@@ -15,7 +15,12 @@ from playwright.async_api import Page, expect
 from sqlalchemy import select, update
 
 from community.billing.models import Checkout
-from tests.checkout_helpers import connect_stripe, deliver_and_process, offer_for_sale, submit_checkout
+from tests.checkout_helpers import (
+    connect_stripe,
+    deliver_and_process,
+    offer_for_sale,
+    submit_checkout,
+)
 from tests.conftest import StripeFixture, create_community, sign_up
 from tests.e2e.conftest import LiveServer, assert_accessible
 from tests.e2e.test_console_access import DESKTOP, PHONE, log_in
