@@ -172,7 +172,9 @@ class PaymentPages(Controller):
             return await self._payment_page(db, frame, context, form, errors, status_code=exc.status_code)
         said = {
             RefundState.succeeded: "refunded",
-            RefundState.pending: "asked for: Stripe holds it pending",
+            RefundState.pending: "asked for: Stripe holds it pending"
+            if made.stripe_refund_id
+            else "asked for: waiting for Stripe's answer (it is asked again every few minutes)",
             RefundState.failed: "failed",
             RefundState.canceled: "canceled",
         }[made.state]
