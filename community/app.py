@@ -43,6 +43,7 @@ from community.billing.api import (
     DiscountCodeExportsController,
     DiscountCodesController,
     PaymentsController,
+    PaymentsCsvController,
 )
 from community.billing.discount_pages import DiscountPages
 from community.billing.entitlement_pages import EntitlementPages
@@ -52,6 +53,7 @@ from community.billing.memberships_api import (
     MyMembershipsController,
 )
 from community.billing.pages import BillingPages
+from community.billing.payment_pages import PaymentPages
 from community.checkout.api import (
     QuoteController,
     StripeConnectController,
@@ -127,6 +129,7 @@ API_CONTROLLERS = [
     DiscountCodesController,
     DiscountCodeExportsController,
     PaymentsController,
+    PaymentsCsvController,
     MyMembershipsController,
     EndEntitlementController,
     MemberTotalController,
@@ -188,6 +191,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             OfferEditorPages,
             OfferPermissionPages,
             EntitlementPages,
+            PaymentPages,
             DiscountPages,
             MemberPages,
             BillingPages,

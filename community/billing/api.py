@@ -17,28 +17,49 @@ from community.accounts.guards import (
     provide_member,
     provide_principal,
 )
-from community.billing import discount_exports, discounts, refunds, service
+from community.billing import (
+    discount_exports,
+    discounts,
+    payment_list,
+    refunds,
+    service,
+)
 from community.billing.schemas import (
     DiscountCodeCreate,
     DiscountCodeOut,
     DiscountCodeUpdate,
+    DisputeOut,
     PaymentOut,
     RedemptionOut,
     RefundCreate,
     RefundOut,
     RevenueOut,
     code_out,
+    dispute_out,
     given,
     payment_out,
     redemption_out,
     refund_out,
 )
 from community.db import utcnow
-from community.exports import csv_download
+from community.exports import csv_download, stream_csv
 from community.web import MAX_ID, Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 UserFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this member's payments.")]
 OfferFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only payments for this offer.")]
+StatusFilter = Annotated[
+    str | None,
+    QueryParameter(description=f"Only payments in this status: {', '.join(payment_list.STATUSES)} (disputed: a chargeback holds part of it)."),
+]
+PaidFrom = Annotated[
+    str | None, QueryParameter(description="Only payments made at or after this instant (ISO 8601 with a time zone, e.g. 2026-12-01T00:00:00Z).")
+]
+PaidTo = Annotated[
+    str | None, QueryParameter(description="Only payments made before this instant (ISO 8601 with a time zone; excluded).")
+]
+EmailFilter = Annotated[
+    str | None, QueryParameter(description="Only payments whose buyer's email contains this text, ignoring case.")
+]
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
@@ -131,7 +152,7 @@ class PaymentsController(Controller):
     tags = ["payments"]
     dependencies = GUARDS
 
-    @get("/", summary="Payments, newest first (keyset pages), by member or offer")
+    @get("/", summary="Payments, newest first (keyset pages), by offer, member, status, date paid (UTC) or buyer's email")
     async def list_payments(
         self,
         member: StaffMember,
@@ -140,11 +161,16 @@ class PaymentsController(Controller):
         limit: PageLimit = 50,
         user_id: UserFilter = None,
         offer_id: OfferFilter = None,
+        status: StatusFilter = None,
+        paid_from: PaidFrom = None,
+        paid_to: PaidTo = None,
+        email: EmailFilter = None,
     ) -> Page[PaymentOut]:
-        rows = await service.list_payments(
-            db, member.community_id, after=after, limit=limit, user_id=user_id, offer_id=offer_id
+        wanted = payment_list.read_filter(
+            offer_id=offer_id, user_id=user_id, status=status, paid_from=paid_from, paid_to=paid_to, email=email
         )
-        return page_of([payment_out(p) for p in rows], limit, lambda item: item.id)
+        rows = await payment_list.list_payments(db, member.community_id, wanted, after=after, limit=limit)
+        return page_of([payment_out(r.payment) for r in rows], limit, lambda item: item.id)
 
     @get("/revenue", summary="Revenue per offer and currency, net of refunds and disputes")
     async def revenue(self, member: StaffMember, db: Db, offer_id: OfferFilter = None) -> list[RevenueOut]:
@@ -160,6 +186,11 @@ class PaymentsController(Controller):
     @get("/{payment_id:int}", summary="One payment")
     async def read_payment(self, payment_id: ObjectId, member: StaffMember, db: Db) -> PaymentOut:
         return payment_out(await service.get_payment(db, member.community_id, payment_id))
+
+    @get("/{payment_id:int}/disputes", summary="A payment's disputes (inquiries and chargebacks) with their status and evidence due date")
+    async def list_disputes(self, payment_id: ObjectId, member: StaffMember, db: Db) -> list[DisputeOut]:
+        await service.get_payment(db, member.community_id, payment_id)
+        return [dispute_out(d) for d in await payment_list.disputes_of(db, member.community_id, payment_id)]
 
     @get("/{payment_id:int}/refunds", summary="A payment's refunds (ours and the Stripe dashboard's), oldest first")
     async def list_refunds(self, payment_id: ObjectId, member: StaffMember, db: Db) -> list[RefundOut]:
@@ -179,3 +210,34 @@ class PaymentsController(Controller):
             db, state.settings, community_id=editor.community_id, payment_id=payment_id, request=request
         )
         return refund_out(refund)
+
+
+class PaymentsCsvController(Controller):
+    path = "/communities/{community_id:int}/payments.csv"
+    tags = ["payments"]
+    dependencies = GUARDS
+
+    @get("/", summary="The payments list as CSV (streamed), with the same filters; amounts in major units beside their currency")
+    async def payments_csv(
+        self,
+        member: StaffMember,
+        state: State,
+        user_id: UserFilter = None,
+        offer_id: OfferFilter = None,
+        status: StatusFilter = None,
+        paid_from: PaidFrom = None,
+        paid_to: PaidTo = None,
+        email: EmailFilter = None,
+    ) -> Response:
+        wanted = payment_list.read_filter(
+            offer_id=offer_id, user_id=user_id, status=status, paid_from=paid_from, paid_to=paid_to, email=email
+        )
+        return payments_csv_response(state, member.community_id, wanted)
+
+
+def payments_csv_response(state: State, community_id: int, wanted: payment_list.PaymentFilter) -> Response:
+    """The streamed CSV of the payments `wanted` selects (the console's download too)."""
+    chunks = stream_csv(
+        state.sessions, payment_list.CSV_HEADER, payment_list.csv_statement(community_id, wanted), payment_list.csv_row
+    )
+    return csv_download(payment_list.csv_filename(community_id), chunks)

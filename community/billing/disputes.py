@@ -70,6 +70,7 @@ async def on_dispute(session: AsyncSession, settings: Settings, row: StripeEvent
             currency=payment.currency,
             reason=(current.reason or "")[:100],
             status=current.status,
+            evidence_due_by=_respond_by(current),
         )
         .on_conflict_do_nothing(index_elements=[Dispute.stripe_dispute_id])
         .returning(Dispute.id)
@@ -82,6 +83,7 @@ async def on_dispute(session: AsyncSession, settings: Settings, row: StripeEvent
         return "not ours"  # a dispute id already stored for another payment
     was_closed, was_inquiry = dispute.closed_at is not None, dispute.status in INQUIRY
     dispute.amount, dispute.status = current.amount, current.status
+    dispute.evidence_due_by = _respond_by(current)
     closed = current.status in CLOSED
     dispute.closed_at = (dispute.closed_at or utcnow()) if closed else None
     await session.flush()

@@ -34,6 +34,7 @@ from community.web import Cursor, Db, ObjectId
 
 PAGE_SIZE = 50
 LiveFilter = Annotated[bool | None, QueryParameter(description="true: current holders; false: ended")]
+WhenChoice = Annotated[str | None, QueryParameter(description="date: the form opens on \"At a date\"")]
 
 
 def _editor(frame: Frame) -> None:
@@ -126,9 +127,40 @@ class EntitlementPages(Controller):
         )
 
     @get("/entitlements/{entitlement_id:int}/end")
-    async def end_form(self, entitlement_id: ObjectId, frame: CurrentFrame, db: Db, state: State) -> Template:
+    async def end_form(
+        self, entitlement_id: ObjectId, frame: CurrentFrame, db: Db, state: State, when: WhenChoice = None
+    ) -> Template:
         _editor(frame)
-        return await self._end_page(db, state, frame, entitlement_id, Posted({"when": "now", "status": "cancelled"}), {})
+        chosen = "date" if when == "date" else "now"
+        return await self._end_page(db, state, frame, entitlement_id, Posted({"when": chosen, "status": "cancelled"}), {})
+
+    @get("/entitlements/{entitlement_id:int}/cancel-now")
+    async def cancel_now_form(self, entitlement_id: ObjectId, frame: CurrentFrame, db: Db, state: State) -> Template:
+        _editor(frame)
+        context = await self._context(db, state, frame, entitlement_id)
+        return _page("billing/entitlement_cancel_now.html", frame, errors={}, **context)
+
+    @post("/entitlements/{entitlement_id:int}/cancel-now")
+    async def cancel_now(
+        self, entitlement_id: ObjectId, request: Request, frame: CurrentFrame, db: Db, state: State
+    ) -> Template | Redirect:
+        """The API's POST .../entitlements/{id}/cancel-now: Stripe stops charging, access ends now."""
+        _editor(frame)
+        try:
+            async with db.begin_nested():
+                await memberships.end_now(
+                    db, state.settings, community_id=frame.community.id, entitlement_id=entitlement_id,
+                    status=EntitlementStatus.cancelled, actor_id=frame.user.id, reason="cancelled now by staff",
+                    notify=True,
+                )
+        except DomainError as exc:
+            context = await self._context(db, state, frame, entitlement_id)
+            return _page(
+                "billing/entitlement_cancel_now.html", frame, errors={FORM: exc.detail}, status_code=exc.status_code,
+                **context,
+            )
+        flash(request, "Cancelled: access ended now and nothing more is charged.", "success")
+        return Redirect(_entitlement_url(frame, entitlement_id), status_code=303)
 
     @post("/entitlements/{entitlement_id:int}/end")
     async def end(

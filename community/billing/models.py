@@ -300,6 +300,8 @@ class Dispute(Base):
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str] = mapped_column(String(100), default="")
     status: Mapped[str] = mapped_column(String(40))  # Stripe's: warning_*, needs_response, ..., appeal_*, won, lost
+    # Stripe's evidence_details.due_by: staff respond in their Stripe dashboard by then (null: no response expected).
+    evidence_due_by: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[Timestamp]
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -16,7 +16,13 @@ from community.billing.discounts import (
     Counts,
     code_state,
 )
-from community.billing.models import DiscountCode, DiscountRedemption, Payment, Refund
+from community.billing.models import (
+    DiscountCode,
+    DiscountRedemption,
+    Dispute,
+    Payment,
+    Refund,
+)
 from community.billing.refunds import MAX_REASON
 from community.inputs import Instant
 from community.web import MAX_ID
@@ -271,4 +277,24 @@ def refund_out(r: Refund) -> RefundOut:
         actor_id=r.actor_id,
         created_at=r.created_at,
         completed_at=r.completed_at,
+    )
+
+
+class DisputeOut(msgspec.Struct):
+    id: int
+    payment_id: int
+    stripe_dispute_id: str
+    amount: int
+    currency: str
+    reason: str  # Stripe's: fraudulent, product_not_received, ...
+    status: str  # Stripe's: warning_needs_response, needs_response, under_review, won, lost, ...
+    evidence_due_by: dt.datetime | None  # respond in the Stripe dashboard by then (null: no response expected)
+    created_at: dt.datetime
+    closed_at: dt.datetime | None
+
+
+def dispute_out(d: Dispute) -> DisputeOut:
+    return DisputeOut(
+        id=d.id, payment_id=d.payment_id, stripe_dispute_id=d.stripe_dispute_id, amount=d.amount, currency=d.currency,
+        reason=d.reason, status=d.status, evidence_due_by=d.evidence_due_by, created_at=d.created_at, closed_at=d.closed_at,
     )
