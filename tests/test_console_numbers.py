@@ -76,7 +76,7 @@ async def ledger(sessions, cid: int, since: dt.datetime, until: dt.datetime) -> 
 
 
 def figure(page: str, key: str) -> str:
-    found = re.search(rf'id="n-{key}">.*?<dd class="value">(.*?)</dd>', page, re.S)
+    found = re.search(rf'id="n-{key}">.*?<dd class="value">(.*?)</dd>', page, re.DOTALL)
     assert found, key
     return " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split())
 

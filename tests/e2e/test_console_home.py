@@ -13,7 +13,13 @@ from playwright.async_api import Page, expect
 from sqlalchemy import text
 
 from community import jobs
-from tests.checkout_helpers import API, connect_stripe, deliver_and_process, offer_for_sale, submit_checkout
+from tests.checkout_helpers import (
+    API,
+    connect_stripe,
+    deliver_and_process,
+    offer_for_sale,
+    submit_checkout,
+)
 from tests.conftest import StripeFixture, create_community, sign_up
 from tests.e2e.conftest import LiveServer, assert_accessible
 from tests.e2e.test_console_access import comp, log_in
