@@ -178,6 +178,12 @@ async def test_the_numbers_equal_the_ledger_and_hold_their_window(client, owner,
     for line in numbers["revenue"]:
         assert sum(d["revenue"].get(line["currency"], 0) for d in last30) == line["net_amount"]
     assert {c: sum(d["revenue"].get(c, 0) for d in days) for c in sums["ninety"]} == sums["ninety"]
+    # Every payment here is inside the 90 days: the series adds up to the payments API's own net per currency.
+    per_offer = (await client.get(f"{API}/communities/{cid}/payments/revenue", headers=owner.headers)).json()
+    api_net: dict[str, int] = {}
+    for line in per_offer:
+        api_net[line["currency"]] = api_net.get(line["currency"], 0) + line["net_amount"]
+    assert api_net == sums["ninety"] == {"USD": 12400, "EUR": 1400}
     assert days[-31]["revenue"] == {"EUR": 700} and days[-30]["revenue"].get("EUR") == 700  # a second apart, each side of the edge
 
     # The home page shows the same figures, in major units.

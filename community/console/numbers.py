@@ -63,10 +63,14 @@ async def numbers(session: AsyncSession, community_id: int, *, with_jobs: bool, 
     series_since = _midnight(today - dt.timedelta(days=SERIES_DAYS - 1))
     new_per_day = await members.new_members_per_day(session, community_id, since=series_since, until=until)
     net_per_day = await money.revenue_per_day(session, community_id, since=series_since, until=until)
-    days = []
-    for n in range(SERIES_DAYS):
-        day = series_since.date() + dt.timedelta(days=n)
-        days.append(Day(day, new_per_day.get(day, 0), {c: v for (d, c), v in sorted(net_per_day.items()) if d == day}))
+    net_by_day: dict[dt.date, dict[str, int]] = {}
+    for (day, currency), net in sorted(net_per_day.items()):  # one row per day and currency, not per payment
+        net_by_day.setdefault(day, {})[currency] = net
+    first_day = series_since.date()
+    days = [
+        Day(day, new_per_day.get(day, 0), net_by_day.get(day, {}))
+        for day in (first_day + dt.timedelta(days=n) for n in range(SERIES_DAYS))
+    ]
     failing_count, failing = await money.failing_payments(session, community_id, limit=FAILING_SHOWN)
     result = Numbers(
         as_of=now,
