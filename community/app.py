@@ -61,6 +61,7 @@ from community.checkout.api import (
 )
 from community.checkout.pages import CompletionPages, OfferPages
 from community.checkout.stripe_pages import StripeSetupPages
+from community.console.api import NumbersController
 from community.console.offers import OfferList
 from community.console.pages import ConsoleHome
 from community.content.api import DeletionPreviewController, PostsController
@@ -122,6 +123,7 @@ API_CONTROLLERS = [
     PostsController,
     DeletionPreviewController,
     JobsController,
+    NumbersController,
     AccessController,
     AccessCheckController,
     ClaimController,

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    func,
     or_,
     select,
     update,
@@ -259,6 +260,14 @@ async def list_jobs(
     if after is not None:
         query = query.where(OutboxJob.id < after)
     return list((await session.scalars(query)).all())
+
+
+async def count_jobs(session: AsyncSession, *, community_id: int | None, state: JobState) -> int:
+    """How many rows are in `state` (of one community, or all with None)."""
+    query = select(func.count()).select_from(OutboxJob).where(OutboxJob.state == state)
+    if community_id is not None:
+        query = query.where(OutboxJob.community_id == community_id)
+    return await session.scalar(query) or 0
 
 
 async def retry_failed(session: AsyncSession, *, job_id: int, community_id: int | None) -> OutboxJob | None:
