@@ -40,6 +40,7 @@ SECTIONS = (
     Section("home", "Home", ""),
     Section("offers", "Digital offers", "/offers"),
     Section("hubs", "Hubs and groups", "/hubs"),
+    Section("resell", "Resell rights", "/resell"),
     Section("stripe", "Payments setup", "/stripe"),
 )
 
