@@ -27,7 +27,14 @@ from community.billing.models import Payment
 from tests.checkout_helpers import API, CSRF
 from tests.conftest import Account, create_community, sign_up
 from tests.helpers import run_jobs
-from tests.test_commissions import PAID_AT, Program, add_affiliate, buy, make_program, set_program
+from tests.test_commissions import (
+    PAID_AT,
+    Program,
+    add_affiliate,
+    buy,
+    make_program,
+    set_program,
+)
 from tests.test_console_access_pages import form_post
 from tests.test_memberships import login
 from tests.test_payouts import approve, create

@@ -11,7 +11,8 @@ download; owners and admins suspend and reinstate.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+import enum
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, get, post
@@ -26,7 +27,7 @@ from community.affiliates.models import Affiliate, AffiliateStatus, CommissionSt
 from community.affiliates.owner_api import Since, Until
 from community.affiliates.payouts import payees
 from community.db import get_in_community
-from community.errors import DomainError, Forbidden, NotFound
+from community.errors import DomainError, Forbidden, Invalid, NotFound
 from community.forms import FormBody, refusal
 from community.hubs.frame import CONSOLE_DEPENDENCIES, CurrentFrame, Frame, console_page
 from community.money import format_amount
@@ -34,10 +35,32 @@ from community.offers.models import Offer
 from community.web import MAX_ID, Cursor, Db, ObjectId
 
 PAGE_SIZE = 50
-OfferFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this offer's.")]
-AffiliateFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this affiliate's.")]
-StatusFilter = Annotated[Literal["active", "suspended"] | None, QueryParameter(description="Only affiliates in this status.")]
-CommissionStateFilter = Annotated[CommissionState | None, QueryParameter(name="state", description="Only this state.")]
+# The lists' filters come from GET forms whose "All" option sends a blank value: read as text
+# here (`chosen_id`, `chosen`), blank meaning not filtered, anything else checked as the API does.
+OfferFilter = Annotated[str | None, QueryParameter(description="Only this offer's.")]
+AffiliateFilter = Annotated[str | None, QueryParameter(description="Only this affiliate's.")]
+StatusFilter = Annotated[str | None, QueryParameter(description="Only affiliates in this status.")]
+StateFilter = Annotated[str | None, QueryParameter(name="state", description="Only this state.")]
+E = TypeVar("E", bound=enum.Enum)
+
+
+def chosen_id(text: str | None, field: str) -> int | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
+        raise Invalid(f"must be a whole number from 1 to {MAX_ID}", field=field)
+    return int(text)
+
+
+def chosen(text: str | None, kind: type[E], field: str) -> E | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise Invalid(f"must be one of: {', '.join(str(k.value) for k in kind)}", field=field) from None
 Per = Annotated[Literal["affiliate", "offer"], QueryParameter(description="One line per affiliate or per offer.")]
 
 # The ledger's states as the pages name them (reports.Totals fields), in the order money moves.
@@ -83,14 +106,14 @@ class ResellPages(Controller):
         self, frame: CurrentFrame, db: Db, after: Cursor = None, offer_id: OfferFilter = None, status: StatusFilter = None
     ) -> Template:
         cid = frame.community.id
-        rows = await service.list_affiliates(
-            db, cid, offer_id=offer_id, status=AffiliateStatus(status) if status else None, after=after, limit=PAGE_SIZE
-        )
+        offer, status_ = chosen_id(offer_id, "offer_id"), chosen(status, AffiliateStatus, "status")
+        rows = await service.list_affiliates(db, cid, offer_id=offer, status=status_, after=after, limit=PAGE_SIZE)
         offers = await reports.program_offers(db, cid)
         return resell_page(
             "affiliates/console_affiliates.html", frame, "affiliates", rows=rows, offers=offers,
             titles=dict(offers), figures=await reports.of_affiliates(db, cid, [a.id for a, _ in rows]),
-            offer_id=offer_id, status=status, after=after, next=rows[-1][0].id if len(rows) == PAGE_SIZE else None,
+            offer_id=offer, status=status_.value if status_ else None, after=after,
+            next=rows[-1][0].id if len(rows) == PAGE_SIZE else None,
         )
 
     @get("/affiliates.csv")
@@ -98,7 +121,8 @@ class ResellPages(Controller):
         self, frame: CurrentFrame, state: State, offer_id: OfferFilter = None, status: StatusFilter = None
     ) -> Stream:
         return downloads.affiliates_csv(
-            state.sessions, frame.community.id, offer_id=offer_id, status=AffiliateStatus(status) if status else None
+            state.sessions, frame.community.id, offer_id=chosen_id(offer_id, "offer_id"),
+            status=chosen(status, AffiliateStatus, "status"),
         )
 
     @get("/affiliates/{affiliate_id:int}/{action:str}")
@@ -140,17 +164,19 @@ class ResellPages(Controller):
     @get("/commissions")
     async def commissions(
         self, frame: CurrentFrame, db: Db, after: Cursor = None, affiliate_id: AffiliateFilter = None,
-        offer_id: OfferFilter = None, in_state: CommissionStateFilter = None,
+        offer_id: OfferFilter = None, in_state: StateFilter = None,
     ) -> Template:
         cid = frame.community.id
+        affiliate_id_, offer_id_ = chosen_id(affiliate_id, "affiliate_id"), chosen_id(offer_id, "offer_id")
+        state_ = chosen(in_state, CommissionState, "state")
         rows = await reports.list_commissions(
-            db, cid, after=after, limit=PAGE_SIZE, affiliate_id=affiliate_id, offer_id=offer_id, state=in_state
+            db, cid, after=after, limit=PAGE_SIZE, affiliate_id=affiliate_id_, offer_id=offer_id_, state=state_
         )
-        people = await payees(db, cid, {c.affiliate_id for c in rows} | ({affiliate_id} if affiliate_id else set()))
+        people = await payees(db, cid, {c.affiliate_id for c in rows} | ({affiliate_id_} if affiliate_id_ else set()))
         offers = await reports.program_offers(db, cid)
         return resell_page(
             "affiliates/console_commissions.html", frame, "commissions", rows=rows, people=people, offers=offers,
-            titles=dict(offers), affiliate_id=affiliate_id, offer_id=offer_id, state=in_state.value if in_state else None,
+            titles=dict(offers), affiliate_id=affiliate_id_, offer_id=offer_id_, state=state_.value if state_ else None,
             states=[s.value for s in CommissionState], after=after,
             next=rows[-1].id if len(rows) == PAGE_SIZE else None,
         )
@@ -158,10 +184,11 @@ class ResellPages(Controller):
     @get("/commissions.csv")
     async def commissions_csv(
         self, frame: CurrentFrame, state: State, affiliate_id: AffiliateFilter = None, offer_id: OfferFilter = None,
-        in_state: CommissionStateFilter = None,
+        in_state: StateFilter = None,
     ) -> Stream:
         return downloads.commissions_csv(
-            state.sessions, frame.community.id, affiliate_id=affiliate_id, offer_id=offer_id, state=in_state
+            state.sessions, frame.community.id, affiliate_id=chosen_id(affiliate_id, "affiliate_id"),
+            offer_id=chosen_id(offer_id, "offer_id"), state=chosen(in_state, CommissionState, "state"),
         )
 
     # ------------------------------------------------------------ the report
@@ -176,6 +203,7 @@ class ResellPages(Controller):
         context: dict[str, Any] = {"form": form, "offers": offers, "offer_id": offer_id, "errors": {}}
         try:
             period = reports.Period.read(since, until)
+            context["offer_id"] = offer_id = chosen_id(offer_id, "offer_id")
         except DomainError as exc:
             return resell_page(
                 "affiliates/console_report.html", frame, "report", per_affiliate=[], per_offer=[], period=None,
@@ -193,7 +221,9 @@ class ResellPages(Controller):
         since: Since = None, until: Until = None, offer_id: OfferFilter = None,
     ) -> Stream:
         period = reports.Period.read(since, until)
-        return await downloads.report_csv(db, frame.community.id, per=per, period=period, offer_id=offer_id)
+        return await downloads.report_csv(
+            db, frame.community.id, per=per, period=period, offer_id=chosen_id(offer_id, "offer_id")
+        )
 
 
 def _target(action: str) -> AffiliateStatus:

@@ -12,17 +12,18 @@ create runs and mark payouts paid.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Annotated
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.params import QueryParameter
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Stream, Template
 
 from community.affiliates import downloads, payouts
 from community.affiliates.console_pages import (
     AffiliateFilter,
+    StateFilter,
+    chosen,
+    chosen_id,
     editor,
     query,
     resell_page,
@@ -36,7 +37,6 @@ from community.money import format_amount
 from community.web import Cursor, Db, ObjectId
 
 PAGE_SIZE = 50
-PayoutStateFilter = Annotated[PayoutState | None, QueryParameter(name="state", description="Only payouts in this state.")]
 
 
 def _totals(balances: list[payouts.Balance]) -> list[str]:
@@ -97,23 +97,27 @@ class PayoutPages(Controller):
 
     @get("/payouts")
     async def list_payouts(
-        self, frame: CurrentFrame, db: Db, after: Cursor = None, in_state: PayoutStateFilter = None,
+        self, frame: CurrentFrame, db: Db, after: Cursor = None, in_state: StateFilter = None,
         affiliate_id: AffiliateFilter = None,
     ) -> Template:
         cid = frame.community.id
-        rows = await payouts.list_payouts(db, cid, after=after, limit=PAGE_SIZE, state=in_state, affiliate_id=affiliate_id)
-        ids = {p.affiliate_id for p in rows} | ({affiliate_id} if affiliate_id else set())
+        state_, affiliate = chosen(in_state, PayoutState, "state"), chosen_id(affiliate_id, "affiliate_id")
+        rows = await payouts.list_payouts(db, cid, after=after, limit=PAGE_SIZE, state=state_, affiliate_id=affiliate)
+        ids = {p.affiliate_id for p in rows} | ({affiliate} if affiliate else set())
         return resell_page(
             "affiliates/console_payouts.html", frame, "payouts", rows=rows, people=await payouts.payee_details(db, cid, ids),
-            state=in_state.value if in_state else None, affiliate_id=affiliate_id, after=after,
+            state=state_.value if state_ else None, affiliate_id=affiliate, after=after,
             next=rows[-1].id if len(rows) == PAGE_SIZE else None,
         )
 
     @get("/payouts.csv")
     async def payouts_csv(
-        self, frame: CurrentFrame, state: State, in_state: PayoutStateFilter = None, affiliate_id: AffiliateFilter = None
+        self, frame: CurrentFrame, state: State, in_state: StateFilter = None, affiliate_id: AffiliateFilter = None
     ) -> Stream:
-        return downloads.payouts_csv(state.sessions, frame.community.id, state=in_state, affiliate_id=affiliate_id)
+        return downloads.payouts_csv(
+            state.sessions, frame.community.id, state=chosen(in_state, PayoutState, "state"),
+            affiliate_id=chosen_id(affiliate_id, "affiliate_id"),
+        )
 
     @get("/payouts/{payout_id:int}")
     async def payout(self, payout_id: ObjectId, frame: CurrentFrame, db: Db) -> Template:
