@@ -164,6 +164,9 @@ async def test_the_csvs_follow_the_lists_filters(client, sessions, settings, own
     href = re.search(r'href="([^"]+)" id="affiliates-csv"', listed.text).group(1).replace("&amp;", "&")
     assert "status=suspended" in href and f"offer_id={program.offer_id}" in href
     assert [r["email"] for r in rows_of(await client.get(href))] == ["second@example.com"]
+    assert (await client.get(base, params={"offer_id": "", "status": ""})).text.count("data-affiliate=") == 2  # "All"
+    refused = await client.get(base, params={"status": "gone"})
+    assert refused.status_code == 422 and "status" in refused.text
     commissions = await client.get(f"{base}/commissions", params={"state": "approved", "affiliate_id": program.affiliate_id})
     href = re.search(r'href="([^"]+)" id="commissions-csv"', commissions.text).group(1).replace("&amp;", "&")
     assert "state=approved" in href and f"affiliate_id={program.affiliate_id}" in href
