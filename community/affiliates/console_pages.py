@@ -41,6 +41,7 @@ OfferFilter = Annotated[str | None, QueryParameter(description="Only this offer'
 AffiliateFilter = Annotated[str | None, QueryParameter(description="Only this affiliate's.")]
 StatusFilter = Annotated[str | None, QueryParameter(description="Only affiliates in this status.")]
 StateFilter = Annotated[str | None, QueryParameter(name="state", description="Only this state.")]
+Per = Annotated[Literal["affiliate", "offer"], QueryParameter(description="One line per affiliate or per offer.")]
 E = TypeVar("E", bound=enum.Enum)
 
 
@@ -48,7 +49,7 @@ def chosen_id(text: str | None, field: str) -> int | None:
     text = (text or "").strip()
     if not text:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_ID:
         raise Invalid(f"must be a whole number from 1 to {MAX_ID}", field=field)
     return int(text)
 
@@ -61,7 +62,7 @@ def chosen(text: str | None, kind: type[E], field: str) -> E | None:
         return kind(text)
     except ValueError:
         raise Invalid(f"must be one of: {', '.join(str(k.value) for k in kind)}", field=field) from None
-Per = Annotated[Literal["affiliate", "offer"], QueryParameter(description="One line per affiliate or per offer.")]
+
 
 # The ledger's states as the pages name them (reports.Totals fields), in the order money moves.
 BUCKETS = (
