@@ -147,7 +147,10 @@ async def test_the_csvs_follow_the_lists_filters(client, sessions, settings, own
     suspended = rows_of(await client.get(f"{api}/list.csv", params={"status": "suspended"}, headers=owner.headers))
     assert [(r["affiliate_id"], r["name"], r["status"]) for r in suspended] == [(str(other), "'=cmd|x", "suspended")]
     everyone = rows_of(await client.get(f"{api}/list.csv", params={"offer_id": program.offer_id}, headers=owner.headers))
-    assert [(r["email"], r["sales"]) for r in everyone] == [("aff@example.com", "3"), ("second@example.com", "0")]
+    assert [(r["email"], r["sales"], r["currency"], r["pending"], r["approved"], r["paid"]) for r in everyone] == [
+        ("aff@example.com", "3", "USD", "3.00", "6.00", "0.00"),  # the held sale; the two in the open payout
+        ("second@example.com", "0", "", "0", "0", "0"),
+    ]
     pending = rows_of(await client.get(f"{api}/commissions.csv", params={"state": "pending"}, headers=owner.headers))
     assert [(r["state"], r["commission"], r["currency"]) for r in pending] == [("pending", "3.00", "USD")]
     assert len(rows_of(await client.get(f"{api}/commissions.csv", headers=owner.headers))) == 3

@@ -1,6 +1,7 @@
 """The resell lists as CSV, for the API and the console alike (the same filters as their lists):
-affiliates, commissions, payouts and one payout's lines, each streamed from a statement through
-community.exports; the report (a few summed lines) is built in memory by `reports.report_csv`.
+affiliates (with their earnings, `reports.affiliates_statement`), commissions, payouts and one
+payout's lines, each streamed from a statement through community.exports; the report (a few
+summed lines) is built in memory by `reports.report_csv`.
 Amounts leave as decimals of the major unit with their currency beside them; times in UTC."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 from litestar.response import Stream
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.accounts.models import User
@@ -17,7 +18,6 @@ from community.affiliates import reports
 from community.affiliates.models import (
     Affiliate,
     AffiliateStatus,
-    Click,
     Commission,
     CommissionState,
     LedgerEntry,
@@ -26,7 +26,6 @@ from community.affiliates.models import (
 )
 from community.exports import csv_download, stream_csv
 from community.money import decimal_amount
-from community.offers.models import Offer
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -38,7 +37,7 @@ def _when(moment: dt.datetime | None) -> str:
 def _only(**filters: Any) -> list:
     """Equality conditions for the filters given (None: not filtered)."""
     columns = {
-        "offer_id": Affiliate.offer_id, "status": Affiliate.status, "c_affiliate_id": Commission.affiliate_id,
+        "c_affiliate_id": Commission.affiliate_id,
         "c_offer_id": Commission.offer_id, "c_state": Commission.state, "p_state": Payout.state,
         "p_affiliate_id": Payout.affiliate_id,
     }
@@ -46,30 +45,22 @@ def _only(**filters: Any) -> list:
 
 
 AFFILIATES_HEADER = [
-    "affiliate_id", "email", "name", "offer_id", "offer", "code", "status", "clicks", "sales", "created_at", "suspended_at",
+    "affiliate_id", "email", "name", "offer_id", "offer", "code", "status", "clicks", "currency", "sales", "pending",
+    "approved", "paid", "reversed", "created_at", "suspended_at",
 ]
 
 
 def affiliates_csv(
     sessions: Sessions, community_id: int, *, offer_id: int | None = None, status: AffiliateStatus | None = None
 ) -> Stream:
-    """The affiliates list (oldest first) with their clicks and sales (the report's `is_sale`);
-    what they earned, per currency, is in the report's CSV."""
-    clicks = select(func.count()).where(Click.affiliate_id == Affiliate.id).scalar_subquery()
-    sales = select(func.count()).where(Commission.affiliate_id == Affiliate.id, reports.is_sale()).scalar_subquery()
-    statement = (
-        select(
-            Affiliate.id, User.email, User.name, Affiliate.offer_id, Offer.title, Affiliate.code, Affiliate.status,
-            clicks, sales, Affiliate.created_at, Affiliate.suspended_at,
-        )
-        .join(User, User.id == Affiliate.user_id)
-        .join(Offer, Offer.id == Affiliate.offer_id)
-        .where(Affiliate.community_id == community_id, *_only(offer_id=offer_id, status=status))
-        .order_by(Affiliate.id)
-    )
+    """The affiliates list (oldest first) with their clicks, and their sales and earnings by
+    ledger state: one row per currency they earned in (the report's sums)."""
+    statement = reports.affiliates_statement(community_id, offer_id=offer_id, status=status)
 
     def row(r: Any) -> list[object]:
-        return [*r[:6], r[6].value, r[7], r[8], _when(r[9]), _when(r[10])]
+        currency = r[8]
+        money = [decimal_amount(int(v), currency) if currency else "0" for v in r[10:14]]
+        return [*r[:6], r[6].value, r[7], currency or "", r[9], *money, _when(r[14]), _when(r[15])]
 
     return csv_download("affiliates.csv", stream_csv(sessions, AFFILIATES_HEADER, statement, row))
 

@@ -151,7 +151,7 @@ class AffiliateReportController(Controller):
         period = reports.Period.read(since, until)
         return await downloads.report_csv(db, member.community_id, per=per, period=period, offer_id=offer_id)
 
-    @get("/list.csv", summary="The affiliates list as CSV (with clicks and sales), by offer and status")
+    @get("/list.csv", summary="The affiliates list as CSV (clicks, and sales and earnings by ledger state per currency), by offer and status")
     async def affiliates_csv(
         self, member: StaffMember, state: State, offer_id: OfferFilter = None, status: AffiliateStatusFilter = None
     ) -> Stream:

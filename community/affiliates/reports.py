@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community.accounts.models import User
 from community.affiliates.models import (
     Affiliate,
+    AffiliateStatus,
     Click,
     Commission,
     CommissionState,
@@ -131,13 +132,23 @@ def _per_currency(rows: dict[int, Row], key: int, currency: str | None = None) -
     return sorted(row.totals.values(), key=lambda t: t.currency)
 
 
+def _counted():
+    """Entries in a bucket: those of rejected and reversed commissions (outside paid payouts)
+    are in none (they sum to zero). Needs the entry's Commission and Payout (outer) joined."""
+    return (Payout.state == PayoutState.paid) | Commission.state.in_(EARNING_STATES)
+
+
+def _bucket():
+    """The bucket of an entry: paid (in a paid payout), approved (payable or in an open payout), pending."""
+    return case(
+        (Payout.state == PayoutState.paid, "paid"), (Commission.state.in_(PAYABLE_STATES), "approved"), else_="pending"
+    )
+
+
 async def _totals(session: AsyncSession, community_id: int, key, where) -> dict[int, Row]:
     """Ledger buckets and sales per `key` (a Commission column) and currency."""
     rows: dict[int, Row] = {}
-    in_paid_payout = Payout.state == PayoutState.paid
-    # Entries of rejected and reversed commissions (outside paid payouts) are in no bucket: they sum to zero.
-    counted = in_paid_payout | Commission.state.in_(EARNING_STATES)
-    bucket = case((in_paid_payout, "paid"), (Commission.state.in_(PAYABLE_STATES), "approved"), else_="pending")
+    counted, bucket = _counted(), _bucket()
     ledger = await session.execute(
         select(key, LedgerEntry.currency, bucket, func.sum(LedgerEntry.amount))
         .join(Commission, Commission.id == LedgerEntry.commission_id)
@@ -248,6 +259,54 @@ async def by_offer(
         for offer_id, title, currency in offers
         for totals in _per_currency(rows, offer_id, currency)
     ]
+
+
+def affiliates_statement(community_id: int, *, offer_id: int | None = None, status: AffiliateStatus | None = None):
+    """The affiliates list as rows for a download, oldest first, one per affiliate and currency
+    they earned in (one with no currency for those with nothing yet): id, email, name, offer id,
+    offer title, code, status, clicks, currency, sales, pending, approved, paid, reversed,
+    created_at, suspended_at. The same sums as `by_affiliate` (all time)."""
+    sales = (
+        select(
+            Commission.affiliate_id.label("affiliate_id"), Commission.currency.label("currency"),
+            func.count().filter(is_sale()).label("sales"), func.sum(Commission.reversed_amount).label("reversed"),
+        )
+        .where(Commission.community_id == community_id)
+        .group_by(Commission.affiliate_id, Commission.currency)
+        .subquery()
+    )
+    bucket = _bucket()
+    ledger = (
+        select(
+            LedgerEntry.affiliate_id.label("affiliate_id"), LedgerEntry.currency.label("currency"),
+            *(func.coalesce(func.sum(LedgerEntry.amount).filter(bucket == name), 0).label(name) for name in ("pending", "approved", "paid")),
+        )
+        .join(Commission, Commission.id == LedgerEntry.commission_id)
+        .outerjoin(Payout, Payout.id == LedgerEntry.payout_id)
+        .where(LedgerEntry.community_id == community_id, _counted())
+        .group_by(LedgerEntry.affiliate_id, LedgerEntry.currency)
+        .subquery()
+    )
+    clicks = select(func.count()).where(Click.affiliate_id == Affiliate.id).scalar_subquery()
+    zero = func.coalesce
+    query = (
+        select(
+            Affiliate.id, User.email, User.name, Affiliate.offer_id, Offer.title, Affiliate.code, Affiliate.status, clicks,
+            sales.c.currency, zero(sales.c.sales, 0), zero(ledger.c.pending, 0), zero(ledger.c.approved, 0),
+            zero(ledger.c.paid, 0), zero(sales.c.reversed, 0), Affiliate.created_at, Affiliate.suspended_at,
+        )
+        .join(User, User.id == Affiliate.user_id)
+        .join(Offer, Offer.id == Affiliate.offer_id)
+        .outerjoin(sales, sales.c.affiliate_id == Affiliate.id)
+        .outerjoin(ledger, (ledger.c.affiliate_id == Affiliate.id) & (ledger.c.currency == sales.c.currency))
+        .where(Affiliate.community_id == community_id)
+        .order_by(Affiliate.id, sales.c.currency)
+    )
+    if offer_id is not None:
+        query = query.where(Affiliate.offer_id == offer_id)
+    if status is not None:
+        query = query.where(Affiliate.status == status)
+    return query
 
 
 async def of_affiliates(
