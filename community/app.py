@@ -29,6 +29,7 @@ from community.accounts.account_pages import AccountSettingsPages
 from community.accounts.api import AuthController, MeController
 from community.accounts.pages import AccountPages
 from community.affiliates.api import AffiliatesController, MyAffiliatesController
+from community.affiliates.console_pages import ResellPages
 from community.affiliates.links import (
     COOKIE_PREFIX,
     VISITOR_COOKIE,
@@ -39,6 +40,7 @@ from community.affiliates.links import (
 )
 from community.affiliates.owner_api import AffiliateReportController
 from community.affiliates.pages import AffiliatePages
+from community.affiliates.payout_pages import PayoutPages
 from community.billing.api import (
     DiscountCodeExportsController,
     DiscountCodesController,
@@ -201,6 +203,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             CompletionPages,
             LinkPages,
             AffiliatePages,
+            ResellPages,
+            PayoutPages,
             MediaController,
             create_static_files_router(path="/static", directories=[PACKAGE_DIR / "static"], name="static"),
             # Swagger UI's files from its Python package: the API docs work offline, no CDN.

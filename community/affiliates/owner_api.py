@@ -9,19 +9,21 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 
 from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
-from community.affiliates import payouts, reports, service
+from community.affiliates import downloads, payouts, reports, service
 from community.affiliates.models import (
+    AffiliateStatus,
     Commission,
     CommissionState,
     Payout,
     PayoutState,
 )
 from community.affiliates.schemas import TotalsOut, totals_out
-from community.exports import csv_download
 from community.web import MAX_ID, Cursor, Db, ObjectId, Page, PageLimit, page_of
 
 AffiliateFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this affiliate's.")]
@@ -30,6 +32,23 @@ CommissionStateFilter = Annotated[
     CommissionState | None, QueryParameter(name="state", description="Only commissions in this state.")
 ]
 PayoutStateFilter = Annotated[PayoutState | None, QueryParameter(name="state", description="Only payouts in this state.")]
+AffiliateStatusFilter = Annotated[
+    AffiliateStatus | None, QueryParameter(name="status", description="Only affiliates in this status.")
+]
+# Read by reports.Period.read, so that a bad day is refused naming `from` or `to` (the framework
+# would name the handler's argument).
+Since = Annotated[
+    str | None,
+    QueryParameter(
+        name="from", format=OpenAPIFormat.DATE, description="First UTC day (YYYY-MM-DD) of sales and clicks counted."
+    ),
+]
+Until = Annotated[
+    str | None,
+    QueryParameter(
+        name="to", format=OpenAPIFormat.DATE, description="Last UTC day (YYYY-MM-DD, included) of sales and clicks counted."
+    ),
+]
 Per = Annotated[Literal["affiliate", "offer"], QueryParameter(description="One line per affiliate or per offer.")]
 
 
@@ -112,16 +131,31 @@ class AffiliateReportController(Controller):
     tags = ["affiliates"]
     dependencies = COMMUNITY_GUARDS
 
-    @get("/report", summary="What affiliates sold and earned, per affiliate and per offer, per currency")
-    async def report(self, member: StaffMember, db: Db) -> ReportOut:
-        per_affiliate = await reports.by_affiliate(db, member.community_id)
-        per_offer = await reports.by_offer(db, member.community_id)
+    @get(
+        "/report",
+        summary="What affiliates sold and earned, per affiliate and per offer, per currency; from/to: sales made in those UTC days",
+    )
+    async def report(
+        self, member: StaffMember, db: Db, since: Since = None, until: Until = None, offer_id: OfferFilter = None
+    ) -> ReportOut:
+        period = reports.Period.read(since, until)
+        per_affiliate = await reports.by_affiliate(db, member.community_id, period, offer_id=offer_id)
+        per_offer = await reports.by_offer(db, member.community_id, period, offer_id=offer_id)
         return ReportOut([_line(x) for x in per_affiliate], [_line(x) for x in per_offer])
 
-    @get("/report.csv", summary="The report as CSV (decimal amounts), per affiliate or per offer")
-    async def report_csv(self, member: StaffMember, db: Db, per: Per = "affiliate") -> Stream:
-        lines = await (reports.by_affiliate if per == "affiliate" else reports.by_offer)(db, member.community_id)
-        return csv_download(f"affiliates-by-{per}.csv", reports.report_csv(lines, per=per))
+    @get("/report.csv", summary="The report as CSV (decimal amounts), per affiliate or per offer, with its date range")
+    async def report_csv(
+        self, member: StaffMember, db: Db, per: Per = "affiliate", since: Since = None, until: Until = None,
+        offer_id: OfferFilter = None,
+    ) -> Stream:
+        period = reports.Period.read(since, until)
+        return await downloads.report_csv(db, member.community_id, per=per, period=period, offer_id=offer_id)
+
+    @get("/list.csv", summary="The affiliates list as CSV (clicks, and sales and earnings by ledger state per currency), by offer and status")
+    async def affiliates_csv(
+        self, member: StaffMember, state: State, offer_id: OfferFilter = None, status: AffiliateStatusFilter = None
+    ) -> Stream:
+        return downloads.affiliates_csv(state.sessions, member.community_id, offer_id=offer_id, status=status)
 
     @get("/earnings", summary="Affiliates' earnings per currency: the caller's own enrolments, or (staff) any affiliate's")
     async def earnings(
@@ -148,6 +182,15 @@ class AffiliateReportController(Controller):
         )
         return page_of([_commission(c) for c in rows], limit, lambda item: item.id)
 
+    @get("/commissions.csv", summary="Commissions as CSV (decimal amounts), newest first, by affiliate, offer or state")
+    async def commissions_csv(
+        self, member: StaffMember, state: State, affiliate_id: AffiliateFilter = None, offer_id: OfferFilter = None,
+        in_state: CommissionStateFilter = None,
+    ) -> Stream:
+        return downloads.commissions_csv(
+            state.sessions, member.community_id, affiliate_id=affiliate_id, offer_id=offer_id, state=in_state
+        )
+
     @get("/balances", summary="What is payable now per affiliate and currency, with the offer's minimum payout")
     async def balances(self, member: StaffMember, db: Db) -> list[BalanceOut]:
         return [BalanceOut(b.affiliate_id, b.currency, b.amount, b.minimum) for b in await payouts.balances(db, member.community_id)]
@@ -171,19 +214,19 @@ class AffiliateReportController(Controller):
         )
         return page_of([_payout(p) for p in rows], limit, lambda item: item.id)
 
-    @get("/payouts.csv", summary="Payouts as CSV (who to pay, how much), by state")
-    async def payouts_csv(self, member: StaffMember, db: Db, in_state: PayoutStateFilter = None) -> Stream:
-        rows = await payouts.list_payouts(db, member.community_id, after=None, limit=MAX_ID, state=in_state)
-        return csv_download("payouts.csv", await payouts.payouts_csv(db, member.community_id, rows))
+    @get("/payouts.csv", summary="Payouts as CSV (who to pay, how much), newest first, by state or affiliate")
+    async def payouts_csv(
+        self, member: StaffMember, state: State, in_state: PayoutStateFilter = None, affiliate_id: AffiliateFilter = None
+    ) -> Stream:
+        return downloads.payouts_csv(state.sessions, member.community_id, state=in_state, affiliate_id=affiliate_id)
 
     @get("/payouts/{payout_id:int}", summary="One payout")
     async def read_payout(self, payout_id: ObjectId, member: StaffMember, db: Db) -> PayoutOut:
         return _payout(await payouts.get_payout(db, member.community_id, payout_id))
 
     @get("/payouts/{payout_id:int}/lines.csv", summary="One payout's lines as CSV (each commission entry it pays)")
-    async def payout_csv(self, payout_id: ObjectId, member: StaffMember, db: Db) -> Stream:
-        text = await payouts.payout_csv(db, member.community_id, payout_id)
-        return csv_download(f"payout-{payout_id}.csv", text)
+    async def payout_csv(self, payout_id: ObjectId, member: StaffMember, db: Db, state: State) -> Stream:
+        return downloads.payout_lines_csv(state.sessions, await payouts.get_payout(db, member.community_id, payout_id))
 
     @post("/payouts/{payout_id:int}/paid", status_code=200, summary="Mark a payout paid, with the transfer reference")
     async def mark_paid(self, payout_id: ObjectId, data: JSONBody[PayoutPaid], editor: StaffMember, db: Db) -> PayoutOut:

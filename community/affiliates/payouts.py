@@ -24,8 +24,6 @@ from community.affiliates.models import (
 )
 from community.db import get_in_community, newest_first, utcnow
 from community.errors import Conflict, Invalid, check_storable
-from community.exports import to_csv
-from community.money import decimal_amount
 from community.offers.models import Offer
 
 PAYABLE_STATES = (CommissionState.approved, CommissionState.paid)
@@ -53,6 +51,16 @@ class Balance:
     currency: str
     amount: int  # payable now
     minimum: int  # the offer's minimum payout
+
+    @property
+    def due(self) -> bool:
+        """Whether the next payout run pays it (`create_payouts`' rule)."""
+        return reaches_minimum(self.amount, self.minimum)
+
+
+def reaches_minimum(total: int, minimum: int) -> bool:
+    """A balance is paid out once it is above zero and reaches the offer's minimum payout."""
+    return total > 0 and total >= minimum
 
 
 async def balances(session: AsyncSession, community_id: int) -> list[Balance]:
@@ -85,7 +93,7 @@ async def create_payouts(session: AsyncSession, community_id: int) -> list[Payou
     made = []
     for (affiliate_id, currency, minimum), lines in groups.items():
         total = sum(amount for _, amount in lines)
-        if total <= 0 or total < minimum:
+        if not reaches_minimum(total, minimum):
             continue
         payout = Payout(community_id=community_id, affiliate_id=affiliate_id, currency=currency, amount=total)
         session.add(payout)
@@ -150,20 +158,6 @@ async def payees(session: AsyncSession, community_id: int, affiliate_ids: set[in
     return {affiliate_id: (email, name) for affiliate_id, email, name in rows}
 
 
-async def payouts_csv(session: AsyncSession, community_id: int, payouts: list[Payout]) -> str:
-    """The owner's payment list: who gets how much."""
-    people = await payees(session, community_id, {p.affiliate_id for p in payouts})
-    rows = [
-        [
-            p.id, p.affiliate_id, *people.get(p.affiliate_id, ("", "")), decimal_amount(p.amount, p.currency),
-            p.currency, p.state.value, p.reference, p.created_at.isoformat(), p.paid_at.isoformat() if p.paid_at else "",
-        ]
-        for p in payouts
-    ]
-    header = ["payout_id", "affiliate_id", "email", "name", "amount", "currency", "state", "reference", "created_at", "paid_at"]
-    return to_csv(header, rows)
-
-
 async def payout_lines(session: AsyncSession, community_id: int, payout_id: int) -> list[tuple[LedgerEntry, Commission]]:
     rows = await session.execute(
         select(LedgerEntry, Commission)
@@ -174,18 +168,22 @@ async def payout_lines(session: AsyncSession, community_id: int, payout_id: int)
     return [(entry, commission) for entry, commission in rows]
 
 
-async def payout_csv(session: AsyncSession, community_id: int, payout_id: int) -> str:
-    """One payout, line by line: each entry with the payment behind it; the lines sum to it."""
-    payout = await get_payout(session, community_id, payout_id)
-    people = await payees(session, community_id, {payout.affiliate_id})
-    email, name = people.get(payout.affiliate_id, ("", ""))
-    rows: list[list[object]] = [
-        [
-            payout.id, payout.affiliate_id, email, name, entry.id, entry.kind.value, commission.id, commission.payment_id,
-            commission.offer_id, decimal_amount(entry.amount, entry.currency), entry.currency, entry.created_at.isoformat(),
-        ]
-        for entry, commission in await payout_lines(session, community_id, payout.id)
-    ]
-    header = ["payout_id", "affiliate_id", "email", "name", "entry_id", "kind", "commission_id", "payment_id",
-              "offer_id", "amount", "currency", "created_at"]
-    return to_csv(header, rows)
+@dataclass(frozen=True)
+class Payee:
+    email: str
+    name: str
+    offer_id: int
+    offer_title: str
+
+
+async def payee_details(session: AsyncSession, community_id: int, affiliate_ids: set[int]) -> dict[int, Payee]:
+    """Affiliate id -> who they are and whose program (the console's balances and payouts)."""
+    if not affiliate_ids:
+        return {}
+    rows = await session.execute(
+        select(Affiliate.id, User.email, User.name, Offer.id, Offer.title)
+        .join(User, User.id == Affiliate.user_id)
+        .join(Offer, Offer.id == Affiliate.offer_id)
+        .where(Affiliate.community_id == community_id, Affiliate.id.in_(affiliate_ids))
+    )
+    return {a: Payee(email, name, offer_id, title) for a, email, name, offer_id, title in rows}

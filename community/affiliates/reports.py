@@ -7,6 +7,10 @@ entries sum to zero).
 - approved: owed and not yet paid (payable, or in an open payout);
 - paid: in paid payouts (clawbacks after payout included, once paid out).
 Sales count the payments that earned and still do (`is_sale`: not rejected, not fully reversed).
+
+The report can be limited to a `Period` of UTC days: then it counts the sales whose payment was
+made in those days (with everything that happened to their commissions since: reversals, payouts)
+and the clicks made in them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community.accounts.models import User
 from community.affiliates.models import (
     Affiliate,
+    AffiliateStatus,
     Click,
     Commission,
     CommissionState,
@@ -30,6 +35,7 @@ from community.affiliates.models import (
 from community.affiliates.payouts import PAYABLE_STATES
 from community.billing.models import Payment
 from community.db import newest_first
+from community.errors import Invalid
 from community.exports import to_csv
 from community.money import decimal_amount
 from community.offers.models import Offer
@@ -43,6 +49,55 @@ def is_sale():
     suspended: kept, earning nothing) and not fully taken back by refunds or disputes (before
     or after payout); a partly refunded payment is still a sale."""
     return Commission.state.in_(EARNING_STATES) & (Commission.reversed_amount < Commission.amount)
+
+
+@dataclass(frozen=True)
+class Period:
+    """UTC days, both ends included; an open end is unbounded."""
+
+    since: dt.date | None = None
+    until: dt.date | None = None
+
+    @classmethod
+    def read(cls, since: str | None, until: str | None) -> Period:
+        """The range as a request gives it: `from` and `to`, each a day (YYYY-MM-DD) or blank."""
+        return cls(_day(since, "from"), _day(until, "to"))
+
+    def __post_init__(self) -> None:
+        if self.since and self.until and self.until < self.since:
+            raise Invalid("must not be before `from`", field="to")
+
+    @property
+    def start(self) -> dt.datetime | None:
+        return dt.datetime.combine(self.since, dt.time(), dt.UTC) if self.since else None
+
+    @property
+    def end(self) -> dt.datetime | None:  # exclusive: the start of the day after `until`
+        return dt.datetime.combine(self.until + dt.timedelta(days=1), dt.time(), dt.UTC) if self.until else None
+
+    def within(self, column) -> list:
+        """Conditions keeping `column` (a timestamp) inside the period."""
+        return [c for c in (column >= self.start if self.start else None, column < self.end if self.end else None) if c is not None]
+
+    def sales(self, community_id: int) -> list:
+        """Conditions keeping commissions whose payment was made inside the period."""
+        if not (self.since or self.until):
+            return []
+        paid = select(Payment.id).where(Payment.community_id == community_id, *self.within(Payment.paid_at))
+        return [Commission.payment_id.in_(paid)]
+
+
+ALL_TIME = Period()
+
+
+def _day(text: str | None, field: str) -> dt.date | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise Invalid("must be a day like 2026-12-31 (UTC)", field=field) from None
 
 
 @dataclass
@@ -77,13 +132,23 @@ def _per_currency(rows: dict[int, Row], key: int, currency: str | None = None) -
     return sorted(row.totals.values(), key=lambda t: t.currency)
 
 
+def _counted():
+    """Entries in a bucket: those of rejected and reversed commissions (outside paid payouts)
+    are in none (they sum to zero). Needs the entry's Commission and Payout (outer) joined."""
+    return (Payout.state == PayoutState.paid) | Commission.state.in_(EARNING_STATES)
+
+
+def _bucket():
+    """The bucket of an entry: paid (in a paid payout), approved (payable or in an open payout), pending."""
+    return case(
+        (Payout.state == PayoutState.paid, "paid"), (Commission.state.in_(PAYABLE_STATES), "approved"), else_="pending"
+    )
+
+
 async def _totals(session: AsyncSession, community_id: int, key, where) -> dict[int, Row]:
     """Ledger buckets and sales per `key` (a Commission column) and currency."""
     rows: dict[int, Row] = {}
-    in_paid_payout = Payout.state == PayoutState.paid
-    # Entries of rejected and reversed commissions (outside paid payouts) are in no bucket: they sum to zero.
-    counted = in_paid_payout | Commission.state.in_(EARNING_STATES)
-    bucket = case((in_paid_payout, "paid"), (Commission.state.in_(PAYABLE_STATES), "approved"), else_="pending")
+    counted, bucket = _counted(), _bucket()
     ledger = await session.execute(
         select(key, LedgerEntry.currency, bucket, func.sum(LedgerEntry.amount))
         .join(Commission, Commission.id == LedgerEntry.commission_id)
@@ -137,9 +202,9 @@ async def sales_per_day(session: AsyncSession, community_id: int, affiliate_id: 
     return {d: n for d, n in rows.all()}
 
 
-async def _clicks(session: AsyncSession, community_id: int, key) -> dict[int, int]:
+async def _clicks(session: AsyncSession, community_id: int, key, period: Period = ALL_TIME) -> dict[int, int]:
     rows = await session.execute(
-        select(key, func.count()).where(Click.community_id == community_id).group_by(key)
+        select(key, func.count()).where(Click.community_id == community_id, *period.within(Click.at)).group_by(key)
     )
     return dict(rows.all())
 
@@ -154,15 +219,19 @@ class ReportLine:
     status: str | None = None  # per affiliate: active or suspended
 
 
-async def by_affiliate(session: AsyncSession, community_id: int) -> list[ReportLine]:
-    """Every affiliate (those with nothing yet too), one line per currency they earned in."""
-    rows = await _totals(session, community_id, Commission.affiliate_id, [])
-    clicks = await _clicks(session, community_id, Click.affiliate_id)
+async def by_affiliate(
+    session: AsyncSession, community_id: int, period: Period = ALL_TIME, *, offer_id: int | None = None
+) -> list[ReportLine]:
+    """Every affiliate (those with nothing yet too; of one offer, if given), one line per
+    currency they earned in."""
+    one_offer = [Commission.offer_id == offer_id] if offer_id else []
+    rows = await _totals(session, community_id, Commission.affiliate_id, [*period.sales(community_id), *one_offer])
+    clicks = await _clicks(session, community_id, Click.affiliate_id, period)
     affiliates = await session.execute(
         select(Affiliate.id, Affiliate.offer_id, Affiliate.status, User.email, Offer.currency)
         .join(User, User.id == Affiliate.user_id)
         .join(Offer, Offer.id == Affiliate.offer_id)
-        .where(Affiliate.community_id == community_id)
+        .where(Affiliate.community_id == community_id, *([Affiliate.offer_id == offer_id] if offer_id else []))
         .order_by(Affiliate.id)
     )
     return [
@@ -172,14 +241,17 @@ async def by_affiliate(session: AsyncSession, community_id: int) -> list[ReportL
     ]
 
 
-async def by_offer(session: AsyncSession, community_id: int) -> list[ReportLine]:
-    """Every offer with a program or affiliates, one line per currency."""
-    rows = await _totals(session, community_id, Commission.offer_id, [])
-    clicks = await _clicks(session, community_id, Click.offer_id)
+async def by_offer(
+    session: AsyncSession, community_id: int, period: Period = ALL_TIME, *, offer_id: int | None = None
+) -> list[ReportLine]:
+    """Every offer with a program or affiliates (or the one given), one line per currency."""
+    rows = await _totals(session, community_id, Commission.offer_id, period.sales(community_id))
+    clicks = await _clicks(session, community_id, Click.offer_id, period)
     with_affiliates = select(Affiliate.offer_id).where(Affiliate.community_id == community_id)
     offers = await session.execute(
         select(Offer.id, Offer.title, Offer.currency)
         .where(Offer.community_id == community_id, Offer.resell_enabled | Offer.id.in_(with_affiliates))
+        .where(*([Offer.id == offer_id] if offer_id else []))
         .order_by(Offer.id)
     )
     return [
@@ -187,6 +259,85 @@ async def by_offer(session: AsyncSession, community_id: int) -> list[ReportLine]
         for offer_id, title, currency in offers
         for totals in _per_currency(rows, offer_id, currency)
     ]
+
+
+def affiliates_statement(community_id: int, *, offer_id: int | None = None, status: AffiliateStatus | None = None):
+    """The affiliates list as rows for a download, oldest first, one per affiliate and currency
+    they earned in (one with no currency for those with nothing yet): id, email, name, offer id,
+    offer title, code, status, clicks, currency, sales, pending, approved, paid, reversed,
+    created_at, suspended_at. The same sums as `by_affiliate` (all time)."""
+    sales = (
+        select(
+            Commission.affiliate_id.label("affiliate_id"), Commission.currency.label("currency"),
+            func.count().filter(is_sale()).label("sales"), func.sum(Commission.reversed_amount).label("reversed"),
+        )
+        .where(Commission.community_id == community_id)
+        .group_by(Commission.affiliate_id, Commission.currency)
+        .subquery()
+    )
+    bucket = _bucket()
+    ledger = (
+        select(
+            LedgerEntry.affiliate_id.label("affiliate_id"), LedgerEntry.currency.label("currency"),
+            *(func.coalesce(func.sum(LedgerEntry.amount).filter(bucket == name), 0).label(name) for name in ("pending", "approved", "paid")),
+        )
+        .join(Commission, Commission.id == LedgerEntry.commission_id)
+        .outerjoin(Payout, Payout.id == LedgerEntry.payout_id)
+        .where(LedgerEntry.community_id == community_id, _counted())
+        .group_by(LedgerEntry.affiliate_id, LedgerEntry.currency)
+        .subquery()
+    )
+    clicks = select(func.count()).where(Click.affiliate_id == Affiliate.id).scalar_subquery()
+    zero = func.coalesce
+    query = (
+        select(
+            Affiliate.id, User.email, User.name, Affiliate.offer_id, Offer.title, Affiliate.code, Affiliate.status, clicks,
+            sales.c.currency, zero(sales.c.sales, 0), zero(ledger.c.pending, 0), zero(ledger.c.approved, 0),
+            zero(ledger.c.paid, 0), zero(sales.c.reversed, 0), Affiliate.created_at, Affiliate.suspended_at,
+        )
+        .join(User, User.id == Affiliate.user_id)
+        .join(Offer, Offer.id == Affiliate.offer_id)
+        .outerjoin(sales, sales.c.affiliate_id == Affiliate.id)
+        .outerjoin(ledger, (ledger.c.affiliate_id == Affiliate.id) & (ledger.c.currency == sales.c.currency))
+        .where(Affiliate.community_id == community_id)
+        .order_by(Affiliate.id, sales.c.currency)
+    )
+    if offer_id is not None:
+        query = query.where(Affiliate.offer_id == offer_id)
+    if status is not None:
+        query = query.where(Affiliate.status == status)
+    return query
+
+
+async def of_affiliates(
+    session: AsyncSession, community_id: int, affiliate_ids: list[int]
+) -> dict[int, tuple[int, list[Totals]]]:
+    """A page of affiliates' figures: affiliate id -> (clicks, totals per currency), as the
+    report has them (all time)."""
+    if not affiliate_ids:
+        return {}
+    rows = await _totals(session, community_id, Commission.affiliate_id, [Commission.affiliate_id.in_(affiliate_ids)])
+    clicks = dict(
+        (
+            await session.execute(
+                select(Click.affiliate_id, func.count())
+                .where(Click.community_id == community_id, Click.affiliate_id.in_(affiliate_ids))
+                .group_by(Click.affiliate_id)
+            )
+        ).all()
+    )
+    return {a: (clicks.get(a, 0), _per_currency(rows, a)) for a in affiliate_ids}
+
+
+async def program_offers(session: AsyncSession, community_id: int) -> list[tuple[int, str]]:
+    """(id, title) of the offers with a program or affiliates: the report's and the lists' offer filter."""
+    with_affiliates = select(Affiliate.offer_id).where(Affiliate.community_id == community_id)
+    rows = await session.execute(
+        select(Offer.id, Offer.title)
+        .where(Offer.community_id == community_id, Offer.resell_enabled | Offer.id.in_(with_affiliates))
+        .order_by(Offer.id)
+    )
+    return [(i, t) for i, t in rows.all()]
 
 
 MONEY = ("revenue", "pending", "approved", "paid", "reversed")

@@ -42,6 +42,7 @@ SECTIONS = (
     Section("hubs", "Hubs and groups", "/hubs"),
     Section("payments", "Payments", "/payments"),
     Section("discounts", "Discount codes", "/discounts"),
+    Section("resell", "Resell rights", "/resell"),
     Section("stripe", "Payments setup", "/stripe"),
 )
 
