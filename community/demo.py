@@ -66,6 +66,7 @@ DEMO_OFFERS = {
 }
 DEMO_CODE = "DEMO20"
 DEMO_SUBSCRIBER = ("member@demo.community", "Maya Member")  # pays monthly for Pro, with a card
+DEMO_BUYER = ("buyer@demo.community", "Ben Buyer")  # bought the Beginner course with DEMO20
 MONTH_SECONDS = 31 * 86400  # advancing this much always crosses one monthly renewal
 
 
@@ -130,9 +131,12 @@ async def seed(settings: Settings, onboard: Callable[[str], Any] | None = None, 
             _, secret = await accounts.create_token(session, user_id=owner.id, kind=TokenKind.api, name="demo")
             offer_paths = await _seed_shop(session, settings, community, onboard) if onboard else []
             renewal = await _seed_subscriber(session, settings, community, sandbox) if onboard and sandbox else None
+            if onboard and sandbox:
+                await _seed_buyer(session, settings, community, sandbox)
             people = {email: DEMO_PASSWORD for email in DEMO_PEOPLE}
             if renewal:
                 people[renewal.email] = DEMO_PASSWORD
+                people[DEMO_BUYER[0]] = DEMO_PASSWORD
             return DemoLogins(
                 people=people, api_token=secret, community_id=community.id, offer_paths=offer_paths, renewal=renewal,
             )
@@ -194,6 +198,25 @@ async def _seed_subscriber(session: AsyncSession, settings: Settings, community:
     assert subscription is not None and subscription.current_period_end is not None
     seconds = int(subscription.current_period_end.timestamp()) - sandbox.now() + 60
     return DemoRenewal(email, sandbox.url, subscription.stripe_customer_id or "", max(seconds, 60))
+
+
+async def _seed_buyer(session: AsyncSession, settings: Settings, community: Community, sandbox: Any) -> None:
+    """A buyer who paid for the Beginner course with DEMO20 through the sandbox's checkout, so
+    the console's payments, discount codes and numbers have a purchase to show. Once: the
+    payment stays in the database across starts (a refund of it after a restart is refused by
+    the new sandbox, which never saw it)."""
+    email, name = DEMO_BUYER
+    user = await _user(session, email, DEMO_PASSWORD, name)
+    _, offer = await checkout_service.published_offer(session, community.slug, "beginner-course")
+    if await entitlements.live_entitlement(session, community_id=community.id, offer_id=offer.id, user_id=user.id):
+        return
+    started = await checkout_service.start(
+        session, settings, community=community, offer=offer, email=email, name=name, viewer_id=None, code=DEMO_CODE
+    )
+    checkout = started.checkout
+    assert checkout.stripe_session_id is not None
+    sandbox.pay(checkout.stripe_session_id, "success")
+    await checkout_service.settle(session, settings, checkout, await checkout_service.fetch_session(settings, checkout))
 
 
 def banner(settings: Settings, logins: DemoLogins) -> str:

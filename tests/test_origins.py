@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from litestar import Litestar
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from community.app import create_app
 from community.billing.models import Checkout
+from community.db import session_factory
 from community.settings import Settings, SettingsError
 from tests.checkout_helpers import (
     API,
@@ -417,3 +418,20 @@ def test_no_community_may_get_the_platforms_own_host(tmp_path: Path, production:
     env.update(COMMUNITY_BASE_URL="https://app.github.io", COMMUNITY_PAGES_URL="https://{community}.github.io")
     with pytest.raises(SettingsError, match="COMMUNITY_PAGES_URL would give a community the platform's own host"):
         Settings.from_env(env)
+
+
+async def test_the_demo_has_a_subscriber_and_a_discounted_purchase_once(settings: Settings, stripe_env: StripeFixture, engine) -> None:
+    """With the sandbox, the demo seeds a trialing Pro subscriber and a Beginner course bought
+    with DEMO20, so the console's payments and discount codes have something to show; a second
+    start does not buy the course again."""
+    from community import demo
+    from community.billing.models import DiscountRedemption, Payment
+
+    for _ in range(2):
+        logins = await demo.seed(settings, stripe_env.sandbox.complete_onboarding, stripe_env.sandbox)
+    assert logins.renewal is not None and demo.DEMO_BUYER[0] in logins.people
+    async with session_factory(engine)() as session:
+        paid = (await session.execute(select(Payment.amount, Payment.discount_amount))).all()
+        redeemed = await session.scalar(select(func.count()).select_from(DiscountRedemption).where(DiscountRedemption.state == "redeemed"))
+    assert paid == [(3920, 980)]  # 49.00 less 20%, once; the trial has not charged yet
+    assert redeemed == 1
