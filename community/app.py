@@ -75,6 +75,7 @@ from community.inputs import (
     RefuseUnstorable,
 )
 from community.jobs_api import JobsController
+from community.members.api import MembersController
 from community.migrate import ensure_migrated
 from community.offers.access import open_check_pool
 from community.offers.access_api import (
@@ -124,6 +125,7 @@ API_CONTROLLERS = [
     MyMembershipsController,
     EndEntitlementController,
     MemberTotalController,
+    MembersController,
     AffiliateReportController,
     StripeConnectController,
     StripeWebhooksController,
