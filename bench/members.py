@@ -33,7 +33,7 @@ from harness import log, out, scratch_settings
 from sqlalchemy import text
 
 from community.db import create_engine, session_factory
-from community.exports import stream_csv
+from community.exports import stream_copy
 from community.members import directory, exports, profile, service
 from community.migrate import upgrade
 from community.offers.models import Offer, Pricing
@@ -178,7 +178,7 @@ async def bench(settings, n: int, samples: int) -> None:
     driver = raw.driver_connection  # asyncpg: the database's own execution time, through EXPLAIN ANALYZE
 
     async def db_ms(statement) -> float:
-        compiled = statement.compile(dialect=engine.dialect)
+        compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
         params = [compiled.params[name] for name in compiled.positiontup]
         plan = await driver.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), *params)
         plan = json.loads(plan) if isinstance(plan, str) else plan  # SQLAlchemy's codec may have decoded it
@@ -224,12 +224,12 @@ async def bench(settings, n: int, samples: int) -> None:
     log(f"every segment with its count p50 {s50:.2f} ms p95 {s95:.2f} ms")
     out("segments_p95_ms", f"{s95:.2f}")
 
-    # The full export: every member, the statement the API streams, through csv_download's reader.
-    plan = await in_session(lambda s: exports.plan(s, cid, directory.Filters(), directory.Sort("name", "asc")))
+    # The full export: every member, the statement and the stream the API sends (through csv_download).
+    statement = await in_session(lambda s: exports.statement(s, cid, directory.Filters(), directory.Sort("name", "asc")))
     rows = size = 0
     start_rss = peak = 0.0
     t = time.perf_counter()
-    async for chunk in stream_csv(sessions, exports.HEADER, plan.statement, plan.to_row):
+    async for chunk in stream_copy(sessions, exports.HEADER, statement):
         rows += chunk.count(b"\n")
         size += len(chunk)
         now_rss = rss_mb()

@@ -15,7 +15,13 @@ from sqlalchemy import text, update
 from community.accounts import service as accounts
 from community.billing import service as billing
 from community.billing.models import Payment, Subscription
-from community.offers.models import Entitlement, EntitlementSource, EntitlementStatus, Offer, Pricing
+from community.offers.models import (
+    Entitlement,
+    EntitlementSource,
+    EntitlementStatus,
+    Offer,
+    Pricing,
+)
 from tests.conftest import Account, create_community, sign_up
 from tests.test_communities import base, field_of, staff_account
 
@@ -162,6 +168,8 @@ async def test_search_and_filters(client, owner: Account, community, sessions) -
     assert await emails(q="shop") == {"bob@shop.test"}  # contains, in the email
     assert await emails(q="leav") == {"dan@example.com"}  # contains, in the name
     assert await emails(q="%") == set()  # no wildcard
+    assert await emails(q="da") == {"dan@example.com"}  # one or two characters: the start only
+    assert await emails(q="an") == {"ann@example.com"}  # not "Dan", where "an" is inside
     assert await emails(offer=w["other"]) == {"ann@example.com", "cat@example.com"}
     assert await emails(status="trialing") == {"bob@shop.test"}
     assert await emails(tag="vip") == {"ann@example.com", "fay@example.com"}
@@ -287,5 +295,10 @@ async def test_export_streams_the_filtered_directory(client, owner: Account, com
     ann = rows[0]
     assert (ann["total_spent"], ann["currency"], ann["other_totals"]) == ("50.00", "USD", "20.00 EUR")
     assert ann["offers"] == "Yoga; Pilates" and ann["tags"] == "vip; yogi" and ann["status"] == "active"
+    # A cell a spreadsheet would run as a formula is quoted (exports.safe_cell's rule, in SQL).
+    async with sessions() as session, session.begin():
+        await session.execute(text("UPDATE users SET name = '=HYPERLINK(\"x\")' WHERE email = 'cat@example.com'"))
+    response = await client.get(f"{base(community)}/members/export", params={"q": "cat@"}, headers=owner.headers)
+    assert [r["name"] for r in csv.DictReader(io.StringIO(response.text))] == ["'=HYPERLINK(\"x\")"]
     bad = await client.get(f"{base(community)}/members/export", params={"segment": "nope"}, headers=owner.headers)
     assert bad.status_code == 422 and field_of(bad) == ["segment"]

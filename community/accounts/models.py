@@ -95,6 +95,8 @@ class Member(Base):
         # The members directory's sorts (keyset: the sort value, then the id) and filters.
         Index("ix_members_name", "community_id", "name_key", "id"),
         Index("ix_members_email", "community_id", "email_key", "id"),
+        Index("ix_members_name_prefix", "community_id", "name_key", postgresql_ops={"name_key": "text_pattern_ops"}),
+        Index("ix_members_email_prefix", "community_id", "email_key", postgresql_ops={"email_key": "text_pattern_ops"}),
         Index("ix_members_joined", "community_id", "joined_at", "id"),
         Index("ix_members_spent", "community_id", "spent", "id"),
         Index(

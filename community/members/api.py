@@ -13,7 +13,7 @@ from litestar.response import Stream
 
 from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
 from community.errors import Invalid
-from community.exports import csv_download, stream_csv
+from community.exports import csv_download, stream_copy
 from community.members import directory, exports, profile, service
 from community.members.schemas import (
     BulkTagIn,
@@ -105,8 +105,8 @@ class MembersController(Controller):
             q=q, offer=offer, status=status, tag=tag, segment=segment, joined_from=joined_from,
             joined_to=joined_to, spent_above=spent_above, currency=currency,
         )
-        plan = await exports.plan(db, member.community_id, f, directory.parse_sort(sort, order))
-        return csv_download("members.csv", stream_csv(state.sessions, exports.HEADER, plan.statement, plan.to_row))
+        statement = await exports.statement(db, member.community_id, f, directory.parse_sort(sort, order))
+        return csv_download("members.csv", stream_copy(state.sessions, exports.HEADER, statement))
 
     @get("/members/{user_id:int}", summary="A member's whole story: memberships, payments, access log, notes, tags")
     async def read(self, user_id: ObjectId, member: StaffMember, db: Db) -> ProfileOut:

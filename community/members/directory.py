@@ -38,11 +38,13 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Select,
+    Text,
     cast,
     exists,
     false,
     func,
     literal,
+    or_,
     select,
     text,
     tuple_,
@@ -81,6 +83,7 @@ SORTS: dict[str, ColumnElement[Any]] = {
 ORDERS = ("asc", "desc")
 FILTER_NAMES = ("q", "offer", "status", "tag", "segment", "joined_from", "joined_to", "spent_above", "currency")
 Q_MAX = 100
+TRIGRAM = 3  # a contains-search needs this many characters
 MAX_MINOR = 10**15  # above any amount a payment can hold
 
 
@@ -238,17 +241,20 @@ def _sort_value(sort: Sort, row: Any) -> Any:
 # ---------------------------------------------------------------- conditions
 
 
-def _like_pattern(q: str) -> str:
-    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def _escaped(q: str) -> str:
+    return q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def conditions(session: AsyncSession, community_id: int, f: Filters, *, nested: bool = False) -> list[ColumnElement[bool]]:
     """The WHERE of the filtered directory (community scope included)."""
     where: list[ColumnElement[bool]] = [Member.community_id == community_id]
-    if f.q:
-        # Contains (so also prefix), case-insensitive, on name and email; a trigram index serves it.
-        where.append(Member.search_key.like(_like_pattern(f.q), escape="\\"))
+    if f.q and len(f.q) < TRIGRAM:
+        # One or two characters: the start of the name or of the email (btree prefix indexes).
+        start = _escaped(f.q) + "%"
+        where.append(or_(Member.name_key.like(start, escape="\\"), Member.email_key.like(start, escape="\\")))
+    elif f.q:
+        # Three or more: anywhere in the name or the email (so also their start); a trigram index serves it.
+        where.append(Member.search_key.like("%" + _escaped(f.q) + "%", escape="\\"))
     if f.offer is not None:
         where.append(Member.offer_ids.contains(cast([f.offer], ARRAY(BigInteger))))
     if f.status:
@@ -276,11 +282,7 @@ async def segment_conditions(
     if segment == "customers":
         return [Member.last_payment_at.is_not(None)]
     if segment == "affiliates":
-        return [
-            exists().where(
-                Affiliate.community_id == Member.community_id, Affiliate.user_id == Member.user_id
-            )
-        ]
+        return [Member.user_id.in_(select(Affiliate.user_id).where(Affiliate.community_id == community_id))]
     if segment in BUILTIN_SEGMENTS:
         return [Member.status == segment]
     saved = await session.scalar(
@@ -336,19 +338,52 @@ COLUMNS = (
 )
 
 
+# A filter matching at most this many members is applied first and its rows sorted; a wider
+# one walks the sort's index and filters as it goes (it meets 50 matches soon). Deciding by a
+# bounded count, not by the planner's estimate, keeps a rare status or tag from walking the
+# whole index (measured in bench/members.py).
+FEW = 3000
+# The same order through an expression no index provides: the planner then filters first.
+_UNINDEXED: dict[str, Any] = {
+    "name": lambda k: k.op("||")(literal("", Text)),
+    "email": lambda k: k.op("||")(literal("", Text)),
+    "joined": lambda k: k + text("interval '0'"),
+    "last_payment": lambda k: k + text("interval '0'"),
+    "total_spent": lambda k: k + literal(0, BigInteger),
+}
+
+
 async def statement(
-    session: AsyncSession, community_id: int, f: Filters, sort: Sort, *, after: tuple[Any, int] | None = None
+    session: AsyncSession,
+    community_id: int,
+    f: Filters,
+    sort: Sort,
+    *,
+    after: tuple[Any, int] | None = None,
+    plan: bool = False,
+    columns: Sequence[Any] = COLUMNS,
+    joins: Sequence[tuple[Any, Any]] = (),
 ) -> Select[Any]:
-    """The filtered, sorted directory as one statement (pages add a limit; the export streams it)."""
+    """The filtered, sorted directory as one statement (pages add a limit; the export streams
+    it). `plan`: for a page, choose between filtering first and walking the sort's index."""
+    where = await conditions(session, community_id, f)
     key = SORTS[sort.key]
-    query = select(*COLUMNS).join(User, User.id == Member.user_id).where(*await conditions(session, community_id, f))
+    order_key = key
+    if plan and len(where) > 1:
+        probe = select(literal(1)).select_from(Member).where(*where).limit(FEW + 1).subquery()
+        if (await session.scalar(select(func.count()).select_from(probe)) or 0) <= FEW:
+            order_key = _UNINDEXED[sort.key](key)
+    query = select(*columns).join(User, User.id == Member.user_id)
+    for target, on in joins:
+        query = query.join(target, on)
+    query = query.where(*where)
     if after is not None:
         position = tuple_(key, Member.id)
         mark = tuple_(_cursor_value(sort, after[0]), literal(after[1], BigInteger))
         query = query.where(position > mark if sort.order == "asc" else position < mark)
     if sort.order == "asc":
-        return query.order_by(key.asc(), Member.id.asc())
-    return query.order_by(key.desc(), Member.id.desc())
+        return query.order_by(order_key.asc(), Member.id.asc())
+    return query.order_by(order_key.desc(), Member.id.desc())
 
 
 async def offer_titles(session: AsyncSession, community_id: int, ids: set[int] | None = None) -> dict[int, str]:
@@ -375,8 +410,10 @@ async def directory(
 ) -> DirectoryPage:
     """One page of the directory: `after` is the previous page's `next`."""
     position = decode_cursor(after, sort) if after else None
+    # A page reads 50 rows: starting parallel workers costs more than it saves.
+    await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     await recount_due(session, community_id)
-    query = await statement(session, community_id, f, sort, after=position)
+    query = await statement(session, community_id, f, sort, after=position, plan=True)
     rows = (await session.execute(query.limit(limit))).all()
     titles = await offer_titles(session, community_id, {i for r in rows for i in (r.offer_ids or [])})
     next_token = None

@@ -193,6 +193,15 @@ def upgrade() -> None:
     op.execute("SELECT members_recount(c.id, NULL) FROM communities c")
     op.create_index("ix_members_name", "members", ["community_id", "name_key", "id"])
     op.create_index("ix_members_email", "members", ["community_id", "email_key", "id"])
+    # A search of one or two characters matches the start of a name or an email (trigrams need three).
+    op.create_index(
+        "ix_members_name_prefix", "members", ["community_id", "name_key"],
+        postgresql_ops={"name_key": "text_pattern_ops"},
+    )
+    op.create_index(
+        "ix_members_email_prefix", "members", ["community_id", "email_key"],
+        postgresql_ops={"email_key": "text_pattern_ops"},
+    )
     op.create_index("ix_members_joined", "members", ["community_id", "joined_at", "id"])
     op.create_index("ix_members_spent", "members", ["community_id", "spent", "id"])
     op.create_index(
@@ -250,7 +259,7 @@ def downgrade() -> None:
     _run(DROP)
     for name in ["ix_members_search", "ix_members_offer_ids", "ix_members_tags", "ix_members_status_until",
                  "ix_members_status", "ix_members_last_payment", "ix_members_spent", "ix_members_joined",
-                 "ix_members_email", "ix_members_name"]:
+                 "ix_members_email", "ix_members_name", "ix_members_name_prefix", "ix_members_email_prefix"]:
         op.drop_index(name, table_name="members")
     for column in COLUMNS:
         op.drop_column("members", column)
