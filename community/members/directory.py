@@ -157,9 +157,10 @@ def parse_filters(values: Mapping[str, Any]) -> Filters:
         f = replace(f, tag=got["tag"])
     if "segment" in got:
         segment = got["segment"]
-        if segment not in BUILTIN_SEGMENTS and not segment.isdigit():
+        saved_id = segment.isascii() and segment.isdigit() and 1 <= int(segment) < 2**63
+        if segment not in BUILTIN_SEGMENTS and not saved_id:
             raise Invalid(f"unknown segment: one of {', '.join(BUILTIN_SEGMENTS)} or a saved segment's id", field="segment")
-        f = replace(f, segment=segment)
+        f = replace(f, segment=str(int(segment)) if saved_id else segment)
     if "joined_from" in got:
         f = replace(f, joined_from=_instant(got["joined_from"], "joined_from"))
     if "joined_to" in got:
@@ -215,13 +216,13 @@ def decode_cursor(token: str, sort: Sort) -> tuple[Any, int]:
     }[key](value)
     if not ok:
         raise Invalid("not a cursor this list gave", field="after")
+    if isinstance(value, str) and "\x00" in value:
+        raise Invalid("not a cursor this list gave", field="after")
     if key in ("joined", "last_payment") and value is not None:
         try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
+            value = Instant.parse(value).plain()
+        except (TypeError, ValueError):
             raise Invalid("not a cursor this list gave", field="after") from None
-        if value.tzinfo is None:
-            raise Invalid("not a cursor this list gave", field="after")
     return value, member_id
 
 
