@@ -339,11 +339,12 @@ COLUMNS = (
 )
 
 
-# A filter matching at most this many members is applied first and its rows sorted; a wider
-# one walks the sort's index and filters as it goes (it meets 50 matches soon). Deciding by a
-# bounded count, not by the planner's estimate, keeps a rare status or tag from walking the
-# whole index (measured in bench/members.py).
-FEW = 3000
+# A filter the planner expects to match at most this many members is applied first and its
+# rows sorted (bounded work: a bitmap scan and a sort of at most about this many rows); a wider
+# one walks the sort's index and filters as it goes, meeting 50 matches soon. Left to itself
+# the planner walks the index for a rare status or tag too, and when the matches sit at the far
+# end of the sort (a tag nobody who spends much has), it reads most of the index (bench/members.py).
+FEW = 20_000
 # The same order through an expression no index provides: the planner then filters first.
 _UNINDEXED: dict[str, Any] = {
     "name": lambda k: k.op("||")(literal("", Text)),
@@ -364,27 +365,58 @@ async def statement(
     plan: bool = False,
     columns: Sequence[Any] = COLUMNS,
     joins: Sequence[tuple[Any, Any]] = (),
+    limit: int | None = None,
 ) -> Select[Any]:
     """The filtered, sorted directory as one statement (pages add a limit; the export streams
     it). `plan`: for a page, choose between filtering first and walking the sort's index."""
     where = await conditions(session, community_id, f)
     key = SORTS[sort.key]
     order_key = key
-    if plan and len(where) > 1:
-        probe = select(literal(1)).select_from(Member).where(*where).limit(FEW + 1).subquery()
-        if (await session.scalar(select(func.count()).select_from(probe)) or 0) <= FEW:
-            order_key = _UNINDEXED[sort.key](key)
-    query = select(*columns).join(User, User.id == Member.user_id)
-    for target, on in joins:
-        query = query.join(target, on)
-    query = query.where(*where)
+    if plan and len(where) > 1 and await estimated_rows(session, select(literal(1)).select_from(Member).where(*where)) <= FEW:
+        order_key = _UNINDEXED[sort.key](key)
+    position_ok: list[ColumnElement[bool]] = []
     if after is not None:
         position = tuple_(key, Member.id)
         mark = tuple_(_cursor_value(sort, after[0]), literal(after[1], BigInteger))
-        query = query.where(position > mark if sort.order == "asc" else position < mark)
-    if sort.order == "asc":
+        position_ok.append(position > mark if sort.order == "asc" else position < mark)
+    asc = sort.order == "asc"
+    if limit is not None:
+        # A page: the members table alone finds the page's ids (every sort key lives there),
+        # then only those rows are joined to their users.
+        page = (
+            select(Member.id.label("member_id"), key.label("sort_key"))
+            .where(*where, *position_ok)
+            .order_by(*((order_key.asc(), Member.id.asc()) if asc else (order_key.desc(), Member.id.desc())))
+            .limit(limit)
+            .subquery("page")
+        )
+        query = (
+            select(*columns)
+            .select_from(page)
+            .join(Member, Member.id == page.c.member_id)
+            .join(User, User.id == Member.user_id)
+        )
+        if asc:
+            return query.order_by(page.c.sort_key.asc(), page.c.member_id.asc())
+        return query.order_by(page.c.sort_key.desc(), page.c.member_id.desc())
+    query = select(*columns).join(User, User.id == Member.user_id)
+    for target, on in joins:
+        query = query.join(target, on)
+    query = query.where(*where, *position_ok)
+    if asc:
         return query.order_by(order_key.asc(), Member.id.asc())
     return query.order_by(order_key.desc(), Member.id.desc())
+
+
+async def estimated_rows(session: AsyncSession, query: Select[Any]) -> float:
+    """The planner's estimate of the rows a query returns (EXPLAIN, nothing executed)."""
+    connection = await session.connection()
+    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    params = tuple(compiled.params[name] for name in compiled.positiontup or [])
+    explained = (await connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params)).scalar()
+    if isinstance(explained, str):
+        explained = json.loads(explained)
+    return float(explained[0]["Plan"]["Plan Rows"])
 
 
 async def offer_titles(session: AsyncSession, community_id: int, ids: set[int] | None = None) -> dict[int, str]:
@@ -414,8 +446,8 @@ async def directory(
     # A page reads 50 rows: starting parallel workers costs more than it saves.
     await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     await recount_due(session, community_id)
-    query = await statement(session, community_id, f, sort, after=position, plan=True)
-    rows = (await session.execute(query.limit(limit))).all()
+    query = await statement(session, community_id, f, sort, after=position, plan=True, limit=limit)
+    rows = (await session.execute(query)).all()
     titles = await offer_titles(session, community_id, {i for r in rows for i in (r.offer_ids or [])})
     next_token = None
     if len(rows) == limit and rows:
