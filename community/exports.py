@@ -6,6 +6,9 @@ body is sent), and written out as they come, so memory stays flat however many r
 Every cell goes through `safe_cell`: text a spreadsheet would run as a formula is quoted;
 numbers, negative amounts included, stay numbers. Amounts leave as decimals of the currency's
 major unit with the currency beside them (community.money.decimal_amount), never minor units.
+
+`stream_copy` is the same for very long lists (the members directory): PostgreSQL writes the CSV
+itself (COPY), the cells made safe in SQL by `sql_safe_cell`, the same rule as `safe_cell`.
 """
 
 from __future__ import annotations

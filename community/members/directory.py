@@ -18,6 +18,9 @@ payments behind it:
 - **last payment**: the newest payment of a positive amount (never paid: sorts as the oldest).
 - **offers**: every offer they hold or held (status says whether access runs).
 
+Search (`q`): three characters or more match anywhere in the name or the email, fewer match
+the start of either; case-insensitive, no wildcards.
+
 Pages are keyset pages on (sort value, id): a member who joins between two pages lands before
 or after the cursor, never shifting the rows still to come, so nobody repeats or is skipped.
 The cursor is an opaque token naming its sort; a token of another sort is refused.
@@ -372,7 +375,11 @@ async def statement(
     where = await conditions(session, community_id, f)
     key = SORTS[sort.key]
     order_key = key
-    if plan and len(where) > 1 and await estimated_rows(session, select(literal(1)).select_from(Member).where(*where)) <= FEW:
+    # The planner's guess for a search (trigrams) is poor both ways, and it already picks well
+    # between the trigram index and the sort's index: a search alone is left to it; other
+    # filters are judged without it.
+    judged = await conditions(session, community_id, replace(f, q=None)) if f.q else where
+    if plan and len(judged) > 1 and await estimated_rows(session, select(literal(1)).select_from(Member).where(*judged)) <= FEW:
         order_key = _UNINDEXED[sort.key](key)
     position_ok: list[ColumnElement[bool]] = []
     if after is not None:
