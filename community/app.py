@@ -85,6 +85,7 @@ from community.inputs import (
     RefuseUnstorable,
 )
 from community.jobs_api import JobsController
+from community.members.api import MembersController
 from community.migrate import ensure_migrated
 from community.offers.access import open_check_pool
 from community.offers.access_api import (
@@ -137,6 +138,7 @@ API_CONTROLLERS = [
     MyMembershipsController,
     EndEntitlementController,
     MemberTotalController,
+    MembersController,
     AffiliateReportController,
     StripeConnectController,
     StripeWebhooksController,

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.errors import (
     DomainError,
+    Invalid,
     NotAuthenticated,
     field_errors_from_validation,
     validation_messages,
@@ -352,3 +353,20 @@ def moved_to_community(request: Request, settings: Any, community_slug: str) -> 
     if settings.pages.slug_of(request.headers.get("host", "")) == community_slug:
         return None
     return settings.pages_origin(community_slug) + _requested(request.scope)
+
+
+# ---------------------------------------------------------------- query parameters
+
+
+def known_query(*names: str) -> Any:
+    """A route guard that refuses a query parameter the route does not know (422 naming it).
+    Litestar ignores unknown parameters, so a misspelt filter or sort would silently list
+    everyone; routes whose parameters change what they answer (lists, exports) use this."""
+    allowed = frozenset(names)
+
+    def guard(connection: Any, _handler: Any) -> None:
+        unknown = sorted(set(connection.query_params) - allowed)
+        if unknown:
+            raise Invalid(f"unknown query parameter {unknown[0]!r}: this route takes {', '.join(sorted(allowed))}", field=unknown[0])
+
+    return guard

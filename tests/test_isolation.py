@@ -34,6 +34,7 @@ OBJECT_PARAMS = ("hub_id", "group_id", "post_id", "member_id", "job_id", "offer_
 OBJECT_PARAMS += ("code_id", "payment_id")  # billing: a discount code, a payment
 OBJECT_PARAMS += ("affiliate_id",)  # resell programs: the buyer's enrolment
 OBJECT_PARAMS += ("payout_id",)  # resell programs: an open payout to the affiliate
+OBJECT_PARAMS += ("note_id", "segment_id")  # members: a note on the buyer, a saved segment
 KNOWN_PATH_PARAMS = {"community_id", *OBJECT_PARAMS}
 # Routes outside a community that take an object id in the path, and how they are checked.
 KNOWN_OTHER_PARAM_ROUTES = {
@@ -69,6 +70,8 @@ class World:
     payment_id: int  # the buyer's payment
     affiliate_id: int  # the buyer, enrolled in the offer's resell program
     payout_id: int  # an open payout to that affiliate
+    note_id: int  # a staff note on the buyer
+    segment_id: int  # a saved segment of the members directory
 
     def path_values(self) -> dict[str, int]:
         return {
@@ -86,6 +89,8 @@ class World:
             "payment_id": self.payment_id,
             "affiliate_id": self.affiliate_id,
             "payout_id": self.payout_id,
+            "note_id": self.note_id,
+            "segment_id": self.segment_id,
         }
 
     def values_for(self, op: Operation) -> dict[str, int]:
@@ -116,6 +121,12 @@ BODIES: dict[tuple[str, str], Body] = {
     ("post", "/api/v1/communities/{community_id}/groups/{group_id}/posts"): lambda w: {"title": "Intruder", "body": "hello"},
     ("patch", "/api/v1/communities/{community_id}/posts/{post_id}"): lambda w: {"title": "Changed"},
     ("post", "/api/v1/communities/{community_id}/entitlements"): lambda w: {"email": "comp@example.com", "offer_id": w.offer_id},
+    ("post", "/api/v1/communities/{community_id}/members/{user_id}/notes"): lambda w: {"body": "A note"},
+    ("patch", "/api/v1/communities/{community_id}/members/{user_id}/notes/{note_id}"): lambda w: {"body": "Edited"},
+    ("post", "/api/v1/communities/{community_id}/members/{user_id}/tags"): lambda w: {"tag": "friend"},
+    ("post", "/api/v1/communities/{community_id}/members/{user_id}/tags/remove"): lambda w: {"tag": "vip"},
+    ("post", "/api/v1/communities/{community_id}/members/bulk-tags"): lambda w: {"tag": "bulk", "action": "add", "user_ids": [w.user_id]},
+    ("post", "/api/v1/communities/{community_id}/segments"): lambda w: {"name": "Yoga people", "filters": {"offer": w.offer_id}},
     ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/end"): lambda w: {"status": "cancelled"},
     ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/reopen"): lambda w: {},
     ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/groups"): lambda w: {"add": [w.group_ids[-1]]},
@@ -144,6 +155,9 @@ CONTROLLED_ELSEWHERE: dict[tuple[str, str], str] = {
     ("post", "/api/v1/communities/{community_id}/me/memberships/{entitlement_id}/cancel"): "tests/test_memberships.py",
     ("post", "/api/v1/communities/{community_id}/me/memberships/{entitlement_id}/resume"): "tests/test_memberships.py",
     ("post", "/api/v1/communities/{community_id}/me/memberships/{entitlement_id}/payment-method"): "tests/test_memberships.py",
+    # The buyer has a payment: deleting the account is refused (409); no plan ever moves (409).
+    ("delete", "/api/v1/communities/{community_id}/members/{user_id}/account"): "tests/test_members_accounts.py",
+    ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/transfer"): "tests/test_members_accounts.py",
 }
 
 # Operations whose body is an upload (bytes, not JSON), and a valid one to send.
@@ -179,6 +193,12 @@ FOREIGN_BODIES: dict[tuple[str, str], Callable[[World, World], Any]] = {
     ("patch", "/api/v1/communities/{community_id}/discount-codes/{code_id}"): lambda b, a: {
         "applies_to": "offers",
         "offer_ids": [a.spare_offer_id],
+    },
+    ("post", "/api/v1/communities/{community_id}/members/bulk-tags"): lambda b, a: {
+        "tag": "intruder", "action": "add", "user_ids": [b.user_id, a.user_id],
+    },
+    ("post", "/api/v1/communities/{community_id}/segments"): lambda b, a: {
+        "name": "Foreign offer", "filters": {"offer": a.offer_id},
     },
 }
 
@@ -250,6 +270,9 @@ async def build_world(
         session.add(payout)
         await session.flush()
         payout_id = payout.id
+    await _ok(await client.post(f"{base}/members/{held['user_id']}/tags", json={"tag": "vip"}, headers=h))
+    note = await _ok(await client.post(f"{base}/members/{held['user_id']}/notes", json={"body": f"{tag} note"}, headers=h), 201)
+    segment = await _ok(await client.post(f"{base}/segments", json={"name": f"{tag} vips", "filters": {"tag": "vip"}}, headers=h), 201)
     return World(
         owner=owner,
         community_id=cid,
@@ -269,6 +292,8 @@ async def build_world(
         payment_id=payment.id,
         affiliate_id=affiliate_id,
         payout_id=payout_id,
+        note_id=note["id"],
+        segment_id=segment["id"],
     )
 
 

@@ -10,11 +10,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from community.db import Base, BigId, Timestamp
@@ -89,7 +90,25 @@ class Member(Base):
     """A user's place in a community; `role` is set for its staff (owner, admin, manager)."""
 
     __tablename__ = "members"
-    __table_args__ = (UniqueConstraint("community_id", "user_id"),)
+    __table_args__ = (
+        UniqueConstraint("community_id", "user_id"),
+        # The members directory's sorts (keyset: the sort value, then the id) and filters.
+        Index("ix_members_name", "community_id", "name_key", "id"),
+        Index("ix_members_email", "community_id", "email_key", "id"),
+        Index("ix_members_name_prefix", "community_id", "name_key", postgresql_ops={"name_key": "text_pattern_ops"}),
+        Index("ix_members_email_prefix", "community_id", "email_key", postgresql_ops={"email_key": "text_pattern_ops"}),
+        Index("ix_members_joined", "community_id", "joined_at", "id"),
+        Index("ix_members_spent", "community_id", "spent", "id"),
+        Index(
+            "ix_members_last_payment", "community_id",
+            text("coalesce(last_payment_at, '-infinity'::timestamptz)"), "id",
+        ),
+        Index("ix_members_status", "community_id", "status", "id"),
+        Index("ix_members_status_until", "community_id", "status_until", postgresql_where=text("status_until IS NOT NULL")),
+        Index("ix_members_tags", "tags", postgresql_using="gin"),
+        Index("ix_members_offer_ids", "offer_ids", postgresql_using="gin"),
+        Index("ix_members_search", "search_key", postgresql_using="gin", postgresql_ops={"search_key": "gin_trgm_ops"}),
+    )
 
     id: Mapped[BigId]
     # FK by table name: communities live on a higher floor (hubs/), which accounts never imports.
@@ -99,3 +118,15 @@ class Member(Base):
     # Labels for the members directory; purchases add their offer's auto-tags.
     tags: Mapped[list[str]] = mapped_column(ARRAY(String(60)), default=list, server_default=text("'{}'"))
     joined_at: Mapped[Timestamp]
+    # The directory's summary of this member, written only by the database's triggers
+    # (migration 0011_members_directory: payments, entitlements, subscriptions, users), so every
+    # path that changes a payment or an entitlement keeps it current; see community/members.
+    name_key: Mapped[str] = mapped_column(Text, server_default="")  # lower(users.name)
+    email_key: Mapped[str] = mapped_column(Text, server_default="")  # lower(users.email)
+    search_key: Mapped[str] = mapped_column(Text, server_default="")  # both, for contains-search
+    status: Mapped[str] = mapped_column(String(20), server_default="none")
+    status_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    spent: Mapped[int] = mapped_column(BigInteger, server_default="0")  # net, community's currency
+    totals: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))  # net per currency
+    last_payment_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    offer_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), server_default=text("'{}'"))

@@ -367,21 +367,6 @@ async def list_staff(session: AsyncSession, community_id: int) -> list[tuple[Mem
     return [(m, u) for m, u in rows.all()]
 
 
-async def list_members(
-    session: AsyncSession, community_id: int, *, after: int | None, limit: int
-) -> list[tuple[Member, User]]:
-    query = (
-        select(Member, User)
-        .join(User, User.id == Member.user_id)
-        .where(Member.community_id == community_id)
-        .order_by(Member.id)
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(Member.id > after)
-    return [(m, u) for m, u in (await session.execute(query)).all()]
-
-
 async def _lock_staff(session: AsyncSession, community_id: int, actor: Member) -> int:
     """Serialise changes to a community's staff: lock its owner rows (in id order, so two
     changes never deadlock), then re-read the actor's role, which a change that committed

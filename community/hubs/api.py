@@ -32,7 +32,7 @@ from community.hubs.schemas import (
     hub_out,
     member_out,
 )
-from community.web import Cursor, Db, ObjectId, Page, PageLimit, page_of
+from community.web import Db, ObjectId
 
 
 class CommunitiesController(Controller):
@@ -109,13 +109,6 @@ class CommunityController(Controller):
     @delete("/staff/{member_id:int}", status_code=204, summary="Take a staff role away (the person stays a member)")
     async def remove_staff(self, member_id: ObjectId, editor: StaffMember, db: Db) -> None:
         await accounts.remove_staff(db, community_id=editor.community_id, actor=editor, member_id=member_id)
-
-    @get("/members", summary="Members of the community, oldest first (keyset pages)")
-    async def members(
-        self, member: StaffMember, db: Db, after: Cursor = None, limit: PageLimit = 50
-    ) -> Page[MemberOut]:
-        rows = await accounts.list_members(db, member.community_id, after=after, limit=limit)
-        return page_of([member_out(m, u) for m, u in rows], limit, lambda item: item.id)
 
 
 class HubsController(Controller):
