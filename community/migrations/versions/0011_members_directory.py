@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0011_members_directory"
-down_revision = "0009_email_changes"
+down_revision = "0010_dispute_due_by"
 branch_labels = None
 depends_on = None
 
