@@ -76,6 +76,8 @@ from community.inputs import (
 )
 from community.jobs_api import JobsController
 from community.members.api import MembersController
+from community.members.directory_pages import DirectoryPages
+from community.members.member_pages import MemberProfilePages
 from community.migrate import ensure_migrated
 from community.offers.access import open_check_pool
 from community.offers.access_api import (
@@ -184,6 +186,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             OfferEditorPages,
             OfferPermissionPages,
             EntitlementPages,
+            DirectoryPages,
+            MemberProfilePages,
             MemberPages,
             BillingPages,
             OfferPages,
