@@ -83,11 +83,29 @@ async def test_an_owner_works_through_the_members_console(page: Page, http: http
     await page.get_by_label("Spent above (USD)").fill("ten")
     await page.locator("#apply-filters").click()
     await expect(page.locator("#e-spent_above")).to_contain_text("must be an amount in USD")
+    await assert_accessible(page, "a refused filter")
 
     # A segment: Customers (ever paid).
     await page.locator('[data-segment="customers"] a').first.click()
     await expect(page).to_have_url(re.compile(r"segment=customers"))
     await expect(names(page)).to_have_text(["Bob Baker"])
+
+    # Save the view as a segment; bulk-tag the ticked members after a confirmation.
+    await page.get_by_label("Save these filters as a segment: name").fill("Paying")
+    await page.get_by_role("button", name="Save segment").click()
+    await expect(page.locator(".flash")).to_contain_text("Saved the segment “Paying”")
+    await expect(page.locator("#segments")).to_contain_text("Paying (1)")
+    await page.goto(f"/dashboard/communities/{cid}/members")
+    await page.get_by_label("Select bob@example.com").check()
+    await page.get_by_label("Select cat@example.com").check()
+    await page.get_by_label("Only the members ticked above").check()
+    await page.get_by_label("Tag", exact=True).last.fill("spring")
+    await page.locator("#bulk-review").click()
+    await expect(page.locator("#touches")).to_contain_text("2 members")
+    await at_both_widths(page, "a bulk tag's confirmation", "bulk-confirm")
+    await page.locator("#confirm-bulk").click()
+    await expect(page.locator(".flash")).to_contain_text("Added the tag “spring” to 2 members.")
+    await expect(page.locator(f'tr[data-user="{bob.id}"]')).to_contain_text("spring")
 
     # A member's page: a note added and edited, a tag added and removed.
     await page.goto(f"/dashboard/communities/{cid}/members")
@@ -98,6 +116,7 @@ async def test_an_owner_works_through_the_members_console(page: Page, http: http
     await page.get_by_role("button", name="Add note").click()
     await expect(page.locator("#notes .body")).to_have_text(["Asked about mats"])
     await page.locator("#notes").get_by_role("link", name=re.compile("^Edit the note")).click()
+    await at_both_widths(page, "editing a note", "note-edit")
     await page.get_by_label("Note", exact=True).fill("Mats sent on Monday")
     await page.locator("#save-note").click()
     await expect(page.locator("#notes .body")).to_have_text(["Mats sent on Monday"])
