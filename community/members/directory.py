@@ -347,7 +347,7 @@ COLUMNS = (
 # one walks the sort's index and filters as it goes, meeting 50 matches soon. Left to itself
 # the planner walks the index for a rare status or tag too, and when the matches sit at the far
 # end of the sort (a tag nobody who spends much has), it reads most of the index (bench/members.py).
-FEW = 20_000
+FEW = 30_000
 # The same order through an expression no index provides: the planner then filters first.
 _UNINDEXED: dict[str, Any] = {
     "name": lambda k: k.op("||")(literal("", Text)),
