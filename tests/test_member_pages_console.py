@@ -17,7 +17,7 @@ from tests.checkout_helpers import CSRF
 from tests.conftest import Account, create_community, sign_up
 from tests.test_communities import staff_account
 from tests.test_console_access_pages import form_post
-from tests.test_members_directory import listing, people
+from tests.test_members_directory import add_person, listing, people
 from tests.test_memberships import login
 
 
@@ -68,8 +68,6 @@ async def test_a_filtered_view_is_a_link_its_sorts_pages_and_csv_carry(client: h
 
     # Keyset pages: the next page's link carries the cursor and the view.
     async with sessions() as session, session.begin():
-        from tests.test_members_directory import add_person
-
         for i in range(55):
             await add_person(session, community["id"], f"extra{i:02}@example.com", f"Extra {i:02}")
     first = await client.get(url, params={"q": "extra", "sort": "email"})
