@@ -86,6 +86,8 @@ from community.inputs import (
 )
 from community.jobs_api import JobsController
 from community.members.api import MembersController
+from community.members.directory_pages import DirectoryPages
+from community.members.member_pages import MemberProfilePages
 from community.migrate import ensure_migrated
 from community.offers.access import open_check_pool
 from community.offers.access_api import (
@@ -199,6 +201,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             EntitlementPages,
             PaymentPages,
             DiscountPages,
+            DirectoryPages,
+            MemberProfilePages,
             MemberPages,
             BillingPages,
             OfferPages,

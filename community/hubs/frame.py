@@ -40,6 +40,7 @@ SECTIONS = (
     Section("home", "Home", ""),
     Section("offers", "Digital offers", "/offers"),
     Section("hubs", "Hubs and groups", "/hubs"),
+    Section("members", "Members", "/members"),
     Section("payments", "Payments", "/payments"),
     Section("discounts", "Discount codes", "/discounts"),
     Section("resell", "Resell rights", "/resell"),
