@@ -71,7 +71,8 @@ async def _admin(server_url: Any, statement: str) -> None:
 @asynccontextmanager
 async def scratch_settings() -> AsyncIterator[Settings]:
     """Settings on a fresh database bench_<random> (dropped at the end) of COMMUNITY_DATABASE_URL
-    / COMMUNITY_REDIS_URL when set, else of embedded services in a temporary directory."""
+    / COMMUNITY_REDIS_URL when set, else of embedded services in a temporary directory.
+    COMMUNITY_BENCH_KEEP=1 keeps the database (to EXPLAIN its queries afterwards)."""
     data_dir = Path(tempfile.mkdtemp(prefix="community-bench-"))
     data_dir.chmod(0o755)  # embedded PostgreSQL runs as its own system user when we are root
     (data_dir / "data").mkdir()
@@ -88,8 +89,11 @@ async def scratch_settings() -> AsyncIterator[Settings]:
                     redis_url=found.redis_url, secret_key="bench-" + "k" * 40, base_url="http://bench",
                 )
             finally:
-                await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                log(f"dropped {name}")
+                if os.environ.get("COMMUNITY_BENCH_KEEP"):  # keep the seeded database to study it
+                    log(f"kept {name} (COMMUNITY_BENCH_KEEP): drop it yourself")
+                else:
+                    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    log(f"dropped {name}")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
