@@ -71,15 +71,19 @@ async def _admin(server_url: Any, statement: str) -> None:
 @asynccontextmanager
 async def scratch_settings() -> AsyncIterator[Settings]:
     """Settings on a fresh database bench_<random> (dropped at the end) of COMMUNITY_DATABASE_URL
-    / COMMUNITY_REDIS_URL when set, else of embedded services in a temporary directory."""
+    / COMMUNITY_REDIS_URL when set, else of embedded services in a temporary directory.
+    COMMUNITY_BENCH_KEEP=1 keeps the database (to EXPLAIN its queries afterwards);
+    COMMUNITY_BENCH_DATABASE=<name> works in that (kept) database instead, and keeps it."""
     data_dir = Path(tempfile.mkdtemp(prefix="community-bench-"))
     data_dir.chmod(0o755)  # embedded PostgreSQL runs as its own system user when we are root
     (data_dir / "data").mkdir()
     try:
         with services(data_dir / "services", os.environ.get("COMMUNITY_DATABASE_URL"), os.environ.get("COMMUNITY_REDIS_URL")) as found:
             server_url = make_url(to_async_url(found.database_url))
-            name = f"bench_{secrets.token_hex(4)}"
-            await _admin(server_url, f'CREATE DATABASE "{name}"')
+            reuse = os.environ.get("COMMUNITY_BENCH_DATABASE")  # a database a kept run left
+            name = reuse or f"bench_{secrets.token_hex(4)}"
+            if not reuse:
+                await _admin(server_url, f'CREATE DATABASE "{name}"')
             log(f"database {name}")
             try:
                 yield Settings(
@@ -88,8 +92,11 @@ async def scratch_settings() -> AsyncIterator[Settings]:
                     redis_url=found.redis_url, secret_key="bench-" + "k" * 40, base_url="http://bench",
                 )
             finally:
-                await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                log(f"dropped {name}")
+                if reuse or os.environ.get("COMMUNITY_BENCH_KEEP"):  # keep the seeded database to study it
+                    log(f"kept {name} (COMMUNITY_BENCH_KEEP): drop it yourself")
+                else:
+                    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    log(f"dropped {name}")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 

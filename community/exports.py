@@ -103,6 +103,8 @@ async def stream_copy(
         # and a sort of a few hundred thousand rows fits in memory rather than on disk.
         await connection.execute(text("SET LOCAL jit = off"))
         await connection.execute(text("SET LOCAL work_mem = '64MB'"))
+        # Timestamps as text are ISO (2026-01-31 09:05:00) whatever the server's default.
+        await connection.execute(text("SET LOCAL datestyle = 'ISO, YMD'"))
         compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
         params = [compiled.params[name] for name in compiled.positiontup or []]
         driver = (await connection.get_raw_connection()).driver_connection

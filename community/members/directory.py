@@ -342,12 +342,15 @@ COLUMNS = (
 )
 
 
-# A filter the planner expects to match at most this many members is applied first and its
-# rows sorted (bounded work: a bitmap scan and a sort of at most about this many rows); a wider
-# one walks the sort's index and filters as it goes, meeting 50 matches soon. Left to itself
-# the planner walks the index for a rare status or tag too, and when the matches sit at the far
-# end of the sort (a tag nobody who spends much has), it reads most of the index (bench/members.py).
-FEW = 30_000
+# Which way a filtered page goes. Walking the sort's index and filtering as it goes reads about
+# limit * members / matches index entries (the index carries what the filters read: migration
+# 0012_members_speed, an index-only scan); filtering first (a bitmap of the matches, then a sort
+# of them all) visits the table once per match, about WALK_PER_MATCH times an index entry's
+# cost. So a filter is applied first only when it matches few members: matches ** 2 *
+# WALK_PER_MATCH <= limit * members (under about 1,000 of 200,000 for a page of 50). Left to
+# itself the planner walks the index for a rare status or tag too, and when the matches sit at
+# the far end of the sort it reads most of the index (bench/members.py).
+WALK_PER_MATCH = 10
 # The same order through an expression no index provides: the planner then filters first.
 _UNINDEXED: dict[str, Any] = {
     "name": lambda k: k.op("||")(literal("", Text)),
@@ -379,8 +382,10 @@ async def statement(
     # between the trigram index and the sort's index: a search alone is left to it; other
     # filters are judged without it.
     judged = await conditions(session, community_id, replace(f, q=None)) if f.q else where
-    if plan and len(judged) > 1 and await estimated_rows(session, select(literal(1)).select_from(Member).where(*judged)) <= FEW:
-        order_key = _UNINDEXED[sort.key](key)
+    if plan and limit and len(judged) > 1:
+        members, matches = await estimated_matches(session, community_id, judged)
+        if matches * matches * WALK_PER_MATCH <= limit * members:
+            order_key = _UNINDEXED[sort.key](key)
     position_ok: list[ColumnElement[bool]] = []
     if after is not None:
         position = tuple_(key, Member.id)
@@ -415,15 +420,34 @@ async def statement(
     return query.order_by(order_key.desc(), Member.id.desc())
 
 
-async def estimated_rows(session: AsyncSession, query: Select[Any]) -> float:
-    """The planner's estimate of the rows a query returns (EXPLAIN, nothing executed)."""
+async def _plan(session: AsyncSession, query: Any) -> dict[str, Any]:
+    """The planner's plan of a query (EXPLAIN, nothing executed)."""
     connection = await session.connection()
     compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     params = tuple(compiled.params[name] for name in compiled.positiontup or [])
     explained = (await connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params)).scalar()
     if isinstance(explained, str):
         explained = json.loads(explained)
-    return float(explained[0]["Plan"]["Plan Rows"])
+    return explained[0]["Plan"]
+
+
+async def estimated_rows(session: AsyncSession, query: Select[Any]) -> float:
+    """The planner's estimate of the rows a query returns (EXPLAIN, nothing executed)."""
+    return float((await _plan(session, query))["Plan Rows"])
+
+
+async def estimated_matches(session: AsyncSession, community_id: int, where: Sequence[ColumnElement[bool]]) -> tuple[float, float]:
+    """The planner's estimates of the community's members and of those `where` matches, in one
+    EXPLAIN (each branch of a UNION ALL keeps its own estimate)."""
+    everyone = select(literal(1)).select_from(Member).where(Member.community_id == community_id)
+    matching = select(literal(1)).select_from(Member).where(*where)
+    node = await _plan(session, everyone.union_all(matching))
+    while len(node.get("Plans", [])) == 1:
+        node = node["Plans"][0]
+    branches = node.get("Plans", [])
+    if len(branches) != 2:  # an unexpected plan shape: judge on the matches alone
+        return float(node["Plan Rows"]), await estimated_rows(session, matching)
+    return float(branches[0]["Plan Rows"]), float(branches[1]["Plan Rows"])
 
 
 async def offer_titles(session: AsyncSession, community_id: int, ids: set[int] | None = None) -> dict[int, str]:

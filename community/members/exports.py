@@ -39,7 +39,10 @@ HEADER = (
 
 
 def _utc(column: Any) -> Any:
-    return func.to_char(func.timezone("UTC", column), text("'YYYY-MM-DD HH24:MI:SS \"UTC\"'"))
+    """`2026-01-31 09:05:00 UTC`: what to_char(..., 'YYYY-MM-DD HH24:MI:SS "UTC"') writes, as the
+    ISO text of the UTC time cut to the second (stream_copy sets DateStyle ISO): several times
+    cheaper per row than to_char, two columns of every row of the export."""
+    return cast(func.date_trunc("second", func.timezone("UTC", column)), Text).op("||")(literal(" UTC"))
 
 
 def _decimal(minor: Any, places: Any) -> Any:
