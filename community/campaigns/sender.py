@@ -21,18 +21,23 @@ waits for a claim in progress and the other way round).
 from __future__ import annotations
 
 import asyncio
+import binascii
 import datetime as dt
 import html
 import logging
+import re
+import secrets
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import parseaddr
+from email.header import Header
+from email.utils import formataddr, formatdate, parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -87,10 +92,62 @@ def batch_size(rate: float) -> int:
 
 # ---------------------------------------------------------------- the message
 
+# Owner's Jinja tokens, kept out of the Markdown renderer: the body's Markdown is rendered once
+# per campaign (about 1 ms a render), then each recipient's HTML is a Jinja render (autoescaped).
+_TOKEN = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_html_templates = ImmutableSandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
+
+
+def _html_template(body: str) -> Any | None:
+    """The body's HTML as one Jinja template: Markdown rendered with each Jinja token replaced by
+    a placeholder, the tokens put back. None if that does not compile (then each recipient's
+    body is rendered through Markdown on its own)."""
+    tokens: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        tokens.append(match.group(0))
+        return f"zqjinja{len(tokens) - 1}zq"
+
+    rendered = render_markdown(_TOKEN.sub(hide, body))
+    if any(f"zqjinja{i}zq" not in rendered for i in range(len(tokens))):
+        return None
+    for i, token in enumerate(tokens):
+        rendered = rendered.replace(f"zqjinja{i}zq", token, 1)
+    try:
+        return _html_templates.from_string(rendered)
+    except TemplateError:
+        return None
+
+
+def _header(value: str) -> str:
+    """A header value: ASCII as is (one line), else RFC 2047 encoded words (folded)."""
+    value = " ".join(value.split())
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", maxlinelen=76).encode()
+
+
+_dates: dict[int, str] = {}
+
+
+def _date() -> str:
+    """The Date header, formatted once a second."""
+    now = int(time.time())
+    if now not in _dates:
+        _dates.clear()
+        _dates[now] = formatdate(now, usegmt=True)
+    return _dates[now]
+
+
+def _part(content_type: str, body: str) -> bytes:
+    data = binascii.b2a_qp(body.replace("\r\n", "\n").encode(), istext=True).replace(b"\n", b"\r\n")
+    return (f"Content-Type: {content_type}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n").encode() + data
+
 
 @dataclass
 class Renderer:
-    """Compiled once per campaign; renders each recipient's message."""
+    """Compiled once per campaign; renders each recipient's message as MIME bytes (built by
+    hand: the standard library's EmailMessage costs about 6 ms a message, more than SMTP)."""
 
     settings: Settings
     campaign_id: int
@@ -98,49 +155,61 @@ class Renderer:
     community_name: str
     subject: Any
     body: Any
+    html: Any | None  # the HTML part's template (markdown only); None: render Markdown per recipient
     markdown: bool
     sender: str
+    from_header: str
 
     @classmethod
     def of(cls, settings: Settings, campaign: Campaign, community_name: str) -> Renderer:
+        markdown = campaign.format == "markdown"
+        name, address = parseaddr(settings.mail_from)
         return cls(
             settings, campaign.id, campaign.community_id, community_name,
             service.templates.from_string(campaign.subject), service.templates.from_string(campaign.body),
-            campaign.format == "markdown", parseaddr(settings.mail_from)[1] or "no-reply@localhost",
+            _html_template(campaign.body) if markdown else None, markdown, address or "no-reply@localhost",
+            formataddr((name, address or "no-reply@localhost"), "utf-8"),
         )
 
     def variables(self, user_id: int, email: str, name: str) -> dict[str, str]:
         return {"name": name, "email": email, "community_name": self.community_name,
                 "unsubscribe_url": service.unsubscribe_url(self.settings, self.community_id, user_id)}
 
-    def message(self, recipient_id: int, user_id: int, email: str, name: str) -> EmailMessage:
+    def parts(self, user_id: int, email: str, name: str) -> tuple[str, str, str | None, str]:
+        """(subject, text, html or None, unsubscribe url) for one recipient: the preview shows exactly this."""
         values = self.variables(user_id, email, name)
         url = values["unsubscribe_url"]
-        subject = " ".join(self.subject.render(**values).split())[: service.SUBJECT_MAX] or "(no subject)"
-        body = self.body.render(**values)
-        footer = f"You get this because you are a member of {self.community_name}. Unsubscribe: {url}"
-        message = EmailMessage()
-        message["From"] = self.settings.mail_from
-        message["To"] = email
-        message["Subject"] = subject
-        message["Message-ID"] = f"<campaign-{self.campaign_id}-{recipient_id}@community>"
-        message["List-Unsubscribe"] = f"<{url}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message.set_content(f"{body.rstrip()}\n\n-- \n{footer}\n")
+        subject = " ".join(service.render(self.subject, values).split())[: service.SUBJECT_MAX] or "(no subject)"
+        body = service.render(self.body, values)
+        because = f"You get this because you are a member of {self.community_name}."
+        text_part = f"{body.rstrip()}\n\n-- \n{because} Unsubscribe: {url}\n"
+        html_part = None
         if self.markdown:
-            link = f'<a href="{html.escape(url)}">Unsubscribe</a>'
-            note = html.escape(f"You get this because you are a member of {self.community_name}.")
-            message.add_alternative(f"{render_markdown(body)}<hr><p>{note} {link}</p>", subtype="html")
-        return message
+            inner = service.render(self.html, values) if self.html is not None else render_markdown(body)
+            html_part = (f'{inner}<hr>\n<p>{html.escape(because)} <a href="{html.escape(url)}">Unsubscribe</a></p>\n')
+        return subject, text_part, html_part, url
+
+    def message(self, recipient_id: int, user_id: int, email: str, name: str) -> bytes:
+        subject, text_part, html_part, url = self.parts(user_id, email, name)
+        head = (
+            f"From: {self.from_header}\r\nTo: {_header(email)}\r\nSubject: {_header(subject)}\r\n"
+            f"Date: {_date()}\r\nMessage-ID: <campaign-{self.campaign_id}-{recipient_id}@community>\r\n"
+            f"List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nMIME-Version: 1.0\r\n"
+        ).encode()
+        if html_part is None:
+            return head + _part("text/plain", text_part)
+        boundary = f"=_campaign_{secrets.token_hex(12)}"
+        return (
+            head + f"Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n".encode()
+            + _part("text/plain", text_part) + f"\r\n--{boundary}\r\n".encode()
+            + _part("text/html", html_part) + f"\r\n--{boundary}--\r\n".encode()
+        )
 
 
 def preview(settings: Settings, campaign: Campaign, community_name: str, *, name: str, email: str, user_id: int) -> tuple[str, str, str | None]:
-    """(subject, text, html) of the message as `name` would get it: the console's preview."""
-    message = Renderer.of(settings, campaign, community_name).message(0, user_id, email, name)
-    text_part = message.get_body(("plain",))
-    html_part = message.get_body(("html",)) if campaign.format == "markdown" else None
-    return (str(message["Subject"]), text_part.get_content() if text_part else "",
-            html_part.get_content() if html_part else None)
+    """(subject, text, html) of the message as this person would get it: the console's preview."""
+    subject, text_part, html_part, _ = Renderer.of(settings, campaign, community_name).parts(user_id, email, name)
+    return subject, text_part, html_part
 
 
 # ---------------------------------------------------------------- SMTP
@@ -169,14 +238,14 @@ class Mailer:
         )
         await self.client.connect()
 
-    async def send(self, sender: str, to: str, message: EmailMessage, stem: str) -> None:
+    async def send(self, sender: str, to: str, message: bytes, stem: str) -> None:
         if not self.settings.smtp_url:
             folder = Path(self.settings.data_dir) / "mail"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{stem}.eml").write_bytes(bytes(message))
+            (folder / f"{stem}.eml").write_bytes(message)
             return
         assert self.client is not None
-        await self.client.sendmail(sender, [to], message.as_bytes())
+        await self.client.sendmail(sender, [to], message)
 
     async def close(self) -> None:
         if self.client is not None and self.client.is_connected:

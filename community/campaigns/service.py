@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -61,6 +62,12 @@ SAMPLE = {"name": "Ada Lovelace", "email": "ada@example.com", "community_name": 
 templates = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
 
 
+def render(template: Any, values: dict[str, str]) -> str:
+    """One render of a compiled owner template with only these variables (the environment's
+    globals are not merged in: a shared context costs a tenth of Template.render's)."""
+    return "".join(template.root_render_func(template.new_context(values, shared=True)))
+
+
 # ---------------------------------------------------------------- checking what an owner wrote
 
 
@@ -68,7 +75,7 @@ def check_template(source: str, field: str) -> str:
     """A template that cannot render (a syntax error, a refused attribute) is refused at save
     with a 422 naming the field, never a failed send later."""
     try:
-        templates.from_string(source).render(**SAMPLE)
+        render(templates.from_string(source), SAMPLE)
     except TemplateError as exc:
         raise Invalid(f"is not a template that renders: {exc.message or exc}", field=field) from None
     return source
@@ -338,9 +345,14 @@ async def community_name(session: AsyncSession, community_id: int) -> str:
 # ---------------------------------------------------------------- unsubscribe
 
 
+@lru_cache(maxsize=8)
+def _key(secret: str) -> bytes:
+    return derived_key(secret, "unsubscribe")
+
+
 def _signature(settings: Settings, community_id: int, user_id: int) -> str:
-    mac = hmac.new(derived_key(settings.secret_key, "unsubscribe"), f"{community_id}.{user_id}".encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+    mac = hmac.digest(_key(settings.secret_key), f"{community_id}.{user_id}".encode(), "sha256")
+    return base64.urlsafe_b64encode(mac[:18]).decode()
 
 
 def unsubscribe_token(settings: Settings, community_id: int, user_id: int) -> str:
