@@ -57,6 +57,7 @@ from community.billing.memberships_api import (
 from community.billing.pages import BillingPages
 from community.billing.payment_pages import PaymentPages
 from community.campaigns.api import CampaignsController
+from community.campaigns.pages import CampaignPages
 from community.campaigns.unsubscribe_pages import UNSUBSCRIBE_PATH, UnsubscribePages
 from community.checkout.api import (
     QuoteController,
@@ -206,6 +207,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             DiscountPages,
             DirectoryPages,
             MemberProfilePages,
+            CampaignPages,
             UnsubscribePages,
             MemberPages,
             BillingPages,
