@@ -166,8 +166,8 @@ async def bench(settings, n: int) -> None:
             c = await s.get(Campaign, campaign.id)
             assert c is not None
             renderer = sender.Renderer.of(settings, c, "Bench Guild")
-            rows = (await s.execute(text("SELECT id, user_id, email, name FROM campaign_recipients WHERE campaign_id = :c ORDER BY id"), {"c": campaign.id})).all()
-        messages = [(r.email, renderer.message(r.id, r.user_id, r.email, r.name)) for r in rows]
+            rows = (await s.execute(text("SELECT user_id, email, name FROM campaign_recipients WHERE campaign_id = :c ORDER BY user_id"), {"c": campaign.id})).all()
+        messages = [(r.email, renderer.message(r.user_id, r.email, r.name)) for r in rows]
         log(f"built {len(messages)} messages for the baseline")
         smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
         await smtp.connect()

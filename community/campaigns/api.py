@@ -119,4 +119,4 @@ class CampaignsController(Controller):
         limit: PageLimit = 50,
     ) -> RecipientPageOut:
         rows = await service.recipients(db, member.community_id, campaign_id, state=recipient_state, after=after, limit=limit)
-        return RecipientPageOut([recipient_out(r) for r in rows], rows[-1].id if len(rows) == limit else None)
+        return RecipientPageOut([recipient_out(r) for r in rows], rows[-1].user_id if len(rows) == limit else None)

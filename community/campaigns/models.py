@@ -13,7 +13,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,16 +58,16 @@ class Campaign(Base):
 
 class CampaignRecipient(Base):
     __tablename__ = "campaign_recipients"
+    # One row per (campaign, member): the primary key is what makes "each member once" hold,
+    # and the order senders claim in and pages list in. Kept lean (no surrogate id, the
+    # community is the campaign's) because queueing writes 100,000 of them in one statement.
     __table_args__ = (
-        UniqueConstraint("campaign_id", "user_id", name="uq_campaign_recipients_campaign_user"),
         CheckConstraint(_one_of("state", RECIPIENT_STATES), name="ck_campaign_recipients_state"),
-        Index("ix_campaign_recipients_state", "campaign_id", "state", "id"),
+        Index("ix_campaign_recipients_queued", "campaign_id", "user_id", postgresql_where="state = 'queued'"),
     )
 
-    id: Mapped[BigId]
-    campaign_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("campaigns.id", ondelete="CASCADE"))
-    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     email: Mapped[str] = mapped_column(String(320))  # the address at queue time: who got it
     name: Mapped[str] = mapped_column(String(200), server_default="")
     state: Mapped[str] = mapped_column(String(10), server_default="queued")

@@ -173,7 +173,7 @@ class CampaignPages(Controller):
             )
         return page(
             "campaigns/campaign.html", frame, campaign=campaign, counts=(await service.counts(db, [campaign.id]))[campaign.id],
-            rows=rows, only=only, after=after, next=rows[-1].id if len(rows) == PAGE_SIZE else None, audience=audience,
+            rows=rows, only=only, after=after, next=rows[-1].user_id if len(rows) == PAGE_SIZE else None, audience=audience,
             preview=preview, segment_name=(await segment_names(db, frame)).get(campaign.segment, campaign.segment),
             status_choices=[("", "All")] + [(s, RECIPIENT_LABELS[s]) for s in RECIPIENT_STATES], errors=errors,
             status_code=422 if errors else 200,

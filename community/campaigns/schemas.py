@@ -77,7 +77,6 @@ class PreviewOut(msgspec.Struct):
 
 
 class RecipientOut(msgspec.Struct):
-    id: int
     user_id: int
     email: str
     name: str
@@ -88,7 +87,7 @@ class RecipientOut(msgspec.Struct):
 
 class RecipientPageOut(msgspec.Struct):
     items: list[RecipientOut]
-    next: int | None
+    next: int | None  # pass as `after`: the last user id of this page
 
 
 class CancelledOut(msgspec.Struct):
@@ -105,4 +104,4 @@ def campaign_out(c: Campaign, counts: dict[str, int] | None = None) -> CampaignO
 
 
 def recipient_out(r: CampaignRecipient) -> RecipientOut:
-    return RecipientOut(id=r.id, user_id=r.user_id, email=r.email, name=r.name, state=r.state, detail=r.detail, updated_at=r.updated_at)
+    return RecipientOut(user_id=r.user_id, email=r.email, name=r.name, state=r.state, detail=r.detail, updated_at=r.updated_at)

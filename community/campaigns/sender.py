@@ -53,25 +53,25 @@ STALE = dt.timedelta(minutes=15)  # a claim this old has no live sender (the job
 
 CLAIM = text("""
 WITH picked AS (
-    SELECT id FROM campaign_recipients
+    SELECT user_id FROM campaign_recipients
     WHERE campaign_id = :campaign AND state = 'queued'
-    ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED
+    ORDER BY user_id LIMIT :n FOR UPDATE SKIP LOCKED
 )
 UPDATE campaign_recipients r
 SET state = CASE WHEN EXISTS (SELECT 1 FROM campaign_unsubscribes u WHERE u.community_id = :community AND u.user_id = r.user_id) THEN 'skipped' ELSE 'sending' END,
     detail = CASE WHEN EXISTS (SELECT 1 FROM campaign_unsubscribes u WHERE u.community_id = :community AND u.user_id = r.user_id) THEN 'unsubscribed' END,
     updated_at = now()
 FROM picked
-WHERE r.id = picked.id
-RETURNING r.id, r.user_id, r.email, r.name, r.state
+WHERE r.campaign_id = :campaign AND r.user_id = picked.user_id
+RETURNING r.user_id, r.email, r.name, r.state
 """)
 RECORD = text("""
 UPDATE campaign_recipients r SET state = v.state, detail = v.detail, updated_at = now()
 FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:details AS text[])) AS v(id, state, detail)
-WHERE r.id = v.id AND r.state = 'sending'
+WHERE r.campaign_id = :campaign AND r.user_id = v.id AND r.state = 'sending'
 """)
 RELEASE = text("UPDATE campaign_recipients SET state = 'queued', updated_at = now() "
-               "WHERE id = ANY(CAST(:ids AS bigint[])) AND state = 'sending'")
+               "WHERE campaign_id = :campaign AND user_id = ANY(CAST(:ids AS bigint[])) AND state = 'sending'")
 UNKNOWN = "outcome unknown: the sender stopped between handing it to the mail server and recording the answer; not retried, so that nobody gets it twice"
 STALE_SENDING = text("""
 UPDATE campaign_recipients SET state = 'failed', detail = :detail, updated_at = now()
@@ -94,7 +94,7 @@ def batch_size(rate: float) -> int:
 
 # Owner's Jinja tokens, kept out of the Markdown renderer: the body's Markdown is rendered once
 # per campaign (about 1 ms a render), then each recipient's HTML is a Jinja render (autoescaped).
-_TOKEN = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_TOKEN = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _html_templates = ImmutableSandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
 
 
@@ -189,11 +189,11 @@ class Renderer:
             html_part = (f'{inner}<hr>\n<p>{html.escape(because)} <a href="{html.escape(url)}">Unsubscribe</a></p>\n')
         return subject, text_part, html_part, url
 
-    def message(self, recipient_id: int, user_id: int, email: str, name: str) -> bytes:
+    def message(self, user_id: int, email: str, name: str) -> bytes:
         subject, text_part, html_part, url = self.parts(user_id, email, name)
         head = (
             f"From: {self.from_header}\r\nTo: {_header(email)}\r\nSubject: {_header(subject)}\r\n"
-            f"Date: {_date()}\r\nMessage-ID: <campaign-{self.campaign_id}-{recipient_id}@community>\r\n"
+            f"Date: {_date()}\r\nMessage-ID: <campaign-{self.campaign_id}-{user_id}@community>\r\n"
             f"List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nMIME-Version: 1.0\r\n"
         ).encode()
         if html_part is None:
@@ -335,28 +335,28 @@ async def send_batch(sessions: async_sessionmaker[AsyncSession], renderer: Rende
         await mailer.connect()
     except Exception:
         async with sessions() as session, session.begin():  # nothing was handed to SMTP: back in line
-            await session.execute(RELEASE, {"ids": [r.id for r in batch]})
+            await session.execute(RELEASE, {"campaign": renderer.campaign_id, "ids": [r.user_id for r in batch]})
         raise
     for n, r in enumerate(batch):
-        message = renderer.message(r.id, r.user_id, r.email, r.name)
+        message = renderer.message(r.user_id, r.email, r.name)
         await pace.wait()
         try:
-            await mailer.send(renderer.sender, r.email, message, f"campaign-{renderer.campaign_id}-{r.id}")
+            await mailer.send(renderer.sender, r.email, message, f"campaign-{renderer.campaign_id}-{r.user_id}")
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
             state, detail = outcome(exc)
         except (aiosmtplib.SMTPException, OSError) as exc:  # the connection is gone: this one unknown, the rest untried
-            ids.append(r.id)
+            ids.append(r.user_id)
             states.append("failed")
             details.append(f"{UNKNOWN} ({type(exc).__name__}: {exc})"[:2000])
-            untried = [x.id for x in batch[n + 1 :]]
+            untried = [x.user_id for x in batch[n + 1 :]]
             await mailer.close()
             break
         else:
             state, detail = "sent", None
-        ids.append(r.id)
+        ids.append(r.user_id)
         states.append(state)
         details.append(detail)
     async with sessions() as session, session.begin():
-        await session.execute(RECORD, {"ids": ids, "states": states, "details": details})
+        await session.execute(RECORD, {"campaign": renderer.campaign_id, "ids": ids, "states": states, "details": details})
         if untried:
-            await session.execute(RELEASE, {"ids": untried})
+            await session.execute(RELEASE, {"campaign": renderer.campaign_id, "ids": untried})

@@ -4,7 +4,7 @@
   counted exactly as the directory counts it (directory.count); members who unsubscribed from
   this community's campaigns are in the count and said apart: they are skipped.
 - **Queueing is set-based**: sending (now, or at `send_at` by the cron) writes every recipient
-  with one INSERT ... SELECT from the segment's query into campaign_recipients, unique per
+  with one INSERT ... SELECT from the segment's query into campaign_recipients, keyed by
   (campaign, user), so queueing twice adds nobody twice; unsubscribed members land as `skipped`.
 - **Delivery** is campaigns/sender.py (a job, throttled, each recipient at most once).
 - **Cancel** while it sends: the queued rows become `cancelled`; a sender stops at its next batch.
@@ -243,7 +243,7 @@ async def queue_recipients(session: AsyncSession, campaign: Campaign) -> int:
     skipped = _unsubscribed(cid)
     rows = (
         select(
-            literal(campaign.id).label("campaign_id"), Member.community_id, Member.user_id, User.email, User.name,
+            literal(campaign.id).label("campaign_id"), Member.user_id, User.email, User.name,
             case((skipped, "skipped"), else_="queued").label("state"),
             case((skipped, "unsubscribed"), else_=None).label("detail"),
         )
@@ -253,8 +253,8 @@ async def queue_recipients(session: AsyncSession, campaign: Campaign) -> int:
     )
     statement = (
         pg_insert(CampaignRecipient)
-        .from_select(["campaign_id", "community_id", "user_id", "email", "name", "state", "detail"], rows)
-        .on_conflict_do_nothing(constraint="uq_campaign_recipients_campaign_user")
+        .from_select(["campaign_id", "user_id", "email", "name", "state", "detail"], rows)
+        .on_conflict_do_nothing(index_elements=["campaign_id", "user_id"])
     )
     result = await session.execute(statement)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -318,12 +318,12 @@ async def recipients(
     session: AsyncSession, community_id: int, campaign_id: int, *, state: str | None = None,
     after: int | None = None, limit: int = 50,
 ) -> list[CampaignRecipient]:
-    """A keyset page (by row id) of a campaign's recipients, optionally of one state."""
+    """A keyset page (by user id) of a campaign's recipients, optionally of one state."""
     await get_campaign(session, community_id, campaign_id)
     query = (
         select(CampaignRecipient)
         .where(CampaignRecipient.campaign_id == campaign_id)
-        .order_by(CampaignRecipient.id)
+        .order_by(CampaignRecipient.user_id)
         .limit(limit)
     )
     if state is not None:
@@ -331,7 +331,7 @@ async def recipients(
             raise Invalid(f"unknown state: one of {', '.join(RECIPIENT_STATES)}", field="state")
         query = query.where(CampaignRecipient.state == state)
     if after is not None:
-        query = query.where(CampaignRecipient.id > after)
+        query = query.where(CampaignRecipient.user_id > after)
     return list((await session.scalars(query)).all())
 
 

@@ -38,22 +38,22 @@ def upgrade() -> None:
     op.create_index("ix_campaigns_due", "campaigns", ["send_at"], postgresql_where=sa.text("state = 'scheduled'"))
     op.create_table(
         "campaign_recipients",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), primary_key=True),
-        sa.Column("campaign_id", sa.BigInteger(), sa.ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("community_id", sa.BigInteger(), sa.ForeignKey("communities.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("campaign_id", sa.BigInteger(), sa.ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("email", sa.String(320), nullable=False),
         sa.Column("name", sa.String(200), server_default="", nullable=False),
         sa.Column("state", sa.String(10), server_default="queued", nullable=False),
         sa.Column("detail", sa.Text(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.UniqueConstraint("campaign_id", "user_id", name="uq_campaign_recipients_campaign_user"),
         sa.CheckConstraint(
             "state IN ('queued', 'sending', 'sent', 'failed', 'bounced', 'skipped', 'cancelled')",
             name="ck_campaign_recipients_state",
         ),
     )
-    op.create_index("ix_campaign_recipients_state", "campaign_recipients", ["campaign_id", "state", "id"])
+    op.create_index(
+        "ix_campaign_recipients_queued", "campaign_recipients", ["campaign_id", "user_id"],
+        postgresql_where=sa.text("state = 'queued'"),
+    )
     op.create_table(
         "campaign_unsubscribes",
         sa.Column("community_id", sa.BigInteger(), sa.ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True),
