@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from community.campaigns import sender, service
+from community.campaigns import sender, service, tasks
 from community.settings import Settings
 from tests.conftest import Account, create_community, sign_up
 from tests.helpers import run_jobs
@@ -171,6 +171,20 @@ async def test_a_bounce_and_a_dead_worker_never_lead_to_a_second_send(
         assert by_email["m2@example.com"]["state"] == "bounced" and "550 5.1.1 No such user here" in by_email["m2@example.com"]["detail"]
         assert by_email["m1@example.com"]["state"] == "failed" and "outcome unknown" in by_email["m1@example.com"]["detail"]
         assert (await client.get(f"{base(community)}/campaigns/{campaign['id']}", headers=owner.headers)).json()["state"] == "sent"
+
+        # A sender that died with its claim fresh: the campaign waits; once the claim is stale,
+        # the cron settles it (failed, outcome unknown) and finishes the campaign. Nothing resent.
+        async with sessions() as s, s.begin():
+            await s.execute(text("UPDATE campaigns SET state = 'sending'"))
+            await s.execute(text("UPDATE campaign_recipients SET state = 'sending', updated_at = now() WHERE email = 'm3@example.com'"))
+        await tasks.start_due(sessions)
+        assert (await client.get(f"{base(community)}/campaigns/{campaign['id']}", headers=owner.headers)).json()["state"] == "sending"
+        async with sessions() as s, s.begin():
+            await s.execute(text("UPDATE campaign_recipients SET updated_at = now() - interval '1 hour' WHERE state = 'sending'"))
+        await tasks.start_due(sessions)
+        done = (await client.get(f"{base(community)}/campaigns/{campaign['id']}", headers=owner.headers)).json()
+        assert done["state"] == "sent" and done["counts"] == {"sent": 2, "failed": 2, "bounced": 1}
+        assert len(inbox.envelopes) == 3
     finally:
         controller.stop()
 
@@ -210,8 +224,7 @@ async def test_a_scheduled_campaign_starts_at_its_time(client, owner, community,
     async with sessions() as s, s.begin():
         assert await service.start_due(s) == 0
         await s.execute(text("UPDATE campaigns SET send_at = now() - interval '1 second'"))
-    async with sessions() as s, s.begin():
-        assert await service.start_due(s) == 1
+    assert await tasks.start_due(sessions) == 1
     read = (await client.get(f"{base(community)}/campaigns/{campaign['id']}", headers=owner.headers)).json()
     assert read["state"] == "sending" and read["counts"] == {"queued": 3}
 

@@ -84,6 +84,25 @@ WHERE id = :campaign AND state = 'sending' AND NOT EXISTS (
 """)
 
 
+SETTLE_STALE = text("""
+UPDATE campaign_recipients SET state = 'failed', detail = :detail, updated_at = now()
+WHERE campaign_id IN (SELECT id FROM campaigns WHERE state = 'sending')
+  AND state = 'sending' AND updated_at < now() - make_interval(secs => :stale)
+""")
+FINISH_ALL = text("""
+UPDATE campaigns c SET state = 'sent', finished_at = now()
+WHERE c.state = 'sending' AND NOT EXISTS (
+    SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = c.id AND r.state IN ('queued', 'sending'))
+""")
+
+
+async def settle_stale(session: AsyncSession) -> None:
+    """The cron's step for campaigns whose last sender died mid-batch: its claims, once stale,
+    end `failed` (outcome unknown, not retried) and the campaign is finished."""
+    await session.execute(SETTLE_STALE, {"detail": UNKNOWN, "stale": STALE.total_seconds()})
+    await session.execute(FINISH_ALL)
+
+
 def batch_size(rate: float) -> int:
     """About five seconds of sending at the configured rate, at most BATCH_MAX: a dead worker
     leaves at most one such batch without a known outcome."""

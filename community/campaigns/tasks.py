@@ -21,5 +21,9 @@ async def deliver(session: AsyncSession, ctx: JobContext, *, campaign_id: int) -
 
 
 async def start_due(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Every minute: scheduled campaigns whose time has come start; campaigns whose last sender
+    died mid-batch are settled (see sender.settle_stale)."""
     async with sessions() as session, session.begin():
-        return await service.start_due(session)
+        started = await service.start_due(session)
+        await sender.settle_stale(session)
+        return started
