@@ -24,7 +24,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from sqlalchemy import case, exists, func, literal, select, update
+from sqlalchemy import case, exists, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -136,6 +136,7 @@ def _unsubscribed(community_id: int):
 
 async def audience(session: AsyncSession, community_id: int, segment: str) -> Audience:
     f = await check_segment(session, community_id, segment)
+    await session.execute(text("SET LOCAL jit = off"))  # a count of 100,000 rows: JIT compiling would double it
     await directory.recount_due(session, community_id)
     where = await directory.conditions(session, community_id, f)
     total, unsubscribed = (
@@ -237,6 +238,7 @@ async def start(session: AsyncSession, campaign: Campaign) -> int:
 
 async def queue_recipients(session: AsyncSession, campaign: Campaign) -> int:
     cid = campaign.community_id
+    await session.execute(text("SET LOCAL jit = off"))  # compiling costs more than it saves here (~0.9 s)
     f = await check_segment(session, cid, campaign.segment)
     await directory.recount_due(session, cid)
     where = await directory.conditions(session, cid, f)
