@@ -260,3 +260,16 @@ async def test_refusals_name_their_field_and_another_community_is_404(client, ow
 
     r = await client.patch(f"{url}/{mine['id']}", json={"subject": "Changed"}, headers=owner.headers)
     assert r.status_code == 200 and r.json()["subject"] == "Changed"
+
+
+async def test_recipients_go_with_their_user_and_their_campaign(client, owner, community, sessions) -> None:
+    ids = await add_members(sessions, community["id"], 3)
+    segment = await news_segment(client, community, owner)
+    campaign = await draft(client, community, owner, segment)
+    await client.post(f"{base(community)}/campaigns/{campaign['id']}/send", json={}, headers=owner.headers)
+    async with sessions() as s, s.begin():
+        await s.execute(text("DELETE FROM users WHERE id = :u"), {"u": ids[0]})
+    assert await states(sessions, campaign["id"]) == Counter({"queued": 2})
+    async with sessions() as s, s.begin():
+        await s.execute(text("DELETE FROM communities WHERE id = :c"), {"c": community["id"]})
+    assert await states(sessions, campaign["id"]) == Counter()
