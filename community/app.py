@@ -56,6 +56,9 @@ from community.billing.memberships_api import (
 )
 from community.billing.pages import BillingPages
 from community.billing.payment_pages import PaymentPages
+from community.campaigns.api import CampaignsController
+from community.campaigns.pages import CampaignPages
+from community.campaigns.unsubscribe_pages import UNSUBSCRIBE_PATH, UnsubscribePages
 from community.checkout.api import (
     QuoteController,
     StripeConnectController,
@@ -141,6 +144,7 @@ API_CONTROLLERS = [
     EndEntitlementController,
     MemberTotalController,
     MembersController,
+    CampaignsController,
     AffiliateReportController,
     StripeConnectController,
     StripeWebhooksController,
@@ -203,6 +207,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             DiscountPages,
             DirectoryPages,
             MemberProfilePages,
+            CampaignPages,
+            UnsubscribePages,
             MemberPages,
             BillingPages,
             OfferPages,
@@ -245,8 +251,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             cookie_name=f"{prefix}{CSRF_COOKIE}",
             cookie_secure=secure_cookies,
             cookie_httponly=True,
-            # The API authenticates with bearer tokens, never cookies; /r/ only redirects; thanks has no form.
-            exclude=["^/api/", "^/r/", THANKS],
+            # The API authenticates with bearer tokens, never cookies; /r/ only redirects; thanks has no
+            # form; unsubscribe is RFC 8058 one-click (a mail provider posts it; its signed token is the authority).
+            exclude=["^/api/", "^/r/", THANKS, UNSUBSCRIBE_PATH],
         ),
         openapi_config=OpenAPIConfig(
             title="community API",

@@ -3,6 +3,7 @@
 from community.accounts import models as accounts_models  # noqa: F401
 from community.affiliates import models as affiliates_models  # noqa: F401
 from community.billing import models as billing_models  # noqa: F401
+from community.campaigns import models as campaigns_models  # noqa: F401
 from community.checkout import models as checkout_models  # noqa: F401
 from community.content import models as content_models  # noqa: F401
 from community.db import Base

@@ -59,6 +59,7 @@ class Settings:
     port: int = 8000
     max_body_bytes: int = 1_000_000
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    campaign_rate: float = 10.0  # campaign messages a second per sender; 0: as fast as the server takes them
 
     @property
     def is_production(self) -> bool:
@@ -113,6 +114,7 @@ class Settings:
         pages_origins(pages_url or development_pattern(base_url), base_url, production=mode == "production")
         fee = _int("COMMUNITY_PLATFORM_FEE_BPS", get("COMMUNITY_PLATFORM_FEE_BPS") or "0", 0, 10_000)
         port = _int("COMMUNITY_PORT", get("COMMUNITY_PORT") or "8000", 1, 65535)
+        rate = _float("COMMUNITY_CAMPAIGN_RATE", get("COMMUNITY_CAMPAIGN_RATE") or "10", 0.0, 100_000.0)
         proxies = tuple(p.strip() for p in (get("COMMUNITY_TRUSTED_PROXIES") or "").split(",") if p.strip())
         return cls(
             env=mode,
@@ -133,6 +135,7 @@ class Settings:
             host=get("COMMUNITY_HOST") or "127.0.0.1",
             port=port,
             trusted_proxies=proxies,
+            campaign_rate=rate,
         )
 
 
@@ -178,6 +181,16 @@ def _int(name: str, value: str, low: int, high: int) -> int:
         raise SettingsError(f"{name} must be an integer, not {value!r}") from None
     if not low <= number <= high:
         raise SettingsError(f"{name} must be between {low} and {high}")
+    return number
+
+
+def _float(name: str, value: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {value!r}") from None
+    if not low <= number <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}")
     return number
 
 

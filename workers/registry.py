@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from community.affiliates import commissions
 from community.billing import service as billing
+from community.campaigns import service as campaigns
+from community.campaigns import tasks as campaign_tasks
 from community.checkout import webhooks as checkout_webhooks
 from community.hubs.service import GROUP_DELETED
 from community.jobs import Handler
@@ -21,4 +23,5 @@ HANDLERS: dict[str, Handler] = {
     checkout_webhooks.PROCESS_EVENT: checkout_webhooks.process_event,
     billing.PAYMENT_RECORDED: commissions.on_payment_recorded,
     billing.PAYMENT_ADJUSTED: commissions.on_payment_adjusted,
+    campaigns.DELIVER: campaign_tasks.deliver,
 }

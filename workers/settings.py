@@ -9,6 +9,7 @@ from arq.worker import Worker, func
 
 from community.affiliates.commissions import approve_all_due
 from community.billing.refunds import retry_pending
+from community.campaigns.tasks import start_due
 from community.checkout.tasks import sweep_lapsed
 from community.db import create_engine, session_factory
 from community.jobs import (
@@ -47,6 +48,12 @@ async def sweep_lapsed_checkouts(ctx: dict[str, Any]) -> int:
     return await sweep_lapsed(ctx["sessions"], ctx["settings"])
 
 
+async def start_due_campaigns(ctx: dict[str, Any]) -> int:
+    """Every minute: scheduled campaigns whose time has come are queued and their delivery job
+    written (skip-locked: two workers never start one twice)."""
+    return await start_due(ctx["sessions"])
+
+
 def worker_options(
     settings: Settings,
     *,
@@ -80,6 +87,7 @@ def worker_options(
             cron(approve_commissions, name="approve_commissions", minute=set(range(0, 60, 5)), second=30),
             cron(retry_pending_refunds, name="retry_pending_refunds", second=20),
             cron(sweep_lapsed_checkouts, name="sweep_lapsed_checkouts", second=40),
+            cron(start_due_campaigns, name="start_due_campaigns", second=10),
         ],
         redis_settings=redis_settings(settings.redis_url),
         on_startup=startup,

@@ -41,6 +41,7 @@ SECTIONS = (
     Section("offers", "Digital offers", "/offers"),
     Section("hubs", "Hubs and groups", "/hubs"),
     Section("members", "Members", "/members"),
+    Section("campaigns", "Campaigns", "/campaigns"),
     Section("payments", "Payments", "/payments"),
     Section("discounts", "Discount codes", "/discounts"),
     Section("resell", "Resell rights", "/resell"),

@@ -1,0 +1,1 @@
+"""Email campaigns: one message from an owner to a segment of the members (the top floor)."""
