@@ -86,6 +86,8 @@ from community.inputs import (
 )
 from community.jobs_api import JobsController
 from community.members.api import MembersController
+from community.notifications.api import NotificationsController
+from community.notifications.pages import EmailSettingsPages
 from community.members.directory_pages import DirectoryPages
 from community.members.member_pages import MemberProfilePages
 from community.migrate import ensure_migrated
@@ -141,6 +143,7 @@ API_CONTROLLERS = [
     EndEntitlementController,
     MemberTotalController,
     MembersController,
+    NotificationsController,
     AffiliateReportController,
     StripeConnectController,
     StripeWebhooksController,
@@ -199,6 +202,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             OfferEditorPages,
             OfferPermissionPages,
             EntitlementPages,
+            EmailSettingsPages,
             PaymentPages,
             DiscountPages,
             DirectoryPages,
