@@ -51,14 +51,14 @@ async def test_an_owner_switches_edits_and_previews_emails(page: Page, http: htt
     # Edit a message: a variable it does not offer is refused next to the body, nothing saved.
     await page.get_by_role("link", name="Cancellation confirmation").click()
     await expect(page.locator("#variables")).to_contain_text("offer_title")
-    body = page.get_by_label("Body")
+    body = page.get_by_label("Body", exact=True)
     await body.fill("Goodbye {{ name }} from {{ favourite_colour }}")
     await page.get_by_role("button", name="Save").click()
     await expect(body).to_have_accessible_description(re.compile("favourite_colour"))
     await at_both_widths(page, "a refused template", "refused")
 
     # A preview of unsaved text, with sample data; then saved.
-    await page.get_by_label("Subject").fill("{{ offer_title }} ends on {{ ends_at }}")
+    await page.get_by_label("Subject", exact=True).fill("{{ offer_title }} ends on {{ ends_at }}")
     await body.fill("Goodbye {{ name }}, thank you for joining {{ community_name }}.")
     await page.get_by_role("button", name="Preview").click()
     await expect(page.locator("#preview-subject")).to_have_text("Sample Membership ends on 31 December 2026, 00:00 UTC")
