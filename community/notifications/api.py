@@ -31,10 +31,10 @@ from community.notifications.schemas import (
     message_out,
     staff_out,
 )
-from community.web import Db, ObjectId, PageLimit
+from community.web import MAX_ID, Db, ObjectId, PageLimit
 
 StateParam = Annotated[str | None, QueryParameter(max_length=20, description="queued, sending, sent, failed or bounced.")]
-Before = Annotated[int | None, QueryParameter(ge=1, description="Page on: the last id of the previous page.")]
+Before = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Page on: the last id of the previous page.")]
 
 
 class NotificationsController(Controller):
@@ -110,5 +110,5 @@ class NotificationsController(Controller):
     async def member_deliveries(
         self, user_id: ObjectId, member: StaffMember, db: Db, before: Before = None, limit: PageLimit = 50
     ) -> list[DeliveryOut]:
-        rows = await service.deliveries(db, member.community_id, user_id=user_id, before_id=before, limit=limit)
+        rows = await service.member_deliveries(db, member.community_id, user_id, before_id=before, limit=limit)
         return [delivery_out(r) for r in rows]

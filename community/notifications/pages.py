@@ -27,10 +27,10 @@ from community.notifications.catalogue import (
     MessageKey,
 )
 from community.offers import service as offers
-from community.web import Db, ObjectId
+from community.web import MAX_ID, Db, ObjectId
 
 StateFilter = Annotated[str | None, QueryParameter(max_length=20, description="queued, sending, sent, failed or bounced")]
-Before = Annotated[int | None, QueryParameter(ge=1)]
+Before = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)]
 AUDIENCES = {STAFF: "To staff", MEMBER: "To members"}
 LOG_SIZE = 50
 

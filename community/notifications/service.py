@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.accounts import service as accounts
 from community.accounts.models import Member, Role
-from community.errors import Invalid, NotFound
+from community.errors import Invalid, NotFound, check_storable
 from community.mail import log as mail_log
 from community.mail import service as mail
+from community.mail.models import Delivery
 from community.mail.owner_templates import (
     check_renders,
     render_confirmation,
@@ -39,6 +40,14 @@ def entry(key: str) -> Entry:
     found = BY_KEY.get(key)
     if found is None or not found.switchable:
         raise NotFound("no such message")
+    return found
+
+
+def entry_named(key: str, field: str) -> Entry:
+    """A message named in a body (not the path): an unknown one is a 422 naming it."""
+    found = BY_KEY.get(key)
+    if found is None or not found.switchable:
+        raise Invalid("is not a message of the catalogue (GET .../notifications/messages lists them)", field=field)
     return found
 
 
@@ -96,10 +105,12 @@ async def update_message(
     item = entry(key)
     sample = sample_for(item)
     if subject is not None:
+        check_storable(subject, "subject")
         if not subject.strip():
             raise Invalid("must not be empty", field="subject")
         check_renders(subject, "subject", sample)
     if body is not None:
+        check_storable(body, "body")
         if not body.strip():
             raise Invalid("must not be empty", field="body")
         check_renders(body, "body", sample)
@@ -193,7 +204,7 @@ async def set_offer_overrides(
     follows the community again."""
     await offers.get_offer(session, community_id, offer_id)
     for key, value in changes.items():
-        item = entry(key)
+        item = entry_named(key, f"overrides.{key}")
         await session.execute(
             delete(OfferOverride).where(OfferOverride.offer_id == offer_id, OfferOverride.message == item.key)
         )
@@ -255,9 +266,9 @@ async def set_staff_choices(
     if member is None:
         raise NotFound("no such staff person")
     for key, value in changes.items():
-        item = entry(key)
+        item = entry_named(key, f"choices.{key}")
         if item.audience != STAFF:
-            raise Invalid("is not a message to staff", field=key)
+            raise Invalid("is not a message to staff", field=f"choices.{key}")
         stmt = insert(StaffChoice).values(community_id=community_id, user_id=user_id, message=item.key, enabled=value)
         await session.execute(
             stmt.on_conflict_do_update(
@@ -293,6 +304,15 @@ async def edited_texts(session: AsyncSession, community_id: int, item: Entry) ->
 
 
 deliveries = mail_log.deliveries  # the log lives with delivery (mail/log.py), read here too
+
+
+async def member_deliveries(
+    session: AsyncSession, community_id: int, user_id: int, *, before_id: int | None = None, limit: int = 50
+) -> list[Delivery]:
+    """One member's messages; someone who is not a member of this community is a 404."""
+    if await accounts.membership(session, community_id, user_id) is None:
+        raise NotFound("no such member")
+    return await mail_log.deliveries(session, community_id, user_id=user_id, before_id=before_id, limit=limit)
 
 
 AUDIENCES = (STAFF, MEMBER)
