@@ -89,6 +89,8 @@ from community.inputs import (
 )
 from community.jobs_api import JobsController
 from community.members.api import MembersController
+from community.notifications.api import NotificationsController
+from community.notifications.pages import EmailSettingsPages
 from community.members.directory_pages import DirectoryPages
 from community.members.member_pages import MemberProfilePages
 from community.migrate import ensure_migrated
@@ -145,6 +147,7 @@ API_CONTROLLERS = [
     MemberTotalController,
     MembersController,
     CampaignsController,
+    NotificationsController,
     AffiliateReportController,
     StripeConnectController,
     StripeWebhooksController,
@@ -203,6 +206,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             OfferEditorPages,
             OfferPermissionPages,
             EntitlementPages,
+            EmailSettingsPages,
             PaymentPages,
             DiscountPages,
             DirectoryPages,

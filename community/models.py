@@ -9,7 +9,9 @@ from community.content import models as content_models  # noqa: F401
 from community.db import Base
 from community.hubs import models as hubs_models  # noqa: F401
 from community.jobs import OutboxJob  # noqa: F401
+from community.mail import models as mail_models  # noqa: F401
 from community.members import models as members_models  # noqa: F401
+from community.notifications import models as notifications_models  # noqa: F401
 from community.offers import models as offers_models  # noqa: F401
 
 metadata = Base.metadata

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import jobs
 from community.jobs import MAX_TRIES, JobState, OutboxJob
-from community.notifications import service as notifications
-from community.notifications import tasks
+from community.mail import service as mail
+from community.mail import tasks
 from community.settings import Settings
 from tests.helpers import run_jobs
 
@@ -91,7 +91,7 @@ def smtp_server_with_auth() -> Iterator[SmtpServer]:
 
 async def queue_login_email(sessions, to: str = "ada@example.com") -> int:
     async with sessions() as session, session.begin():
-        row = await notifications.queue_email(
+        row = await mail.queue_email(
             session, to=to, template="login_link", name="Ada", email=to, link=LINK, minutes=15, site_url="http://testserver"
         )
         return row.id
@@ -138,7 +138,7 @@ async def test_a_rerun_overwrites_the_eml_file(settings: Settings, sessions) -> 
             raise crashes.pop()
 
     job_id = await queue_login_email(sessions)
-    await run_jobs(settings, handlers={notifications.SEND_EMAIL: send_then_crash_once})
+    await run_jobs(settings, handlers={mail.SEND_EMAIL: send_then_crash_once})
 
     row = await get_row(sessions, job_id)
     assert (row.state, row.attempts) == (JobState.done, 2)

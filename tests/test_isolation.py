@@ -35,7 +35,8 @@ OBJECT_PARAMS += ("code_id", "payment_id")  # billing: a discount code, a paymen
 OBJECT_PARAMS += ("affiliate_id",)  # resell programs: the buyer's enrolment
 OBJECT_PARAMS += ("payout_id",)  # resell programs: an open payout to the affiliate
 OBJECT_PARAMS += ("note_id", "segment_id")  # members: a note on the buyer, a saved segment
-KNOWN_PATH_PARAMS = {"community_id", *OBJECT_PARAMS}
+# `key` names a message of the catalogue (the same in every community), not a tenant object.
+KNOWN_PATH_PARAMS = {"community_id", "key", *OBJECT_PARAMS}
 # Routes outside a community that take an object id in the path, and how they are checked.
 KNOWN_OTHER_PARAM_ROUTES = {
     "/api/v1/me/tokens/{token_id}",  # checked below: another user's token is 404
@@ -91,7 +92,12 @@ class World:
             "payout_id": self.payout_id,
             "note_id": self.note_id,
             "segment_id": self.segment_id,
+            "key": "trial_ending",  # type: ignore[dict-item]
         }
+
+    @property
+    def owner_user_id(self) -> int:
+        return self.owner.id
 
     def values_for(self, op: Operation) -> dict[str, int]:
         """The path values for one operation: the usual objects, or the ALTERNATES it needs."""
@@ -146,6 +152,10 @@ BODIES: dict[tuple[str, str], Body] = {
     ("patch", "/api/v1/communities/{community_id}/discount-codes/{code_id}"): lambda w: {"code": "TAKEN10", "active": False},
     ("post", "/api/v1/communities/{community_id}/affiliates/payouts/{payout_id}/paid"): lambda w: {"reference": "wire 7"},
     ("post", "/api/v1/communities/{community_id}/payments/{payment_id}/refunds"): lambda w: {"amount": 100, "reason": "x"},
+    ("patch", "/api/v1/communities/{community_id}/notifications/messages/{key}"): lambda w: {"enabled": False},
+    ("post", "/api/v1/communities/{community_id}/notifications/messages/{key}/preview"): lambda w: {},
+    ("put", "/api/v1/communities/{community_id}/notifications/offers/{offer_id}"): lambda w: {"overrides": {"trial_ending": False}},
+    ("put", "/api/v1/communities/{community_id}/notifications/staff/{user_id}"): lambda w: {"choices": {"staff_renewal": False}},
 }
 
 # Routes whose success needs what this world has not (a charge at Stripe, the caller's own
@@ -170,6 +180,8 @@ UPLOADS: dict[tuple[str, str], bytes] = {
 ALTERNATES: dict[tuple[str, str], dict[str, str]] = {
     # Deleting an offer someone holds is refused (409): this one is tried on the unsold offer.
     ("delete", "/api/v1/communities/{community_id}/offers/{offer_id}"): {"offer_id": "spare_offer_id"},
+    # Staff choices are a staff person's: tried on the owner.
+    ("put", "/api/v1/communities/{community_id}/notifications/staff/{user_id}"): {"user_id": "owner_user_id"},
 }
 
 # Bodies that carry object ids: aimed at B (path) with one of A's ids inside (body). The answer
@@ -442,7 +454,7 @@ async def test_a_foreign_community_id_answers_404_and_changes_nothing(
         _assert_problem(response, (404,), f"{op} with A's community as B's owner")
         calls += 1
         # (b) B's community, A's objects.
-        object_params = [p for p in op.params if p != "community_id"]
+        object_params = [p for p in op.params if p not in ("community_id", "key")]
         if object_params:
             values = {**a.values_for(op), "community_id": b.community_id}
             response = await _call(client, op, b.owner, values, body)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # From the ground up, as docs/DESIGN.md lists them.
-FLOORS = ["notifications", "accounts", "hubs", "offers", "billing", "affiliates", "content", "checkout", "members", "campaigns"]
+FLOORS = ["mail", "accounts", "hubs", "offers", "billing", "affiliates", "content", "checkout", "members", "notifications", "campaigns"]
 
 
 def _imports(package: Path) -> set[tuple[Path, str]]:

@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 
 from community.billing.models import Subscription
 from community.jobs import OutboxJob
-from community.notifications.service import SEND_EMAIL
+from community.mail.service import SEND_EMAIL
 from community.offers.models import EntitlementEvent
 from tests import test_checkout
 from tests.checkout_helpers import (
@@ -24,7 +24,7 @@ from tests.checkout_helpers import (
     submit_checkout,
 )
 from tests.conftest import Account, sign_up
-from tests.helpers import run_jobs
+from tests.helpers import decide_notifications, run_jobs
 from tests.test_checkout import BODY_CODE, HEAD_CODE, can_open, sell, session_id_of
 
 DAY = 86400
@@ -64,7 +64,8 @@ async def subscription(sessions) -> Subscription:
         return await session.scalar(select(Subscription))
 
 
-async def emails(sessions) -> list[tuple[str, str]]:
+async def emails(sessions, settings) -> list[tuple[str, str]]:
+    await decide_notifications(settings)
     async with sessions() as session:
         rows = await session.scalars(select(OutboxJob).where(OutboxJob.name == SEND_EMAIL).order_by(OutboxJob.id))
         return [(r.payload["to"], r.payload["subject"]) for r in rows]
@@ -104,7 +105,7 @@ async def test_my_memberships_and_payments(client, owner, shop, stripe_env, sess
 async def test_cancel_at_period_end_keeps_access_until_then_and_tells_member_and_staff(client, owner, shop, stripe_env, sessions, settings) -> None:
     member, offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
     await run_jobs(settings)
-    before = len(await emails(sessions))
+    before = len(await emails(sessions, settings))
     cancelled = await act(client, shop, member, entitlement_id, "cancel")
     assert cancelled.status_code == 200, cancelled.text
     body = cancelled.json()
@@ -113,13 +114,13 @@ async def test_cancel_at_period_end_keeps_access_until_then_and_tells_member_and
     assert body["status"] == "cancelled" and body["live"] is True and body["ends_at"] is not None
     assert body["subscription"]["next_payment_at"] is None and (body["can_cancel"], body["can_resume"]) == (False, True)
     assert await can_open(client, shop["community"]["id"], shop["group_id"], member.headers)  # until the period ends
-    sent = (await emails(sessions))[before:]
+    sent = (await emails(sessions, settings))[before:]
     assert [to for to, _ in sent] == [member.email, owner.email]
     assert "cancelled" in sent[0][1] and "access until" in sent[0][1] and "cancelled" in sent[1][1]
     # Again: nothing changes, nothing is sent; Stripe's own events about it change nothing either.
     assert (await act(client, shop, member, entitlement_id, "cancel")).status_code == 200
     await deliver_and_process(client, stripe_env, settings)
-    assert len(await emails(sessions)) == before + 2
+    assert len(await emails(sessions, settings)) == before + 2
     [mine] = await my_memberships(client, shop, member)
     assert (mine["status"], mine["ends_at"], mine["live"]) == ("cancelled", body["ends_at"], True)
 
@@ -192,7 +193,7 @@ async def test_a_membership_without_a_subscription_cannot_be_cancelled_by_its_me
 async def test_staff_cancel_now_stops_stripe_and_access_at_once(client, owner, shop, stripe_env, sessions, settings) -> None:
     member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
     await run_jobs(settings)
-    before = len(await emails(sessions))
+    before = len(await emails(sessions, settings))
     url = f"{API}/communities/{shop['community']['id']}/entitlements/{entitlement_id}/cancel-now"
     assert (await client.post(url, headers=member.headers)).status_code == 403
     done = await client.post(url, headers=owner.headers)
@@ -204,7 +205,7 @@ async def test_staff_cancel_now_stops_stripe_and_access_at_once(client, owner, s
     await deliver_and_process(client, stripe_env, settings)  # customer.subscription.deleted: nothing more
     assert await access_log(sessions) == [(member.id, shop["group_id"], "gained"), (member.id, shop["group_id"], "lost")]
     assert (await history(sessions, entitlement_id))[-1] == "cancelled: cancelled now by staff"
-    sent = (await emails(sessions))[before:]
+    sent = (await emails(sessions, settings))[before:]
     assert sent[0][0] == member.email and "has ended" in sent[0][1]
     again = await client.post(url, headers=owner.headers)
     assert again.status_code == 409  # already ended
@@ -271,7 +272,7 @@ async def test_the_billing_page(client, owner, shop, stripe_env, sessions, setti
 async def test_cancelling_in_stripes_billing_portal_tells_member_and_staff_once(client, owner, shop, stripe_env, sessions, settings) -> None:
     member, _offer, entitlement_id = await subscribe(client, owner, shop, stripe_env, settings)
     await run_jobs(settings)
-    before = len(await emails(sessions))
+    before = len(await emails(sessions, settings))
     portal = await act(client, shop, member, entitlement_id, "payment-method")
     portal_id = portal.json()["url"].rstrip("/").split("/")[-1]
     sub = await subscription(sessions)
@@ -282,7 +283,7 @@ async def test_cancelling_in_stripes_billing_portal_tells_member_and_staff_once(
     await deliver_and_process(client, stripe_env, settings)  # nothing new: told once
     [mine] = await my_memberships(client, shop, member)
     assert (mine["status"], mine["live"], mine["can_resume"]) == ("cancelled", True, True)
-    sent = (await emails(sessions))[before:]
+    sent = (await emails(sessions, settings))[before:]
     assert [to for to, _ in sent] == [member.email, owner.email]
 
 

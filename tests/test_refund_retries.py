@@ -62,14 +62,14 @@ async def test_a_refund_never_sent_to_stripe_is_sent_by_the_cron_once(client, ow
     assert (listed["id"], listed["state"], listed["stripe_refund_id"], listed["actor_id"]) == (row.id, "succeeded", made.id, owner.id)
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 1500
     assert await spent(sessions, shop, buyer.id) == {"USD": 3400}
-    [(to, subject)] = await emails(sessions, "refund of")
+    [(to, subject)] = await emails(sessions, settings, "refund of")
     assert to == buyer.email and "15.00" in subject
     # Its charge.refunded arrives afterwards, twice: nothing changes.
     deliveries = [d for d in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint) if d.type == "charge.refunded"]
     for delivery in deliveries * 2:
         assert (await client.post(f"{API}/webhooks/stripe/connect", content=delivery.payload, headers=delivery.headers)).status_code == 200
     await run_jobs(settings)
-    assert await count(sessions, Refund) == 1 and len(await emails(sessions, "refund of")) == 1
+    assert await count(sessions, Refund) == 1 and len(await emails(sessions, settings, "refund of")) == 1
     assert len(await stripe_refunds(settings, shop, payment)) == 1
 
 
@@ -88,7 +88,7 @@ async def test_a_refund_stripe_made_but_whose_answer_was_lost_settles_without_a_
         settled = await session.get(Refund, row.id)
         assert (settled.state, settled.stripe_refund_id) == (RefundState.succeeded, made.id)
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 900
-    assert len(await emails(sessions, "refund of")) == 1
+    assert len(await emails(sessions, settings, "refund of")) == 1
     assert await refunds.retry_pending(sessions, settings, **any_age()) == 0
 
 
@@ -116,7 +116,7 @@ async def test_a_refund_older_than_stripe_remembers_keys_is_found_not_made_again
         assert rows == {made_once.id: (RefundState.succeeded, True), never_sent.id: (RefundState.succeeded, True)}
         assert (await session.get(Refund, made_once.id)).stripe_refund_id == made.id
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 1000
-    assert len(await emails(sessions, "refund of")) == 2
+    assert len(await emails(sessions, settings, "refund of")) == 2
 
 
 async def test_a_stripe_outage_is_replayed_for_a_day_then_the_refund_is_made_once(client, owner, shop, stripe_env, sessions, settings) -> None:
@@ -144,7 +144,7 @@ async def test_a_stripe_outage_is_replayed_for_a_day_then_the_refund_is_made_onc
     [row] = (await client.get(f"{base(shop, payment)}/refunds", headers=owner.headers)).json()
     assert (row["state"], row["stripe_refund_id"]) == ("succeeded", made.id)
     assert await spent(sessions, shop, buyer.id) == {"USD": 3700}
-    assert len(await emails(sessions, "refund of")) == 1
+    assert len(await emails(sessions, settings, "refund of")) == 1
 
 
 def silent_stripe(settings):

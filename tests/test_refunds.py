@@ -27,12 +27,12 @@ from community.billing.models import (
 )
 from community.errors import NotYetKnown
 from community.jobs import JobState, OutboxJob
-from community.notifications.service import SEND_EMAIL
+from community.mail.service import SEND_EMAIL
 from community.stripe_client import stripe_client
 from tests import test_checkout
 from tests.checkout_helpers import API, deliver_and_process, submit_checkout
 from tests.conftest import sign_up
-from tests.helpers import run_jobs
+from tests.helpers import decide_notifications, run_jobs
 from tests.test_checkout import can_open, sell, session_id_of
 
 shop = test_checkout.shop  # the fixture: a community with a connected Stripe account and a group to sell
@@ -60,7 +60,8 @@ async def read(client, owner, shop, payment) -> dict[str, Any]:
     return (await client.get(base(shop, payment), headers=owner.headers)).json()
 
 
-async def emails(sessions, template_word: str = "") -> list[tuple[str, str]]:
+async def emails(sessions, settings, template_word: str = "") -> list[tuple[str, str]]:
+    await decide_notifications(settings)
     async with sessions() as session:
         rows = await session.scalars(select(OutboxJob).where(OutboxJob.name == SEND_EMAIL).order_by(OutboxJob.id))
         return [(r.payload["to"], r.payload["subject"]) for r in rows if template_word.lower() in r.payload["subject"].lower()]
@@ -135,7 +136,7 @@ async def test_thirty_thirty_forty_percent_leaves_it_fully_refunded_with_exact_s
     assert over.status_code == 422 and over.json()["errors"][0]["field"] == "amount"
     # The membership was kept (no revoke): the buyer still opens the group.
     assert await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
-    assert len(await emails(sessions, "refund of")) == 3
+    assert len(await emails(sessions, settings, "refund of")) == 3
 
 
 async def test_a_refund_above_what_is_left_is_refused_and_the_default_is_the_rest(client, owner, shop, stripe_env, sessions, settings) -> None:
@@ -163,7 +164,7 @@ async def test_a_refund_that_revokes_access_ends_the_membership(client, owner, s
     assert entitlement["status"] == "refunded" and entitlement["live"] is False
     assert (await read(client, owner, shop, payment))["status"] == "partially_refunded"
     assert await spent(sessions, shop, buyer.id) == {"USD": 2900}
-    [(to, subject)] = await emails(sessions, "refund of")
+    [(to, subject)] = await emails(sessions, settings, "refund of")
     assert to == buyer.email and "20.00" in subject
     # The buyer may buy it again: ended access does not block a new purchase.
     again = await submit_checkout(client, f"/o/{shop['community']['slug']}/pro-membership", email=buyer.email)
@@ -189,7 +190,7 @@ async def test_a_refused_stripe_call_leaves_a_failed_row_and_no_totals(client, o
         row = await session.scalar(select(Refund))
         assert row.state is RefundState.failed and "disputed" in row.error and row.stripe_refund_id is None
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 0
-    assert await emails(sessions, "refund of") == []
+    assert await emails(sessions, settings, "refund of") == []
     assert stripe_env.sandbox.get(charge_id)["amount_refunded"] == 0
 
 
@@ -207,7 +208,7 @@ async def test_a_retried_stripe_call_refunds_once(client, owner, shop, stripe_en
     )
     assert [r.id for r in listed.data] == [made["stripe_refund_id"]]
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 1200
-    assert len(await emails(sessions, "refund of")) == 1
+    assert len(await emails(sessions, settings, "refund of")) == 1
 
 
 async def test_staff_and_outsiders(client, owner, shop, stripe_env, sessions, settings) -> None:
@@ -244,7 +245,7 @@ async def test_dashboard_refunds_show_up_like_ours(client, owner, shop, stripe_e
     assert (await refund(client, owner, shop, payment, amount=4001)).status_code == 422
     assert (await refund(client, owner, shop, payment, amount=4000)).status_code == 201
     await deliver_and_process(client, stripe_env, settings)
-    assert await count(sessions, Refund) == 2 and len(await emails(sessions, "refund of")) == 2
+    assert await count(sessions, Refund) == 2 and len(await emails(sessions, settings, "refund of")) == 2
 
 
 async def test_duplicate_concurrent_and_out_of_order_refund_deliveries_change_nothing(client, owner, shop, stripe_env, sessions, settings) -> None:
@@ -266,7 +267,7 @@ async def test_duplicate_concurrent_and_out_of_order_refund_deliveries_change_no
     assert await count(sessions, Refund) == 3 and await count(sessions, Refund, Refund.state == RefundState.succeeded) == 3
     shown = await read(client, owner, shop, payment)
     assert (shown["refunded_amount"], shown["status"]) == (3000, "refunded")
-    assert len(await emails(sessions, "refund of")) == 3
+    assert len(await emails(sessions, settings, "refund of")) == 3
     assert await spent(sessions, shop, buyer.id) == {"USD": 0}
 
 
@@ -386,7 +387,7 @@ async def test_an_owner_refunds_a_renewal_and_a_first_payment_in_part_and_in_ful
     # charge.refunded found our three rows (no "made in Stripe" duplicates)
     assert await count(sessions, Refund) == 3 and await count(sessions, Refund, Refund.state == RefundState.succeeded) == 3
     assert await spent(sessions, shop, buyer.id) == {"USD": 0}
-    assert len(await emails(sessions, "refund of")) == 3
+    assert len(await emails(sessions, settings, "refund of")) == 3
     assert await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)  # access was kept
 
 
@@ -472,7 +473,7 @@ async def test_a_revoke_whose_subscription_stripe_will_not_cancel_keeps_access_a
     entitlement_url = f"{API}/communities/{cid}/entitlements/{payment['entitlement_id']}"
     assert (await client.get(entitlement_url, headers=owner.headers)).json()["live"] is True
     assert await can_open(client, cid, shop["group_id"], buyer.headers)
-    [(to, _subject)] = await emails(sessions, "refund of")
+    [(to, _subject)] = await emails(sessions, settings, "refund of")
     assert to == buyer.email
     async with sessions() as session:
         [body] = [j.payload["text"] for j in await session.scalars(select(OutboxJob).where(OutboxJob.name == SEND_EMAIL)) if "Refund of" in j.payload["subject"]]
@@ -555,7 +556,7 @@ async def test_a_refund_stripe_holds_pending_counts_at_once_and_is_announced_whe
     assert (await refund(client, owner, shop, payment, amount=3401)).status_code == 422
     await deliver_and_process(client, stripe_env, settings)  # charge.refunded, refund.created: still pending
     assert (await refund_row(client, owner, shop, payment, made.json()["id"]))["state"] == "pending"
-    assert await emails(sessions, "refund of") == []  # nothing is announced while Stripe holds it
+    assert await emails(sessions, settings, "refund of") == []  # nothing is announced while Stripe holds it
 
     stripe_env.sandbox.settle_refund(made.json()["stripe_refund_id"], "succeeded")
     deliveries = [d for d in stripe_env.sandbox.take_deliveries(stripe_env.connect_endpoint)]
@@ -565,7 +566,7 @@ async def test_a_refund_stripe_holds_pending_counts_at_once_and_is_announced_whe
     await run_jobs(settings)
     row = await refund_row(client, owner, shop, payment, made.json()["id"])
     assert row["state"] == "succeeded" and row["completed_at"]
-    [(to, subject)] = await emails(sessions, "refund of")
+    [(to, subject)] = await emails(sessions, settings, "refund of")
     assert to == buyer.email and "15.00" in subject
     assert await spent(sessions, shop, buyer.id) == {"USD": 3400}
 
@@ -590,8 +591,8 @@ async def test_a_pending_refund_that_fails_puts_the_totals_back_and_tells_the_me
     shown = await read(client, owner, shop, payment)
     assert (shown["refunded_amount"], shown["status"], shown["net_amount"]) == (0, "succeeded", 4900)
     assert await spent(sessions, shop, buyer.id) == {"USD": 4900}
-    assert await emails(sessions, "refund of") == [] and await emails(sessions, "did not go through") == []
-    [(to, subject)] = await emails(sessions, "refund failed")
+    assert await emails(sessions, settings, "refund of") == [] and await emails(sessions, settings, "did not go through") == []
+    [(to, subject)] = await emails(sessions, settings, "refund failed")
     assert to == owner.email and "20.00" in subject
     await run_all_jobs(settings)
     [(_to, _subject, body)] = await mail_to(settings, "refund failed")
@@ -613,8 +614,8 @@ async def test_a_canceled_refund_puts_the_totals_back(client, owner, shop, strip
     assert (await refund_row(client, owner, shop, payment, made["id"]))["state"] == "canceled"
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 0
     assert await spent(sessions, shop, buyer.id) == {"USD": 4900}
-    assert await emails(sessions, "refund of") == []
-    [(to, subject)] = await emails(sessions, "refund was canceled")
+    assert await emails(sessions, settings, "refund of") == []
+    [(to, subject)] = await emails(sessions, settings, "refund was canceled")
     assert to == owner.email and "10.00" in subject
 
 
@@ -634,8 +635,8 @@ async def test_a_refund_that_fails_after_succeeding_is_corrected_and_its_revoke_
     assert (row["state"], row["error"]) == ("failed", "Stripe: lost or stolen card")
     assert (await read(client, owner, shop, payment))["refunded_amount"] == 0
     assert await spent(sessions, shop, buyer.id) == {"USD": 4900}
-    [(to, _subject)] = await emails(sessions, "refund of")  # told once that it succeeded ...
-    [(to_again, subject)] = await emails(sessions, "did not go through")  # ... and once that it did not
+    [(to, _subject)] = await emails(sessions, settings, "refund of")  # told once that it succeeded ...
+    [(to_again, subject)] = await emails(sessions, settings, "did not go through")  # ... and once that it did not
     assert to == to_again == buyer.email and "49.00" in subject
     await run_all_jobs(settings)
     [(_to, _subject, member_text)] = await mail_to(settings, "did not go through")
@@ -644,4 +645,4 @@ async def test_a_refund_that_fails_after_succeeding_is_corrected_and_its_revoke_
     assert "had been told the refund succeeded" in staff_text and "give access back with a comp" in staff_text
     assert not await can_open(client, shop["community"]["id"], shop["group_id"], buyer.headers)
     await deliver_and_process(client, stripe_env, settings)  # nothing more to deliver, nothing sent twice
-    assert len(await emails(sessions, "did not go through")) == 1
+    assert len(await emails(sessions, settings, "did not go through")) == 1

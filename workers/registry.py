@@ -10,13 +10,16 @@ from community.campaigns import tasks as campaign_tasks
 from community.checkout import webhooks as checkout_webhooks
 from community.hubs.service import GROUP_DELETED
 from community.jobs import Handler
-from community.notifications import service as notifications
+from community.mail import announce
+from community.mail import service as mail
+from community.mail import tasks as mail_tasks
 from community.notifications import tasks as notification_tasks
 from community.offers import runs as access_runs
 from community.offers import tasks as offer_tasks
 
 HANDLERS: dict[str, Handler] = {
-    notifications.SEND_EMAIL: notification_tasks.send_email,
+    mail.SEND_EMAIL: mail_tasks.send_email,
+    announce.NOTIFY: notification_tasks.handle_announce,
     access_runs.PROCESS_RUN: offer_tasks.process_access_run,
     access_runs.SEND_ACCESS_EMAILS: offer_tasks.send_access_emails,
     GROUP_DELETED: offer_tasks.on_group_deleted,

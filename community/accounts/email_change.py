@@ -21,7 +21,7 @@ from community.accounts.service import (
 )
 from community.db import utcnow
 from community.errors import Conflict, Invalid, NotFound
-from community.notifications.service import queue_email
+from community.mail.service import queue_email
 
 EMAIL_CHANGE_TTL = dt.timedelta(hours=24)
 TAKEN = "an account with this email already exists"

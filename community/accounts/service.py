@@ -33,7 +33,7 @@ from community.errors import (
     NotFound,
     check_storable,
 )
-from community.notifications.service import queue_email
+from community.mail.service import queue_email
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 1024

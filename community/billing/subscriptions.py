@@ -27,7 +27,6 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from community.accounts.models import User
 from community.billing import invoices, notices
 from community.billing import service as billing
 from community.billing.models import (
@@ -41,10 +40,10 @@ from community.billing.stripe_objects import field, from_stamp, id_of, metadata_
 from community.db import utcnow
 from community.errors import NotYetKnown
 from community.hubs.models import Community
+from community.mail.announce import announce
 from community.money import format_amount
-from community.notifications.service import queue_email
 from community.offers import entitlements
-from community.offers.models import Entitlement, EntitlementStatus, Offer
+from community.offers.models import Entitlement, EntitlementStatus
 from community.settings import Settings
 from community.stripe_client import stripe_client
 
@@ -277,17 +276,11 @@ def _day(moment: dt.datetime | None) -> str:
     return f"{moment:%B} {moment.day}, {moment.year}" if moment else ""
 
 
-async def _context(session: AsyncSession, settings: Settings, subscription: Subscription) -> tuple[User, dict[str, Any]]:
-    user = await session.get_one(User, subscription.user_id)
-    offer = await session.get_one(Offer, subscription.offer_id)
-    community = await session.get_one(Community, subscription.community_id)
-    return user, {
-        "name": user.name,
-        "email": user.email,
-        "offer_title": offer.title,
-        "community_name": community.name,
-        "amount": format_amount(subscription.amount, subscription.currency),
-        "site_url": settings.base_url,
+def _facts(settings: Settings, subscription: Subscription, amount: int) -> dict[str, Any]:
+    return {
+        "user_id": subscription.user_id,
+        "offer_id": subscription.offer_id,
+        "amount": format_amount(amount, subscription.currency),
         "community_url": f"{settings.base_url}/communities/{subscription.community_id}",
     }
 
@@ -295,17 +288,11 @@ async def _context(session: AsyncSession, settings: Settings, subscription: Subs
 async def _tell_payment_failed(
     session: AsyncSession, settings: Settings, subscription: Subscription, community: Community, amount: int
 ) -> None:
-    """Once per grace period: the member (to update their card) and the owners and admins."""
-    user, context = await _context(session, settings, subscription)
-    context["amount"] = format_amount(amount, subscription.currency)
-    context["grace_ends"] = _day(subscription.grace_ends_at)
-    context["grace_days"] = community.grace_days
-    await queue_email(session, to=user.email, template="payment_failed", community_id=community.id, **context)
-    for staff in await notices.editors(session, community.id):
-        await queue_email(
-            session, to=staff.email, template="payment_failed_staff", community_id=community.id,
-            staff_name=staff.name, **context,
-        )
+    """Once per grace period: the member (to update their card) and staff are told."""
+    await announce(
+        session, "payment_failed", community_id=community.id, grace_ends=_day(subscription.grace_ends_at),
+        grace_days=community.grace_days, **_facts(settings, subscription, amount),
+    )
 
 
 # ---------------------------------------------------------------- webhook handlers
@@ -418,9 +405,9 @@ async def _record_invoice(session: AsyncSession, settings: Settings, subscriptio
     )
     receipt = invoice.hosted_invoice_url
     payment.receipt_url = receipt
-    user, context = await _context(session, settings, subscription)
-    context.update(amount=format_amount(invoice.amount_paid, payment.currency), receipt_url=receipt or "")
-    await queue_email(session, to=user.email, template="payment_succeeded", community_id=subscription.community_id, **context)
+    facts = _facts(settings, subscription, invoice.amount_paid)
+    facts["amount"] = format_amount(invoice.amount_paid, payment.currency)
+    await announce(session, "payment_succeeded", community_id=subscription.community_id, receipt_url=receipt or "", **facts)
     return "renewal recorded"
 
 
@@ -436,10 +423,11 @@ async def _trial_will_end(session: AsyncSession, settings: Settings, row: Stripe
     if subscription.trial_warned_for == subscription.trial_end:
         return f"{outcome}; trial ending already told"
     subscription.trial_warned_for = subscription.trial_end
-    user, context = await _context(session, settings, subscription)
     has_card = bool(field(current, "default_payment_method") or field(current, "default_source"))
-    context.update(trial_ends=_day(subscription.trial_end), has_card=has_card)
-    await queue_email(session, to=user.email, template="trial_ending", community_id=subscription.community_id, **context)
+    await announce(
+        session, "trial_ending", community_id=subscription.community_id, trial_ends=_day(subscription.trial_end),
+        has_card=has_card, **_facts(settings, subscription, subscription.amount),
+    )
     return f"{outcome}; trial ending told"
 
 

@@ -24,9 +24,8 @@ from community.checkout import connect
 from community.db import utcnow
 from community.errors import Conflict, Invalid, NotFound
 from community.hubs.models import Community
+from community.mail.announce import announce
 from community.money import format_amount
-from community.notifications.owner_templates import render_confirmation
-from community.notifications.service import queue_email
 from community.offers import entitlements, grants
 from community.offers import service as offers
 from community.offers.models import (
@@ -423,28 +422,15 @@ async def _confirm_by_email(
     *,
     needs_password: bool,
 ) -> None:
-    variables = {
-        "buyer_name": user.name or checkout.name,
-        "buyer_email": user.email,
-        "offer_title": offer.title,
-        "amount": format_amount(paid_amount, checkout.currency) if paid_amount else "0",
-        "community_name": community.name,
-        "access_url": destination_url(settings, checkout, offer),
-    }
-    subject, body = render_confirmation(
-        offer.confirmation_subject, offer.confirmation_body, variables, fallback_subject=offer.title
-    )
+    """Announce the purchase: the notifications package confirms it to the buyer (the offer's
+    confirmation email) and tells staff."""
     # A buyer without a password gets a one-time link to log in and set one.
     login_link = await accounts.create_login_link(session, user=user, base_url=settings.base_url) if needs_password else None
-    await queue_email(
-        session,
-        to=user.email,
-        template="purchase_confirmation",
-        community_id=checkout.community_id,
-        subject=subject,
-        body=body,
-        login_link=login_link,
-        site_url=settings.base_url,
+    await announce(
+        session, "purchase", community_id=checkout.community_id, user_id=user.id, offer_id=offer.id,
+        buyer_name=user.name or checkout.name or "",
+        amount=format_amount(paid_amount, checkout.currency) if paid_amount else "0",
+        access_url=destination_url(settings, checkout, offer), login_link=login_link,
     )
 
 

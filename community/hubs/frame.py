@@ -45,6 +45,7 @@ SECTIONS = (
     Section("payments", "Payments", "/payments"),
     Section("discounts", "Discount codes", "/discounts"),
     Section("resell", "Resell rights", "/resell"),
+    Section("emails", "Email settings", "/emails"),
     Section("stripe", "Payments setup", "/stripe"),
 )
 

@@ -20,6 +20,7 @@ from litestar.response import Redirect, Template
 from community.errors import DomainError, NotFound
 from community.forms import FORM, FormBody, Posted, read_input, refusal
 from community.hubs.frame import CONSOLE_DEPENDENCIES, CurrentFrame, Frame
+from community.mail import log as mail_log
 from community.members import profile, service
 from community.members.page_helpers import page, require_editor
 from community.members.schemas import NoteIn, TagIn, profile_out
@@ -184,7 +185,8 @@ async def render(
     errors: dict[str, str] | None = None, status_code: int = 200,
 ) -> Template:
     story = profile_out(await profile.profile(db, frame.community.id, user_id))
+    emails = await mail_log.deliveries(db, frame.community.id, user_id=user_id, limit=20)
     return page(
-        "members/member.html", frame, story=story, person=story.member, note_form=note_form or Posted(),
+        "members/member.html", frame, story=story, person=story.member, emails=emails, note_form=note_form or Posted(),
         tag_form=tag_form or Posted(), errors=errors or {}, status_code=status_code,
     )

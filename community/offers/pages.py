@@ -26,7 +26,7 @@ from community.forms import FORM, FormBody, Posted, read_input
 from community.hubs.frame import CONSOLE_DEPENDENCIES, CurrentFrame, Frame, console_page
 from community.markdown import render_markdown
 from community.money import MINIMUM_CHARGE, format_amount
-from community.notifications.owner_templates import (
+from community.mail.owner_templates import (
     CONFIRMATION_VARIABLES,
     check_template,
     render_confirmation,

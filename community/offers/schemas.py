@@ -9,7 +9,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from community.money import MAX_AMOUNT
-from community.notifications.owner_templates import CONFIRMATION_VARIABLES
+from community.mail.owner_templates import CONFIRMATION_VARIABLES
 from community.offers.models import Offer, Pricing
 from community.offers.storage import Storage
 

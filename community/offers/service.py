@@ -23,7 +23,7 @@ from community.db import flush_or_conflict, get_in_community, utcnow
 from community.errors import Conflict, Invalid, check_storable
 from community.hubs import service as hubs
 from community.money import check_chargeable, validate_currency
-from community.notifications.owner_templates import check_template
+from community.mail.owner_templates import check_template
 from community.offers.models import (
     Destination,
     Entitlement,

@@ -11,8 +11,8 @@ from community.accounts.models import User
 from community.db import utcnow
 from community.hubs.models import Community
 from community.jobs import JobContext
-from community.notifications.delivery import build_message, deliver
-from community.notifications.service import render
+from community.mail.delivery import build_message, deliver
+from community.mail.service import render
 from community.offers import entitlements, runs
 from community.offers.models import AccessChange, AccessLogEntry
 

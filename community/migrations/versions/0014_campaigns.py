@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_campaigns"
-down_revision = "0012_members_speed"
+down_revision = "0013_notifications"
 branch_labels = None
 depends_on = None
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from jinja2 import TemplateError
+from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from community.errors import Invalid
 
-log = logging.getLogger("community.notifications")
+log = logging.getLogger("community.mail")
 
 # The variables an owner may use, documented in the API (offer confirmation_subject / _body).
 CONFIRMATION_VARIABLES = {
@@ -64,3 +64,24 @@ def render_confirmation(subject: str, body: str, variables: Mapping[str, str], *
     exactly this."""
     rendered = render_owner_template(subject, DEFAULT_CONFIRMATION_SUBJECT, variables)
     return " ".join(rendered.split())[:200] or fallback_subject, render_owner_template(body, DEFAULT_CONFIRMATION_BODY, variables)
+
+
+# Catalogue messages edited by an owner: every variable must be one the message offers, so a
+# template that renders with the sample data renders at send time too (checked at save).
+_strict = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True, undefined=StrictUndefined)
+
+
+def render_strict(source: str, variables: Mapping[str, object]) -> str:
+    """Raises TemplateError (the caller refuses the save, or falls back to the default)."""
+    return _strict.from_string(source).render(**variables)
+
+
+def check_renders(source: str, field: str, variables: Mapping[str, object]) -> str:
+    """Refuse at save a template that cannot be parsed or cannot render with the offered variables."""
+    try:
+        render_strict(source, variables)
+    except UndefinedError as exc:
+        raise Invalid(f"cannot render: {exc.message} (use only the variables listed)", field=field) from None
+    except TemplateError as exc:
+        raise Invalid(f"is not a valid template: {exc.message or exc}", field=field) from None
+    return source
