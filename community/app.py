@@ -89,11 +89,11 @@ from community.inputs import (
 )
 from community.jobs_api import JobsController
 from community.members.api import MembersController
-from community.notifications.api import NotificationsController
-from community.notifications.pages import EmailSettingsPages
 from community.members.directory_pages import DirectoryPages
 from community.members.member_pages import MemberProfilePages
 from community.migrate import ensure_migrated
+from community.notifications.api import NotificationsController
+from community.notifications.pages import EmailSettingsPages
 from community.offers.access import open_check_pool
 from community.offers.access_api import (
     AccessCheckController,
