@@ -35,6 +35,7 @@ OBJECT_PARAMS += ("code_id", "payment_id")  # billing: a discount code, a paymen
 OBJECT_PARAMS += ("affiliate_id",)  # resell programs: the buyer's enrolment
 OBJECT_PARAMS += ("payout_id",)  # resell programs: an open payout to the affiliate
 OBJECT_PARAMS += ("note_id", "segment_id")  # members: a note on the buyer, a saved segment
+OBJECT_PARAMS += ("campaign_id",)  # campaigns: a draft to the Active segment
 # `key` names a message of the catalogue (the same in every community), not a tenant object.
 KNOWN_PATH_PARAMS = {"community_id", "key", *OBJECT_PARAMS}
 # Routes outside a community that take an object id in the path, and how they are checked.
@@ -73,6 +74,7 @@ class World:
     payout_id: int  # an open payout to that affiliate
     note_id: int  # a staff note on the buyer
     segment_id: int  # a saved segment of the members directory
+    campaign_id: int  # a draft campaign
 
     def path_values(self) -> dict[str, int]:
         return {
@@ -92,6 +94,7 @@ class World:
             "payout_id": self.payout_id,
             "note_id": self.note_id,
             "segment_id": self.segment_id,
+            "campaign_id": self.campaign_id,
             "key": "trial_ending",  # type: ignore[dict-item]
         }
 
@@ -133,6 +136,9 @@ BODIES: dict[tuple[str, str], Body] = {
     ("post", "/api/v1/communities/{community_id}/members/{user_id}/tags/remove"): lambda w: {"tag": "vip"},
     ("post", "/api/v1/communities/{community_id}/members/bulk-tags"): lambda w: {"tag": "bulk", "action": "add", "user_ids": [w.user_id]},
     ("post", "/api/v1/communities/{community_id}/segments"): lambda w: {"name": "Yoga people", "filters": {"offer": w.offer_id}},
+    ("post", "/api/v1/communities/{community_id}/campaigns"): lambda w: {"subject": "News", "body": "Hello {{ name }}", "segment": "active"},
+    ("patch", "/api/v1/communities/{community_id}/campaigns/{campaign_id}"): lambda w: {"subject": "Edited news"},
+    ("post", "/api/v1/communities/{community_id}/campaigns/{campaign_id}/send"): lambda w: {},
     ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/end"): lambda w: {"status": "cancelled"},
     ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/reopen"): lambda w: {},
     ("put", "/api/v1/communities/{community_id}/offers/{offer_id}/groups"): lambda w: {"add": [w.group_ids[-1]]},
@@ -168,6 +174,11 @@ CONTROLLED_ELSEWHERE: dict[tuple[str, str], str] = {
     # The buyer has a payment: deleting the account is refused (409); no plan ever moves (409).
     ("delete", "/api/v1/communities/{community_id}/members/{user_id}/account"): "tests/test_members_accounts.py",
     ("post", "/api/v1/communities/{community_id}/entitlements/{entitlement_id}/transfer"): "tests/test_members_accounts.py",
+}
+
+# Operations that need a query value to answer at all: {param: value}.
+QUERIES: dict[tuple[str, str], dict[str, str]] = {
+    ("get", "/api/v1/communities/{community_id}/campaigns/audience"): {"segment": "active"},
 }
 
 # Operations whose body is an upload (bytes, not JSON), and a valid one to send.
@@ -212,6 +223,11 @@ FOREIGN_BODIES: dict[tuple[str, str], Callable[[World, World], Any]] = {
     ("post", "/api/v1/communities/{community_id}/segments"): lambda b, a: {
         "name": "Foreign offer", "filters": {"offer": a.offer_id},
     },
+    # A saved segment is named by its id in `segment`: another community's is refused.
+    ("post", "/api/v1/communities/{community_id}/campaigns"): lambda b, a: {
+        "subject": "Foreign", "body": "Hello", "segment": str(a.segment_id),
+    },
+    ("patch", "/api/v1/communities/{community_id}/campaigns/{campaign_id}"): lambda b, a: {"segment": str(a.segment_id)},
 }
 
 
@@ -285,6 +301,7 @@ async def build_world(
     await _ok(await client.post(f"{base}/members/{held['user_id']}/tags", json={"tag": "vip"}, headers=h))
     note = await _ok(await client.post(f"{base}/members/{held['user_id']}/notes", json={"body": f"{tag} note"}, headers=h), 201)
     segment = await _ok(await client.post(f"{base}/segments", json={"name": f"{tag} vips", "filters": {"tag": "vip"}}, headers=h), 201)
+    campaign = await _ok(await client.post(f"{base}/campaigns", json={"subject": f"{tag} news", "body": "Hello", "segment": "active"}, headers=h), 201)
     return World(
         owner=owner,
         community_id=cid,
@@ -306,6 +323,7 @@ async def build_world(
         payout_id=payout_id,
         note_id=note["id"],
         segment_id=segment["id"],
+        campaign_id=campaign["id"],
     )
 
 
@@ -396,7 +414,7 @@ def test_the_test_knows_every_community_route(app: Litestar) -> None:
             assert op.key in BODIES, f"{op}: the isolation test has no body for this route (add it to BODIES)"
         if op.upload:
             assert op.key in UPLOADS, f"{op}: the isolation test has no upload for this route (add it to UPLOADS)"
-    for key in [*BODIES, *FOREIGN_BODIES, *UPLOADS, *ALTERNATES, *CONTROLLED_ELSEWHERE]:
+    for key in [*BODIES, *FOREIGN_BODIES, *UPLOADS, *ALTERNATES, *CONTROLLED_ELSEWHERE, *QUERIES]:
         assert key in {op.key for op in operations}, f"{key}: no such route any more; drop it from the test"
     # A body field that names an object (an id) must be tried with a foreign id.
     schema = app.openapi_schema.to_schema()
@@ -431,6 +449,8 @@ async def _call(client: httpx.AsyncClient, op: Operation, who: Account, values: 
         kwargs["json"] = body
     if op.upload:
         kwargs["content"] = UPLOADS[op.key]
+    if op.key in QUERIES:
+        kwargs["params"] = QUERIES[op.key]
     return await client.request(op.method.upper(), op.url(values), **kwargs)
 
 
@@ -466,7 +486,7 @@ async def test_a_foreign_community_id_answers_404_and_changes_nothing(
             _assert_problem(response, (404, 422), f"{op} in B with A's id in the body")
             if response.status_code == 422:
                 fields = {e["field"] for e in response.json()["errors"]}
-                assert fields & {"ids", "hub_id", "add", "offer_ids"}, response.text
+                assert fields & {"ids", "hub_id", "add", "offer_ids", "segment"}, response.text
             calls += 1
         after = await snapshot(sessions)
         assert after == before, f"{op} changed rows: {diff(before, after)}"
