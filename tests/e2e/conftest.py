@@ -176,3 +176,19 @@ async def assert_accessible(page: Page, where: str) -> None:
         if v["impact"] in SERIOUS
     ]
     assert found == [], f"{where}: {found}"
+
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+async def at_both_widths(page: Page, where: str, stem: str) -> None:
+    """axe-core at desktop and at a phone's width, with a screenshot of each (`stem`.png and
+    `stem`-phone.png), back at desktop width after."""
+    Path(stem).parent.mkdir(parents=True, exist_ok=True)
+    await assert_accessible(page, where)
+    await page.screenshot(path=f"{stem}.png", full_page=True)
+    await page.set_viewport_size(PHONE)
+    await assert_accessible(page, f"{where} at a phone's width")
+    await page.screenshot(path=f"{stem}-phone.png", full_page=True)
+    await page.set_viewport_size(DESKTOP)

@@ -17,6 +17,7 @@ from playwright.async_api import BrowserContext, Page, expect
 from tests.checkout_helpers import connect_stripe, offer_for_sale
 from tests.conftest import Account, StripeFixture, create_community, sign_up
 from tests.e2e.conftest import LiveServer, assert_accessible
+from tests.e2e.conftest import at_both_widths as check_both_widths
 from tests.helpers import run_jobs
 from tests.test_access import make_group
 
@@ -58,13 +59,7 @@ async def free_offer(http: httpx.AsyncClient, owner: Account, cid: int, title: s
 
 
 async def at_both_widths(page: Page, where: str, shot: str) -> None:
-    """axe-core at desktop and at a phone's width, with a screenshot of each."""
-    await assert_accessible(page, where)
-    await page.screenshot(path=f"{SHOTS}-{shot}.png", full_page=True)
-    await page.set_viewport_size(PHONE)
-    await assert_accessible(page, f"{where} at a phone's width")
-    await page.screenshot(path=f"{SHOTS}-{shot}-phone.png", full_page=True)
-    await page.set_viewport_size(DESKTOP)
+    await check_both_widths(page, where, f"{SHOTS}-{shot}")
 
 
 def watch(page: Page) -> Page:

@@ -14,7 +14,7 @@ from playwright.async_api import Page, expect
 
 from community.settings import Settings
 from tests.conftest import create_community, sign_up
-from tests.e2e.conftest import assert_accessible
+from tests.e2e.conftest import at_both_widths as check_both_widths
 from tests.e2e.test_console_access import comp, free_offer, log_in
 from tests.helpers import run_jobs
 from tests.test_access import make_group
@@ -26,12 +26,7 @@ SHOTS = Path("/tmp/shots-campaigns")
 
 
 async def at_both_widths(page: Page, where: str, shot: str) -> None:
-    await assert_accessible(page, where)
-    await page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
-    await page.set_viewport_size(PHONE)
-    await assert_accessible(page, f"{where} at a phone's width")
-    await page.screenshot(path=str(SHOTS / f"{shot}-phone.png"), full_page=True)
-    await page.set_viewport_size(DESKTOP)
+    await check_both_widths(page, where, f"{SHOTS}/{shot}")
 
 
 async def test_an_owner_writes_sends_and_follows_a_campaign(

@@ -13,7 +13,8 @@ from playwright.async_api import Browser, Page, expect
 from community.billing import service
 from tests.checkout_helpers import connect_stripe, make_group, offer_for_sale
 from tests.conftest import StripeFixture, create_community, sign_up
-from tests.e2e.conftest import LiveServer, assert_accessible
+from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import at_both_widths as check_both_widths
 from tests.e2e.test_console_access import log_in
 
 PHONE = {"width": 390, "height": 844}
@@ -22,13 +23,7 @@ SHOTS = "/tmp/shots-discounts"
 
 
 async def at_both_widths(page: Page, where: str, shot: str) -> None:
-    """axe-core at desktop and at a phone's width, with a screenshot of each."""
-    await assert_accessible(page, where)
-    await page.screenshot(path=f"{SHOTS}/{shot}.png", full_page=True)
-    await page.set_viewport_size(PHONE)
-    await assert_accessible(page, f"{where} at a phone's width")
-    await page.screenshot(path=f"{SHOTS}/{shot}-phone.png", full_page=True)
-    await page.set_viewport_size(DESKTOP)
+    await check_both_widths(page, where, f"{SHOTS}/{shot}")
 
 
 async def checkout_with_code(browser: Browser, live_server: LiveServer, url: str, email: str, code: str) -> Page:

@@ -23,7 +23,8 @@ from tests.checkout_helpers import (
 )
 from tests.conftest import StripeFixture, create_community, sign_up
 from tests.e2e.conftest import LiveServer, assert_accessible
-from tests.e2e.test_console_access import DESKTOP, PHONE, log_in
+from tests.e2e.conftest import at_both_widths as check_both_widths
+from tests.e2e.test_console_access import DESKTOP, log_in
 from tests.helpers import run_jobs
 from tests.test_access import make_group
 from tests.test_checkout import can_open, session_id_of
@@ -34,12 +35,7 @@ SHOTS = "/tmp/shots-payments/payments"
 
 
 async def at_both_widths(page: Page, where: str, shot: str) -> None:
-    await assert_accessible(page, where)
-    await page.screenshot(path=f"{SHOTS}-{shot}.png", full_page=True)
-    await page.set_viewport_size(PHONE)
-    await assert_accessible(page, f"{where} at a phone's width")
-    await page.screenshot(path=f"{SHOTS}-{shot}-phone.png", full_page=True)
-    await page.set_viewport_size(DESKTOP)
+    await check_both_widths(page, where, f"{SHOTS}-{shot}")
 
 
 async def settle(http: httpx.AsyncClient, stripe_env: StripeFixture, settings) -> None:

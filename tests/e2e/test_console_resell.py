@@ -15,7 +15,8 @@ import httpx
 from playwright.async_api import Page, expect
 
 from tests.conftest import create_community, sign_up
-from tests.e2e.conftest import LiveServer, assert_accessible
+from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import at_both_widths as check_both_widths
 from tests.helpers import run_jobs
 from tests.test_commissions import PAID_AT, buy, make_program, set_program
 from tests.test_payouts import approve
@@ -35,14 +36,7 @@ async def log_in(page: Page, address: str) -> None:
 
 
 async def at_both_widths(page: Page, where: str, shot: str) -> None:
-    """axe-core at desktop and at a phone's width, with a screenshot of each."""
-    SHOTS.mkdir(exist_ok=True)
-    await assert_accessible(page, where)
-    await page.screenshot(path=SHOTS / f"{shot}.png", full_page=True)
-    await page.set_viewport_size(PHONE)
-    await assert_accessible(page, f"{where} at a phone's width")
-    await page.screenshot(path=SHOTS / f"{shot}-phone.png", full_page=True)
-    await page.set_viewport_size(DESKTOP)
+    await check_both_widths(page, where, f"{SHOTS}/{shot}")
 
 
 async def test_a_payout_created_marked_paid_and_downloaded(
