@@ -7,7 +7,7 @@ from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
@@ -147,28 +147,38 @@ class DiscountCodeExportsController(Controller):
         return csv_download("discount-codes.csv", discount_exports.codes_csv(state.sessions, member.community_id))
 
 
+async def provide_payment_filter(
+    user_id: UserFilter = None,
+    offer_id: OfferFilter = None,
+    status: StatusFilter = None,
+    paid_from: PaidFrom = None,
+    paid_to: PaidTo = None,
+    email: EmailFilter = None,
+) -> payment_list.PaymentFilter:
+    """The payments list's filters from the query, the same for the list and its CSV."""
+    return payment_list.read_filter(
+        offer_id=offer_id, user_id=user_id, status=status, paid_from=paid_from, paid_to=paid_to, email=email
+    )
+
+
+PaymentFilter = NamedDependency[payment_list.PaymentFilter]
+PAYMENT_GUARDS = {**GUARDS, "wanted": Provide(provide_payment_filter)}
+
+
 class PaymentsController(Controller):
     path = "/communities/{community_id:int}/payments"
     tags = ["payments"]
-    dependencies = GUARDS
+    dependencies = PAYMENT_GUARDS
 
     @get("/", summary="Payments, newest first (keyset pages), by offer, member, status, date paid (UTC) or buyer's email")
     async def list_payments(
         self,
         member: StaffMember,
         db: Db,
+        wanted: PaymentFilter,
         after: Cursor = None,
         limit: PageLimit = 50,
-        user_id: UserFilter = None,
-        offer_id: OfferFilter = None,
-        status: StatusFilter = None,
-        paid_from: PaidFrom = None,
-        paid_to: PaidTo = None,
-        email: EmailFilter = None,
     ) -> Page[PaymentOut]:
-        wanted = payment_list.read_filter(
-            offer_id=offer_id, user_id=user_id, status=status, paid_from=paid_from, paid_to=paid_to, email=email
-        )
         rows = await payment_list.list_payments(db, member.community_id, wanted, after=after, limit=limit)
         return page_of([payment_out(r.payment) for r in rows], limit, lambda item: item.id)
 
@@ -215,23 +225,15 @@ class PaymentsController(Controller):
 class PaymentsCsvController(Controller):
     path = "/communities/{community_id:int}/payments.csv"
     tags = ["payments"]
-    dependencies = GUARDS
+    dependencies = PAYMENT_GUARDS
 
     @get("/", summary="The payments list as CSV (streamed), with the same filters; amounts in major units beside their currency")
     async def payments_csv(
         self,
         member: StaffMember,
         state: State,
-        user_id: UserFilter = None,
-        offer_id: OfferFilter = None,
-        status: StatusFilter = None,
-        paid_from: PaidFrom = None,
-        paid_to: PaidTo = None,
-        email: EmailFilter = None,
+        wanted: PaymentFilter,
     ) -> Response:
-        wanted = payment_list.read_filter(
-            offer_id=offer_id, user_id=user_id, status=status, paid_from=paid_from, paid_to=paid_to, email=email
-        )
         return payments_csv_response(state, member.community_id, wanted)
 
 
