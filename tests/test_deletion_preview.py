@@ -119,7 +119,7 @@ async def test_a_group_preview_counts_who_reaches_it_through_an_offer_now(
         names = set((await session.scalars(text("SELECT group_name FROM access_log WHERE group_id = :g"), {"g": yoga})).all())
         run_id = await session.scalar(text("SELECT max(run_id) FROM access_log WHERE group_id = :g AND change = 'lost'"), {"g": yoga})
     assert names == {"Yoga"}
-    email = (settings.data_dir / "mail" / f"access-{run_id}-{ann.id}.eml").read_text()
+    email = (settings.data_dir / "mail" / f"access-run-{run_id}-access_lost-{ann.id}.eml").read_text()
     assert "Yoga" in email and "(deleted group)" not in email
     for person in (ann, bob, manny):
         assert yoga not in await my_groups(client, person, cid)

@@ -92,7 +92,7 @@ async def cancel(sessions, shop: Shop, *, offer_id: int | None = None, by_staff:
 
 
 def received(smtp: SmtpServer) -> list[tuple[str, str]]:
-    """What arrived, but the access run's email for the member's comp (a system email)."""
+    """What arrived, but the access run's "access gained" message for the member's comp."""
     return sorted((m["To"], m["Subject"]) for m in smtp.inbox.messages() if not m["Subject"].startswith("You now have access"))
 
 

@@ -13,6 +13,7 @@ from community.jobs import Handler
 from community.mail import announce
 from community.mail import service as mail
 from community.mail import tasks as mail_tasks
+from community.notifications import access as notification_access
 from community.notifications import tasks as notification_tasks
 from community.offers import runs as access_runs
 from community.offers import tasks as offer_tasks
@@ -21,7 +22,7 @@ HANDLERS: dict[str, Handler] = {
     mail.SEND_EMAIL: mail_tasks.send_email,
     announce.NOTIFY: notification_tasks.handle_announce,
     access_runs.PROCESS_RUN: offer_tasks.process_access_run,
-    access_runs.SEND_ACCESS_EMAILS: offer_tasks.send_access_emails,
+    access_runs.SEND_ACCESS_EMAILS: notification_access.send_access_emails,
     GROUP_DELETED: offer_tasks.on_group_deleted,
     checkout_webhooks.PROCESS_EVENT: checkout_webhooks.process_event,
     billing.PAYMENT_RECORDED: commissions.on_payment_recorded,

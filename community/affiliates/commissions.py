@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.accounts.models import User
+from community.affiliates import payouts
 from community.affiliates.models import (
     Affiliate,
     AffiliateStatus,
@@ -37,6 +38,8 @@ from community.affiliates.models import (
 from community.billing.models import Checkout, Payment, PaymentKind
 from community.db import utcnow
 from community.jobs import JobContext
+from community.mail.announce import announce
+from community.money import format_amount
 from community.offers.models import Offer
 
 log = logging.getLogger("community.affiliates")
@@ -280,14 +283,49 @@ async def approve_due(session: AsyncSession, *, now: dt.datetime | None = None, 
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    approved = await session.scalars(
-        update(Commission)
-        .where(Commission.id.in_(due), Commission.state == CommissionState.pending)
-        .values(state=CommissionState.approved, approved_at=now)
-        .returning(Commission.id)
-        .execution_options(synchronize_session=False)
+    approved = (
+        await session.execute(
+            update(Commission)
+            .where(Commission.id.in_(due), Commission.state == CommissionState.pending)
+            .values(state=CommissionState.approved, approved_at=now)
+            .returning(Commission.id, Commission.community_id)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    for community_id in sorted({row.community_id for row in approved}):
+        await _announce_payout_due(session, community_id, [row.id for row in approved if row.community_id == community_id])
+    return len(approved)
+
+
+async def _announce_payout_due(session: AsyncSession, community_id: int, approved_ids: list[int]) -> None:
+    """Staff hear that affiliates can be paid when an approval makes a balance reach its
+    minimum (not at every approval of an affiliate already due). Announced in the approval's
+    transaction: a rerun approves nothing and tells nobody."""
+    just_approved = dict(
+        ((affiliate_id, currency), int(total))
+        for affiliate_id, currency, total in await session.execute(
+            select(LedgerEntry.affiliate_id, LedgerEntry.currency, func.sum(LedgerEntry.amount))
+            .where(LedgerEntry.commission_id.in_(approved_ids))
+            .group_by(LedgerEntry.affiliate_id, LedgerEntry.currency)
+        )
     )
-    return len(approved.all())
+    due = [balance for balance in await payouts.balances(session, community_id) if balance.due]
+    newly_due = [
+        balance for balance in due
+        if (balance.affiliate_id, balance.currency) in just_approved
+        and not payouts.reaches_minimum(balance.amount - just_approved[balance.affiliate_id, balance.currency], balance.minimum)
+    ]
+    if not newly_due:
+        return
+    totals: dict[str, int] = {}
+    for balance in due:
+        totals[balance.currency] = totals.get(balance.currency, 0) + balance.amount
+    await announce(
+        session, "payout_due", community_id=community_id,
+        affiliates=len({balance.affiliate_id for balance in due}),
+        total=", ".join(format_amount(amount, currency) for currency, amount in sorted(totals.items())),
+        balances_path=f"/dashboard/communities/{community_id}/resell/balances",
+    )
 
 
 async def approve_all_due(sessions: async_sessionmaker[AsyncSession]) -> int:

@@ -60,16 +60,18 @@ def _refund_facts(settings: Settings, payment: Payment, refund: Refund) -> dict[
     return {
         "user_id": payment.user_id,
         "offer_id": payment.offer_id,
+        "payment_id": payment.id,
         "amount": format_amount(refund.amount, refund.currency),
         "paid": format_amount(payment.amount, payment.currency),
         "billing_url": billing_page_url(settings, payment.community_id),
+        "payment_url": f"{settings.base_url}/dashboard/communities/{payment.community_id}/payments/{payment.id}",
     }
 
 
 async def refund_issued(
     session: AsyncSession, settings: Settings, payment: Payment, refund: Refund, *, access_revoked: bool
 ) -> None:
-    """To the member, once their refund has succeeded at Stripe (never while it is pending)."""
+    """To the member and to staff, once the refund has succeeded at Stripe (never while it is pending)."""
     await announce(
         session, "refund_issued", community_id=payment.community_id, access_revoked=access_revoked,
         **_refund_facts(settings, payment, refund),
@@ -86,7 +88,7 @@ async def refund_failed(
         session, "refund_failed", community_id=payment.community_id,
         outcome="was canceled" if refund.state.value == "canceled" else "failed", why=why,
         access_ended=access_ended, revoke_access=refund.revoke_access, member_told=member_told,
-        payment_id=payment.id, refund_id=refund.id, stripe_refund_id=refund.stripe_refund_id or "",
+        refund_id=refund.id, stripe_refund_id=refund.stripe_refund_id or "",
         **_refund_facts(settings, payment, refund),
     )
 

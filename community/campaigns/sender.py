@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.campaigns import service
 from community.campaigns.models import Campaign
+from community.mail.delivery import refusal_outcome
 from community.markdown import render_markdown
 from community.settings import Settings
 
@@ -275,15 +276,6 @@ class Mailer:
         self.client = None
 
 
-def outcome(exc: Exception) -> tuple[str, str]:
-    """(state, detail) of a refusal: a permanent 5xx is a bounce, anything else a failure."""
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
-        exc = exc.recipients[0]
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return ("bounced" if 500 <= exc.code < 600 else "failed"), f"{exc.code} {exc.message}"[:2000]
-    return "failed", f"{type(exc).__name__}: {exc}"[:2000]
-
-
 # ---------------------------------------------------------------- the loop
 
 
@@ -362,7 +354,7 @@ async def send_batch(sessions: async_sessionmaker[AsyncSession], renderer: Rende
         try:
             await mailer.send(renderer.sender, r.email, message, f"campaign-{renderer.campaign_id}-{r.user_id}")
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
-            state, detail = outcome(exc)
+            state, detail = refusal_outcome(exc)
         except (aiosmtplib.SMTPException, OSError) as exc:  # the connection is gone: this one unknown, the rest untried
             ids.append(r.user_id)
             states.append("failed")

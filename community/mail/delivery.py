@@ -57,3 +57,12 @@ async def _send_smtp(url: str, message: EmailMessage) -> None:
         start_tls=None if not implicit_tls else False,
         timeout=30,
     )
+
+
+def refusal_outcome(exc: Exception) -> tuple[str, str]:
+    """(state, detail) of an SMTP refusal: a permanent 5xx is a bounce, anything else a failure."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        exc = exc.recipients[0]
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return ("bounced" if 500 <= exc.code < 600 else "failed"), f"{exc.code} {exc.message}"[:2000]
+    return "failed", f"{type(exc).__name__}: {exc}"[:2000]

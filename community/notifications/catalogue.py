@@ -187,6 +187,37 @@ ENTRIES: list[Entry] = [
             prevented="true when no chargeback was raised",
         ),
     ),
+    Entry(
+        "staff_refund_issued",
+        STAFF,
+        "Refund issued",
+        "refund_issued",
+        "refund_issued_staff",
+        _v(
+            COMMON,
+            STAFF_VARS,
+            ABOUT_MEMBER,
+            AMOUNT,
+            paid="the payment refunded",
+            access_revoked="true if access ended",
+            payment_url="the payment's page in your console",
+        ),
+    ),
+    Entry(
+        "staff_payout_due",
+        STAFF,
+        "Payout due (resell rights)",
+        "payout_due",
+        "payout_due",
+        _v(
+            STAFF_VARS,
+            community_name="the community's name",
+            site_url="the site's address",
+            affiliates="how many affiliates can be paid now",
+            total="what they are owed in all, per currency",
+            balances_url="the console's page of balances, where the payout run is created",
+        ),
+    ),
     # To members.
     Entry(
         "purchase_confirmation",
@@ -286,12 +317,28 @@ ENTRIES: list[Entry] = [
             access_ended="true if access ended",
         ),
     ),
+    # Sent by the access runs' email job (notifications/access.py), one per member per run.
+    Entry(
+        "access_gained",
+        MEMBER,
+        "Access gained",
+        "access_changed",
+        "access_gained",
+        _v(COMMON, MEMBER_VARS, groups="the groups gained (a list)", community_url="the community's page"),
+    ),
+    Entry(
+        "access_lost",
+        MEMBER,
+        "Access lost",
+        "access_changed",
+        "access_lost",
+        _v(COMMON, MEMBER_VARS, groups="the groups lost (a list)", community_url="the community's page"),
+    ),
     # System mail: sent by accounts directly; cannot be switched off or edited.
     Entry("login_link", SYSTEM, "Login link", "", "login_link", {}),
     Entry("email_change", SYSTEM, "Email change confirmation", "", "email_change", {}),
     Entry("email_changed", SYSTEM, "Email changed notice", "", "email_changed", {}),
     Entry("staff_invite", SYSTEM, "Staff invitation", "", "staff_invite", {}),
-    Entry("access_changed", SYSTEM, "Access gained or lost", "", "access_changed", {}),
 ]
 
 BY_KEY = {entry.key: entry for entry in ENTRIES}
@@ -343,6 +390,11 @@ SAMPLE: dict[str, object] = {
     "buyer_name": "Ada Lovelace",
     "buyer_email": "ada@example.com",
     "access_url": "https://example.com/communities/1",
+    "groups": ["Weight Training", "Yoga"],
+    "payment_url": "https://example.com/dashboard/communities/1/payments/1",
+    "affiliates": 2,
+    "total": "$120.00",
+    "balances_url": "https://example.com/dashboard/communities/1/resell/balances",
 }
 
 

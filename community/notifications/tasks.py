@@ -46,6 +46,8 @@ async def handle_announce(
         "member_name": member.name if member else "",
         "member_email": member.email if member else "",
         **facts,
+        # A domain without the settings announces a console path; the message links to it.
+        **{f"{key[:-len('_path')]}_url": ctx.settings.base_url + value for key, value in facts.items() if key.endswith("_path")},
     }
     event_key = f"outbox-{ctx.outbox_id}"
     for item in for_event(event):
@@ -60,7 +62,7 @@ async def handle_announce(
             recipients = [(member.id, member.name or "", member.email)] if member else []
         edited = await service.edited_texts(session, community_id, item)
         for user_id, name, address in recipients:
-            subject, text, html = _render(item, base, edited, offer, name=name, email=address)
+            subject, text, html = render_message(item, base, edited, offer, name=name, email=address)
             delivery_id = await session.scalar(
                 insert(Delivery)
                 .values(
@@ -91,7 +93,7 @@ async def handle_announce(
     }
 
 
-def _render(
+def render_message(
     item: Entry,
     base: dict[str, Any],
     edited: tuple[str | None, str | None],

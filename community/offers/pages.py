@@ -24,13 +24,13 @@ from litestar.response import Redirect, Template
 from community.errors import DomainError, Forbidden, NotFound
 from community.forms import FORM, FormBody, Posted, read_input
 from community.hubs.frame import CONSOLE_DEPENDENCIES, CurrentFrame, Frame, console_page
-from community.markdown import render_markdown
-from community.money import MINIMUM_CHARGE, format_amount
 from community.mail.owner_templates import (
     CONFIRMATION_VARIABLES,
     check_template,
     render_confirmation,
 )
+from community.markdown import render_markdown
+from community.money import MINIMUM_CHARGE, format_amount
 from community.offers import editor_forms as forms
 from community.offers import service
 from community.offers.api import (

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from community.money import MAX_AMOUNT
 from community.mail.owner_templates import CONFIRMATION_VARIABLES
+from community.money import MAX_AMOUNT
 from community.offers.models import Offer, Pricing
 from community.offers.storage import Storage
 

@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community.db import flush_or_conflict, get_in_community, utcnow
 from community.errors import Conflict, Invalid, check_storable
 from community.hubs import service as hubs
-from community.money import check_chargeable, validate_currency
 from community.mail.owner_templates import check_template
+from community.money import check_chargeable, validate_currency
 from community.offers.models import (
     Destination,
     Entitlement,
