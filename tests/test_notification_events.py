@@ -48,6 +48,11 @@ async def test_access_gained_and_lost_are_catalogue_messages(client, shop: Shop,
     await settle(live)
     assert subjects(smtp, shop.member.email) == ["You now have access to Yoga, Weights in Makers Guild"]  # in the run's order
 
+    # Previewed with sample groups, as on the console's message page.
+    base = f"{API}/communities/{shop.community_id}/notifications"
+    preview = await client.post(f"{base}/messages/access_gained/preview", json={}, headers=shop.owner.headers)
+    assert preview.status_code == 200 and preview.json()["subject"] == "You now have access to Weight Training, Yoga in Sample Community"
+
     # The owner edits "access lost"; the edit is what goes out, with the groups listed.
     edited = await patch(client, shop, "access_lost", subject="Goodbye {{ groups | join(' & ') }}",
                          body="{% for g in groups %}{{ g }} is closed to you, {{ name }}.\n{% endfor %}")
@@ -65,7 +70,6 @@ async def test_access_gained_and_lost_are_catalogue_messages(client, shop: Shop,
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, add=[yoga])).status_code == 200
     await settle(live)
     assert subjects(smtp, shop.member.email) == []
-    base = f"{API}/communities/{shop.community_id}/notifications"
     put = await client.put(f"{base}/offers/{shop.offer_id}", json={"overrides": {"access_gained": True}}, headers=shop.owner.headers)
     assert put.status_code == 200, put.text
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, remove=[yoga])).status_code == 200
@@ -118,7 +122,7 @@ async def test_staff_are_told_of_a_refund(client, shop: Shop, sessions, settings
     await asyncio.wait_for(run_jobs(smtp_settings(settings, smtp)), WAIT)
     assert "Refund of $20.00 for Workshop" in subjects(smtp, shop.member.email)
     [to_owner] = [m for m in smtp.inbox.messages() if m["To"] == shop.owner.email and "Refund" in m["Subject"]]
-    assert to_owner["Subject"] == "Refund of $20.00 to Mia Member for Workshop"
+    assert to_owner["Subject"] == "Refund: $20.00 to Mia Member for Workshop"
     text = to_owner.get_body(("plain",)).get_content()
     assert "Their access to Workshop has ended" in text and f"/dashboard/communities/{shop.community_id}/payments/7" in text
     # A manager gets it only by choosing it.

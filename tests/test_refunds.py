@@ -166,6 +166,7 @@ async def test_a_refund_that_revokes_access_ends_the_membership(client, owner, s
     assert await spent(sessions, shop, buyer.id) == {"USD": 2900}
     [(to, subject)] = await emails(sessions, settings, "refund of")
     assert to == buyer.email and "20.00" in subject
+    assert await emails(sessions, settings, "refund:") == [(owner.email, "Refund: 20.00 USD to buyer for Pro Membership")]  # staff, once
     # The buyer may buy it again: ended access does not block a new purchase.
     again = await submit_checkout(client, f"/o/{shop['community']['slug']}/pro-membership", email=buyer.email)
     assert again.status_code == 303, again.text

@@ -250,7 +250,7 @@ async def test_a_removal_says_who_loses_what_and_spares_those_who_keep_it_elsewh
     assert await groups_of(http, ann, cid) == [workshop]
     assert sorted(await groups_of(http, ben, cid)) == sorted([lounge, workshop])
     await run_jobs(live_server.settings)
-    assert [m["Subject"] for m in mails_to(live_server, ann.email) if "ended" in m["Subject"]] == ["Your access to Lounge has ended"]
+    assert [m["Subject"] for m in mails_to(live_server, ann.email) if "ended" in m["Subject"]] == ["Your access to Lounge in Makers has ended"]
     assert [m["Subject"] for m in mails_to(live_server, ben.email) if "ended" in m["Subject"]] == []
     clean(page)
 
