@@ -184,11 +184,14 @@ DESKTOP = {"width": 1280, "height": 900}
 
 async def at_both_widths(page: Page, where: str, stem: str) -> None:
     """axe-core at desktop and at a phone's width, with a screenshot of each (`stem`.png and
-    `stem`-phone.png), back at desktop width after."""
+    `stem`-phone.png), and no sideways scrolling on the phone; back at desktop width after."""
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     await assert_accessible(page, where)
     await page.screenshot(path=f"{stem}.png", full_page=True)
     await page.set_viewport_size(PHONE)
     await assert_accessible(page, f"{where} at a phone's width")
     await page.screenshot(path=f"{stem}-phone.png", full_page=True)
+    # Usable at a phone's width: nothing makes the page scroll sideways (wide tables scroll in their own box).
+    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{where}: the page is {overflow}px wider than a phone's screen"
     await page.set_viewport_size(DESKTOP)
