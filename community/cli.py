@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -47,8 +48,19 @@ def _services(settings: Settings):
 
 
 def _run(coro) -> None:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(coro)
+    """Run until Ctrl-C or SIGTERM, then return, so that the callers' `with` blocks stop the
+    embedded services. uvicorn re-raises the signal that stopped it once it has drained: SIGTERM's
+    default action would end the process there, leaving embedded PostgreSQL and Redis running."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(coro)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---------------------------------------------------------------- web and worker

