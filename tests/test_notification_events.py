@@ -5,6 +5,7 @@ refund, and staff told when affiliates can be paid; against a real local SMTP se
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -19,7 +20,7 @@ from tests.conftest import sign_up
 from tests.helpers import run_jobs
 from tests.test_access import edit, make_group
 from tests.test_commissions import PAID_AT, buy, make_program, set_program
-from tests.test_email import WAIT
+from tests.test_email import WAIT, free_port
 from tests.test_notifications import API, Shop, patch, shop, smtp, smtp_settings
 from workers.registry import HANDLERS
 
@@ -151,3 +152,29 @@ async def test_staff_are_told_once_when_an_affiliate_becomes_payable(client, ses
     assert "6.00 USD in all" in text and f"/dashboard/communities/{community['id']}/resell/balances" in text
     await approve(40)  # nothing new approved: nobody told again
     assert len(subjects(smtp, owner.email)) == 1
+
+
+async def test_access_messages_wait_while_the_mail_server_is_down(client, shop: Shop, sessions, settings, smtp) -> None:
+    live = smtp_settings(settings, smtp)
+    others = [await sign_up(client, f"m{n}@example.com", name=f"M{n}") for n in range(2)]
+    for person in others:
+        given = await client.post(f"{API}/communities/{shop.community_id}/entitlements", json={"email": person.email, "offer_id": shop.offer_id}, headers=shop.owner.headers)
+        assert given.status_code == 201
+    yoga = await make_group(client, shop.owner, shop.community_id, "Yoga")
+    await run_jobs(live)
+    smtp.inbox.envelopes.clear()
+
+    down = dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}")  # nothing listens there
+    assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, add=[yoga])).status_code == 200
+    for _ in range(3):
+        await asyncio.wait_for(run_jobs(down), WAIT)
+    async with sessions() as session:
+        assert (await session.execute(select(Delivery.state).where(Delivery.message == "access_gained"))).all() == []  # none lost
+        [job] = (await session.scalars(select(jobs.OutboxJob).where(jobs.OutboxJob.name == SEND_ACCESS_EMAILS))).all()
+    assert job.state == jobs.JobState.failed  # on Home's "Failed background jobs"
+
+    retried = await client.post(f"{API}/communities/{shop.community_id}/jobs/{job.id}/retry", headers=shop.owner.headers)
+    assert retried.status_code == 200, retried.text
+    await settle(live)
+    told = sorted(m["To"] for m in smtp.inbox.messages())
+    assert told == sorted([shop.member.email, *(p.email for p in others)])  # each once, none missed

@@ -5,14 +5,17 @@ The run's access log rows are taken in batches (`FOR UPDATE SKIP LOCKED`). For a
 delivery rows are written as `sending` and the log rows marked notified in one commit, then the
 messages go out, then their outcomes are written: a rerun finds nothing left to take, so nobody
 is told twice. A worker that dies between the commit and the outcomes leaves those rows
-`sending`; the job's next attempt marks them failed (outcome unknown), never sends them again."""
+`sending`; the job's next attempt marks them failed (outcome unknown), never sends them again.
+A mail server that cannot be reached puts the batch's untried messages back in line (their rows
+deleted, their log rows not notified) and fails the job, which the outbox tries again later."""
 
 from __future__ import annotations
 
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import select, text, update
+import aiosmtplib
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -109,22 +112,38 @@ async def _send_batch(
             )
             claimed = {(row.message, row.email): row.id for row in inserted}
         await claim.execute(update(AccessLogEntry).where(AccessLogEntry.id.in_([row.id for row in rows])).values(notified_at=utcnow()))
+    sendable = [(claimed[m["message"], m["email"]], m) for m in outgoing if (m["message"], m["email"]) in claimed]
     ids, states, errors = [], [], []
-    for m in outgoing:
-        delivery_id = claimed.get((m["message"], m["email"]))
-        if delivery_id is None:  # decided by an earlier attempt
-            continue
+    untried: list[tuple[int, dict[str, Any]]] = []
+    for n, (delivery_id, m) in enumerate(sendable):
         stem = f"{event_key}-{m['message']}-{m['user_id']}"
         message = build_message(ctx.settings, to=m["email"], subject=m["subject"], text=m["text"], html=m["html"], message_id=stem)
         try:
             await deliver(ctx.settings, message, file_stem=stem)
             state, error = "sent", None
-        except Exception as exc:  # noqa: BLE001 - recorded on the row, never retried (at most once)
+        except aiosmtplib.SMTPConnectError:  # no server: nothing was handed over; this one and the rest wait
+            untried = sendable[n:]
+            break
+        except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:  # refused: recorded, not retried
             state, error = refusal_outcome(exc)
+        except (aiosmtplib.SMTPException, OSError) as exc:  # lost mid-message: this one unknown, the rest wait
+            state, error = "failed", f"{INTERRUPTED} ({type(exc).__name__}: {exc})"[:2000]
+            untried = sendable[n + 1 :]
         ids.append(delivery_id)
         states.append(state)
         errors.append(error)
-    if ids:
-        async with ctx.sessions() as record, record.begin():
+        if untried:
+            break
+    async with ctx.sessions() as record, record.begin():
+        if ids:
             await record.execute(RECORD, {"ids": ids, "states": states, "errors": errors})
+        if untried:  # back in line for the job's next attempt (a message already sent is not redone)
+            await record.execute(delete(Delivery).where(Delivery.id.in_([delivery_id for delivery_id, _ in untried])))
+            await record.execute(
+                update(AccessLogEntry)
+                .where(AccessLogEntry.run_id == run_id, AccessLogEntry.user_id.in_({m["user_id"] for _, m in untried}))
+                .values(notified_at=None)
+            )
+    if untried:
+        raise RuntimeError(f"the mail server could not be reached; {len(untried)} access messages wait for the next attempt")
     return True
