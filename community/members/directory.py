@@ -60,7 +60,7 @@ from community.affiliates.models import Affiliate
 from community.errors import Invalid, check_storable
 from community.hubs.models import Community
 from community.inputs import Instant
-from community.members.models import MemberSegment
+from community.members.models import MemberCount, MemberSegment
 from community.money import validate_currency
 from community.offers.models import Offer
 
@@ -488,8 +488,29 @@ async def directory(
 
 
 async def count(session: AsyncSession, community_id: int, f: Filters) -> int:
+    """How many members the filters select: read from the kept counts when the filters are none,
+    one status, or one built-in segment but affiliates (a few rows); else counted."""
+    counted = asdict(f)
+    key = "all"
+    if f.status and not f.segment:
+        key = counted.pop("status")
+    elif f.segment and f.segment in BUILTIN_SEGMENTS and f.segment != "affiliates" and not f.status:
+        key = counted.pop("segment")
+    if not any(counted.values()):
+        return (await kept_counts(session, community_id)).get(key, 0)
     where = await conditions(session, community_id, f)
     return int(await session.scalar(select(func.count()).select_from(Member).where(*where)) or 0)
+
+
+async def kept_counts(session: AsyncSession, community_id: int) -> dict[str, int]:
+    """Members per key ('all', each status, 'customers': ever paid), as the trigger on `members`
+    keeps them (members/models.py MemberCount); statuses whose end date passed are brought up
+    to now first, as every directory read does."""
+    await recount_due(session, community_id)
+    rows = await session.execute(
+        select(MemberCount.key, func.sum(MemberCount.n)).where(MemberCount.community_id == community_id).group_by(MemberCount.key)
+    )
+    return {key: int(n) for key, n in rows}
 
 
 async def member_row(session: AsyncSession, community_id: int, user_id: int) -> Row | None:

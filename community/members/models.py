@@ -1,12 +1,22 @@
-"""Notes on members and saved segments. The directory's per-member summary (status, totals,
-last payment, offers) lives on the `members` row itself (accounts/models.py), kept by triggers."""
+"""Notes on members, saved segments, and member counts. The directory's per-member summary
+(status, totals, last payment, offers) lives on the `members` row itself (accounts/models.py),
+kept by triggers; so are the counts (migration 0015_member_counts)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,3 +53,16 @@ class MemberSegment(Base):
     filters: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[Timestamp]
+
+
+class MemberCount(Base):
+    """How many members a community has under one key ('all', a status, 'customers': ever paid),
+    spread over 16 slots (member id % 16) that a read sums. Written only by the trigger on
+    `members` (migration 0015_member_counts); `member_counts_rebuild(community)` recomputes."""
+
+    __tablename__ = "member_counts"
+
+    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(20), primary_key=True)
+    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, server_default="0")

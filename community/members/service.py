@@ -249,22 +249,11 @@ class SegmentCount:
 
 
 async def segments(session: AsyncSession, community_id: int) -> list[SegmentCount]:
-    """Every segment with how many members it holds now: the built-ins in one pass over the
-    community's members, then each saved one."""
-    await directory.recount_due(session, community_id)
-    m = Member
-    status_counts = (
-        await session.execute(
-            select(
-                func.count().filter(m.last_payment_at.is_not(None)),
-                *[func.count().filter(m.status == s) for s in ("active", "trialing", "past_due", "cancelled", "ended")],
-            ).where(m.community_id == community_id)
-        )
-    ).one()
-    affiliates = await directory.count(session, community_id, directory.Filters(segment="affiliates"))
-    counts = dict(zip(["customers", "active", "trialing", "past_due", "cancelled", "ended"], status_counts, strict=True))
-    counts["affiliates"] = affiliates
-    out = [SegmentCount(k, name, True, int(counts[k])) for k, name in directory.BUILTIN_SEGMENTS.items()]
+    """Every segment with how many members it holds now: the built-ins from the kept counts
+    (affiliates counted), then each saved one counted."""
+    counts = await directory.kept_counts(session, community_id)
+    counts["affiliates"] = await directory.count(session, community_id, directory.Filters(segment="affiliates"))
+    out = [SegmentCount(k, name, True, counts.get(k, 0)) for k, name in directory.BUILTIN_SEGMENTS.items()]
     for saved in await saved_segments(session, community_id):
         n = await directory.count(session, community_id, directory.Filters(segment=str(saved.id)))
         out.append(SegmentCount(str(saved.id), saved.name, False, n, dict(saved.filters), saved.id))
