@@ -24,7 +24,7 @@ from tests.test_email import WAIT, free_port
 from tests.test_notifications import API, Shop, patch, shop, smtp, smtp_settings
 from workers.registry import HANDLERS
 
-__all__ = ["shop", "smtp"]
+__all__ = ["shop", "smtp"]  # pytest fixtures from test_notifications, used by name
 
 
 async def settle(live) -> None:
