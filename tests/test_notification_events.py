@@ -33,6 +33,18 @@ async def settle(live) -> None:
         await asyncio.wait_for(run_jobs(live), WAIT)
 
 
+async def holders_and_a_group(client, shop: Shop, live, smtp, count: int) -> tuple[list, int]:
+    """`count` more holders of the shop's offer and a group Yoga it does not open yet; the inbox emptied."""
+    others = [await sign_up(client, f"m{n}@example.com", name=f"M{n}") for n in range(count)]
+    for person in others:
+        given = await client.post(f"{API}/communities/{shop.community_id}/entitlements", json={"email": person.email, "offer_id": shop.offer_id}, headers=shop.owner.headers)
+        assert given.status_code == 201
+    yoga = await make_group(client, shop.owner, shop.community_id, "Yoga")
+    await run_jobs(live)
+    smtp.inbox.envelopes.clear()
+    return others, yoga
+
+
 def subjects(smtp, to: str) -> list[str]:
     return sorted(m["Subject"] for m in smtp.inbox.messages() if m["To"] == to)
 
@@ -86,13 +98,7 @@ async def test_access_gained_and_lost_are_catalogue_messages(client, shop: Shop,
 
 async def test_access_messages_go_once_when_the_job_dies_and_reruns(client, shop: Shop, sessions, settings, smtp) -> None:
     live = smtp_settings(settings, smtp)
-    others = [await sign_up(client, f"m{n}@example.com", name=f"M{n}") for n in range(3)]
-    for person in others:
-        given = await client.post(f"{API}/communities/{shop.community_id}/entitlements", json={"email": person.email, "offer_id": shop.offer_id}, headers=shop.owner.headers)
-        assert given.status_code == 201
-    yoga = await make_group(client, shop.owner, shop.community_id, "Yoga")
-    await run_jobs(live)
-    smtp.inbox.envelopes.clear()
+    others, yoga = await holders_and_a_group(client, shop, live, smtp, 3)
     crashes = [RuntimeError("worker died after sending")]
 
     async def send_then_die_once(session, ctx: jobs.JobContext, **payload: Any) -> None:
@@ -156,13 +162,7 @@ async def test_staff_are_told_once_when_an_affiliate_becomes_payable(client, ses
 
 async def test_access_messages_wait_while_the_mail_server_is_down(client, shop: Shop, sessions, settings, smtp) -> None:
     live = smtp_settings(settings, smtp)
-    others = [await sign_up(client, f"m{n}@example.com", name=f"M{n}") for n in range(2)]
-    for person in others:
-        given = await client.post(f"{API}/communities/{shop.community_id}/entitlements", json={"email": person.email, "offer_id": shop.offer_id}, headers=shop.owner.headers)
-        assert given.status_code == 201
-    yoga = await make_group(client, shop.owner, shop.community_id, "Yoga")
-    await run_jobs(live)
-    smtp.inbox.envelopes.clear()
+    others, yoga = await holders_and_a_group(client, shop, live, smtp, 2)
 
     down = dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}")  # nothing listens there
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, add=[yoga])).status_code == 200
