@@ -31,9 +31,7 @@ import time
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 from jinja2 import TemplateError
@@ -43,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.campaigns import service
 from community.campaigns.models import Campaign
-from community.mail.delivery import refusal_outcome
+from community.mail.delivery import Mailer, refusal_outcome
 from community.markdown import render_markdown
 from community.settings import Settings
 
@@ -233,47 +231,6 @@ def preview(settings: Settings, campaign: Campaign, community_name: str, *, name
 
 
 # ---------------------------------------------------------------- SMTP
-
-
-class Mailer:
-    """One SMTP connection kept open across batches (reconnected when lost); without
-    COMMUNITY_SMTP_URL, messages are written as .eml files (development)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.client: aiosmtplib.SMTP | None = None
-
-    async def connect(self) -> None:
-        if self.client is not None and self.client.is_connected or not self.settings.smtp_url:
-            return
-        parts = urlsplit(self.settings.smtp_url)
-        if parts.scheme not in ("smtp", "smtps"):
-            raise ValueError("COMMUNITY_SMTP_URL must start with smtp:// or smtps://")
-        implicit_tls = parts.scheme == "smtps"
-        self.client = aiosmtplib.SMTP(
-            hostname=parts.hostname or "localhost", port=parts.port or (465 if implicit_tls else 25),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            use_tls=implicit_tls, start_tls=None if not implicit_tls else False, timeout=30,
-        )
-        await self.client.connect()
-
-    async def send(self, sender: str, to: str, message: bytes, stem: str) -> None:
-        if not self.settings.smtp_url:
-            folder = Path(self.settings.data_dir) / "mail"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{stem}.eml").write_bytes(message)
-            return
-        assert self.client is not None
-        await self.client.sendmail(sender, [to], message)
-
-    async def close(self) -> None:
-        if self.client is not None and self.client.is_connected:
-            try:
-                await self.client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                self.client.close()
-        self.client = None
 
 
 # ---------------------------------------------------------------- the loop

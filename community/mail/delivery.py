@@ -42,13 +42,17 @@ async def deliver(settings: Settings, message: EmailMessage, *, file_stem: str) 
 
 
 async def _send_smtp(url: str, message: EmailMessage) -> None:
+    async with _client(url) as client:
+        await client.send_message(message)
+
+
+def _client(url: str) -> aiosmtplib.SMTP:
     """smtp://user:pass@host:25 (STARTTLS when offered), smtps://host:465 (implicit TLS)."""
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps"):
         raise ValueError("COMMUNITY_SMTP_URL must start with smtp:// or smtps://")
     implicit_tls = parts.scheme == "smtps"
-    await aiosmtplib.send(
-        message,
+    return aiosmtplib.SMTP(
         hostname=parts.hostname or "localhost",
         port=parts.port or (465 if implicit_tls else 25),
         username=unquote(parts.username) if parts.username else None,
@@ -57,6 +61,49 @@ async def _send_smtp(url: str, message: EmailMessage) -> None:
         start_tls=None if not implicit_tls else False,
         timeout=30,
     )
+
+
+class Mailer:
+    """One SMTP connection kept open across many messages (campaigns, an access run's messages),
+    reconnected when lost; without COMMUNITY_SMTP_URL, messages are written as .eml files."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client: aiosmtplib.SMTP | None = None
+
+    async def connect(self) -> None:
+        if self.client is not None and self.client.is_connected or not self.settings.smtp_url:
+            return
+        self.client = _client(self.settings.smtp_url)
+        await self.client.connect()
+
+    async def send(self, sender: str, to: str, message: bytes, stem: str) -> None:
+        """A message already made into bytes (campaigns build theirs by hand)."""
+        if not self.settings.smtp_url:
+            self._write(message, stem)
+            return
+        assert self.client is not None
+        await self.client.sendmail(sender, [to], message)
+
+    async def send_message(self, message: EmailMessage, stem: str) -> None:
+        if not self.settings.smtp_url:
+            self._write(bytes(message), stem)
+            return
+        assert self.client is not None
+        await self.client.send_message(message)
+
+    def _write(self, message: bytes, stem: str) -> None:
+        folder = Path(self.settings.data_dir) / "mail"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{stem}.eml").write_bytes(message)
+
+    async def close(self) -> None:
+        if self.client is not None and self.client.is_connected:
+            try:
+                await self.client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                self.client.close()
+        self.client = None
 
 
 def refusal_outcome(exc: Exception) -> tuple[str, str]:

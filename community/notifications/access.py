@@ -23,7 +23,7 @@ from community.accounts.models import User
 from community.db import utcnow
 from community.hubs.models import Community
 from community.jobs import JobContext
-from community.mail.delivery import build_message, deliver, refusal_outcome
+from community.mail.delivery import Mailer, build_message, refusal_outcome
 from community.mail.models import Delivery
 from community.mail.tasks import INTERRUPTED
 from community.notifications import service
@@ -68,12 +68,16 @@ async def send_access_emails(session: AsyncSession, ctx: JobContext, *, run_id: 
         "site_url": ctx.settings.base_url,
         "community_url": f"{ctx.settings.base_url}/communities/{community_id}",
     }
-    while await _send_batch(ctx, run_id, community_id, event_key, base, messages, offer):
-        pass
+    mailer = Mailer(ctx.settings)  # one SMTP connection for the whole run
+    try:
+        while await _send_batch(ctx, mailer, run_id, community_id, event_key, base, messages, offer):
+            pass
+    finally:
+        await mailer.close()
 
 
 async def _send_batch(
-    ctx: JobContext, run_id: int, community_id: int, event_key: str, base: dict[str, Any],
+    ctx: JobContext, mailer: Mailer, run_id: int, community_id: int, event_key: str, base: dict[str, Any],
     messages: dict[AccessChange, Any], offer: Offer | None,
 ) -> bool:
     """One batch: claimed and committed, then sent, then recorded. False when none was left."""
@@ -119,16 +123,19 @@ async def _send_batch(
         stem = f"{event_key}-{m['message']}-{m['user_id']}"
         message = build_message(ctx.settings, to=m["email"], subject=m["subject"], text=m["text"], html=m["html"], message_id=stem)
         try:
-            await deliver(ctx.settings, message, file_stem=stem)
-            state, error = "sent", None
-        except aiosmtplib.SMTPConnectError:  # no server: nothing was handed over; this one and the rest wait
+            await mailer.connect()
+        except (aiosmtplib.SMTPException, OSError):  # no server: nothing was handed over; this one and the rest wait
             untried = sendable[n:]
             break
+        try:
+            await mailer.send_message(message, stem)
+            state, error = "sent", None
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:  # refused: recorded, not retried
             state, error = refusal_outcome(exc)
         except (aiosmtplib.SMTPException, OSError) as exc:  # lost mid-message: this one unknown, the rest wait
             state, error = "failed", f"{INTERRUPTED} ({type(exc).__name__}: {exc})"[:2000]
             untried = sendable[n + 1 :]
+            await mailer.close()
         ids.append(delivery_id)
         states.append(state)
         errors.append(error)
