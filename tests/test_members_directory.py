@@ -24,6 +24,7 @@ from community.offers.models import (
 )
 from tests.conftest import Account, create_community, sign_up
 from tests.test_communities import base, field_of, staff_account
+from workers.settings import fold_member_counts
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -350,3 +351,42 @@ async def test_kept_counts_follow_every_change(client, owner: Account, community
         await session.execute(text("DELETE FROM communities WHERE id = :c"), {"c": other["id"]})
         assert await session.scalar(text("SELECT count(*) FROM member_counts WHERE community_id = :c"), {"c": other["id"]}) == 0
     await check()
+
+    # The fold (a cron) sums a community's change rows into one per key; the counts stay.
+    async with sessions() as session, session.begin():
+        rows_before = await session.scalar(text("SELECT count(*) FROM member_counts WHERE community_id = :c"), {"c": cid})
+        assert await session.scalar(text("SELECT member_counts_fold(4)")) == 1
+        keys = await session.scalar(text("SELECT count(DISTINCT key) FROM member_counts WHERE community_id = :c"), {"c": cid})
+        assert await session.scalar(text("SELECT count(*) FROM member_counts WHERE community_id = :c"), {"c": cid}) == keys < rows_before
+    await check()
+    assert await fold_member_counts({"sessions": sessions}) == 0  # the cron: nothing left to fold
+
+
+async def test_kept_counts_under_concurrent_changes(community, sessions) -> None:
+    """Twenty transactions at once, each a member joining, holding an offer and paying: none
+    waits on another for the counts (they only add rows), and the counts add up."""
+    import asyncio
+
+    from community.members import directory
+
+    cid = community["id"]
+    async with sessions() as session, session.begin():
+        offer = Offer(community_id=cid, title="Yoga", slug="yoga", pricing=Pricing.free, currency="USD")
+        session.add(offer)
+    started = asyncio.Event()
+
+    async def one(n: int) -> None:
+        async with sessions() as session, session.begin():
+            user_id = await add_person(session, cid, f"c{n}@example.com", f"C{n}")
+            await started.wait()  # all twenty transactions open at once
+            await hold(session, cid, offer.id, user_id)
+            await pay(session, cid, offer.id, user_id, 100 + n, at=NOW)
+
+    tasks = [asyncio.create_task(one(n)) for n in range(20)]
+    await asyncio.sleep(0.2)
+    started.set()
+    await asyncio.gather(*tasks)
+    async with sessions() as session, session.begin():
+        kept = {k: n for k, n in (await directory.kept_counts(session, cid)).items() if n}
+        assert kept == await true_counts(session, cid)
+        assert (kept["active"], kept["customers"]) == (20, 20)

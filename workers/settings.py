@@ -20,6 +20,7 @@ from community.jobs import (
     redis_settings,
     run_outbox_job,
 )
+from community.members.directory import fold_counts
 from community.offers.tasks import sweep_expired
 from community.settings import Settings
 from workers.registry import HANDLERS
@@ -52,6 +53,12 @@ async def start_due_campaigns(ctx: dict[str, Any]) -> int:
     """Every minute: scheduled campaigns whose time has come are queued and their delivery job
     written (skip-locked: two workers never start one twice)."""
     return await start_due(ctx["sessions"])
+
+
+async def fold_member_counts(ctx: dict[str, Any]) -> int:
+    """Every minute: the member counts' change rows are summed per community (members/directory.py)."""
+    async with ctx["sessions"]() as session, session.begin():
+        return await fold_counts(session)
 
 
 def worker_options(
@@ -88,6 +95,7 @@ def worker_options(
             cron(retry_pending_refunds, name="retry_pending_refunds", second=20),
             cron(sweep_lapsed_checkouts, name="sweep_lapsed_checkouts", second=40),
             cron(start_due_campaigns, name="start_due_campaigns", second=10),
+            cron(fold_member_counts, name="fold_member_counts", second=50),
         ],
         redis_settings=redis_settings(settings.redis_url),
         on_startup=startup,

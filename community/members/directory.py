@@ -513,6 +513,12 @@ async def kept_counts(session: AsyncSession, community_id: int) -> dict[str, int
     return {key: int(n) for key, n in rows}
 
 
+async def fold_counts(session: AsyncSession) -> int:
+    """The cron's step: communities with many count rows get one row per key (their sums).
+    Returns how many communities were folded."""
+    return int(await session.scalar(select(func.member_counts_fold())) or 0)
+
+
 async def member_row(session: AsyncSession, community_id: int, user_id: int) -> Row | None:
     await session.execute(select(func.members_recount(community_id, user_id)).where(
         exists().where(Member.community_id == community_id, Member.user_id == user_id, Member.status_until <= func.now())

@@ -12,7 +12,6 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
-    SmallInteger,
     String,
     Text,
     text,
@@ -56,13 +55,15 @@ class MemberSegment(Base):
 
 
 class MemberCount(Base):
-    """How many members a community has under one key ('all', a status, 'customers': ever paid),
-    spread over 16 slots (member id % 16) that a read sums. Written only by the trigger on
-    `members` (migration 0015_member_counts); `member_counts_rebuild(community)` recomputes."""
+    """A change in how many members a community has under one key ('all', a status,
+    'customers': ever paid). Rows are only inserted, by the triggers on `members` (migration
+    0015_member_counts), and summed when read; the fold cron replaces a community's rows by
+    their sums (`member_counts_fold`); `member_counts_rebuild(community)` recomputes them."""
 
     __tablename__ = "member_counts"
+    __table_args__ = (Index("ix_member_counts_community", "community_id", "key", postgresql_include=["n"]),)
 
-    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(20), primary_key=True)
-    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    n: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    id: Mapped[BigId]
+    community_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("communities.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(20))
+    n: Mapped[int] = mapped_column(BigInteger)
