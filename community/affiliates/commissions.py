@@ -301,14 +301,14 @@ async def _announce_payout_due(session: AsyncSession, community_id: int, approve
     """Staff hear that affiliates can be paid when an approval makes a balance reach its
     minimum (not at every approval of an affiliate already due). Announced in the approval's
     transaction: a rerun approves nothing and tells nobody."""
-    just_approved = dict(
-        ((affiliate_id, currency), int(total))
+    just_approved = {
+        (affiliate_id, currency): int(total)
         for affiliate_id, currency, total in await session.execute(
             select(LedgerEntry.affiliate_id, LedgerEntry.currency, func.sum(LedgerEntry.amount))
             .where(LedgerEntry.commission_id.in_(approved_ids))
             .group_by(LedgerEntry.affiliate_id, LedgerEntry.currency)
         )
-    )
+    }
     due = [balance for balance in await payouts.balances(session, community_id) if balance.due]
     newly_due = [
         balance for balance in due
