@@ -26,7 +26,7 @@ from community.billing import service as billing
 from community.models import metadata
 from community.offers.models import Offer, Pricing
 from tests.conftest import Account, create_community, sign_up
-from tests.test_offers import media_files, png_bytes
+from tests.images import media_files, png_bytes
 
 API = "/api/v1"
 METHODS = ("get", "post", "put", "patch", "delete")

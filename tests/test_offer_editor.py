@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Account, create_community, sign_up
-from tests.test_offers import png_bytes
+from tests.images import png_bytes
 
 API = "/api/v1"
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')

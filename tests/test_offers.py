@@ -3,9 +3,6 @@ PATCH semantics, status transitions, images and their public URLs, roles and iso
 
 from __future__ import annotations
 
-import struct
-import zlib
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,52 +11,10 @@ from sqlalchemy import text
 
 from community.errors import Invalid
 from community.offers import service
-from community.offers.api import UPLOAD_BODY_MAX
 from tests.conftest import Account, create_community, sign_up
+from tests.images import media_files, png_bytes
 
 API = "/api/v1"
-
-
-# ---------------------------------------------------------------- real tiny images, made here
-
-
-def png_bytes(width: int = 2, height: int = 1) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\xff\x80\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-def jpeg_bytes() -> bytes:
-    """A baseline 1x1 grey JPEG: one block whose DC difference and AC run are both the only
-    (one-bit) Huffman code."""
-
-    def segment(marker: bytes, payload: bytes) -> bytes:
-        return b"\xff" + marker + struct.pack(">H", len(payload) + 2) + payload
-
-    one_code = bytes([1] + [0] * 15) + b"\x00"
-    return (
-        b"\xff\xd8"
-        + segment(b"\xdb", b"\x00" + b"\x01" * 64)
-        + segment(b"\xc0", b"\x08" + struct.pack(">HH", 1, 1) + b"\x01\x01\x11\x00")
-        + segment(b"\xc4", b"\x00" + one_code)
-        + segment(b"\xc4", b"\x10" + one_code)
-        + segment(b"\xda", b"\x01\x01\x00\x00\x3f\x00")
-        + b"\x3f"
-        + b"\xff\xd9"
-    )
-
-
-def webp_bytes() -> bytes:
-    """A 1x1 lossless WebP (a VP8L bitstream in its RIFF container)."""
-    vp8l = bytes.fromhex("2f00000010071011118888fe07")
-    chunk = b"VP8L" + struct.pack("<I", len(vp8l)) + vp8l + b"\x00" * (len(vp8l) % 2)
-    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
-
-
-GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 
 
 # ---------------------------------------------------------------- helpers
@@ -128,11 +83,6 @@ async def hold(sessions, community_id: int, offer_id: int, user_id: int, status:
 async def offer_rows(sessions) -> list[tuple[Any, ...]]:
     async with sessions() as session:
         return [tuple(row) for row in (await session.execute(text("SELECT * FROM offers ORDER BY id"))).all()]
-
-
-def media_files(settings) -> list[str]:
-    root = Path(settings.data_dir) / "media"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
 PAID = {"pricing": "one_time", "amount": 4900}
@@ -664,129 +614,3 @@ async def test_another_communitys_offer_answers_404_and_changes_nothing(
         assert response.status_code == 404, response.text
     assert (await theirs.listing())["items"] == []
     assert await offer_rows(sessions) == before and media_files(settings) == files
-
-
-# ---------------------------------------------------------------- images
-
-
-async def test_upload_images_and_serve_them_publicly(client: httpx.AsyncClient, offers: Offers, settings) -> None:
-    offer = await offers.create("Pass", **PAID)
-    png, jpeg, webp = png_bytes(), jpeg_bytes(), webp_bytes()
-
-    raw = await offers.upload(offer["id"], "thumbnail", png, headers={"content-type": "image/png"})
-    assert raw.status_code == 200, raw.text
-    thumbnail_url = raw.json()["thumbnail_url"]
-    assert thumbnail_url.startswith(settings.base_url + "/media/") and thumbnail_url.endswith(".png")
-    form = await offers.upload(offer["id"], "cover", b"", files={"file": ("cover.jpg", jpeg, "image/jpeg")})
-    assert form.status_code == 200, form.text
-    cover_url = form.json()["cover_url"]
-    assert cover_url.endswith(".jpg") and form.json()["thumbnail_url"] == thumbnail_url
-    assert (await offers.get(offer["id"]))["cover_url"] == cover_url
-
-    for url, data, content_type in [(thumbnail_url, png, "image/png"), (cover_url, jpeg, "image/jpeg")]:
-        served = await client.get(url)  # no token: media is public
-        assert served.status_code == 200
-        assert served.content == data
-        assert served.headers["content-type"] == content_type
-        assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
-        assert served.headers["x-content-type-options"] == "nosniff"
-        assert served.headers["etag"]
-
-    # The type is read from the bytes: a WebP declared as anything still is a WebP.
-    replaced = await offers.upload(offer["id"], "thumbnail", webp, headers={"content-type": "application/octet-stream"})
-    assert replaced.status_code == 200, replaced.text
-    new_url = replaced.json()["thumbnail_url"]
-    assert new_url.endswith(".webp") and new_url != thumbnail_url
-    assert (await client.get(new_url)).content == webp
-    assert (await client.get(thumbnail_url)).status_code == 404  # the replaced file is gone
-
-    # The same bytes uploaded again get a new key: no key is ever shared between uploads.
-    again = await offers.upload(offer["id"], "cover", jpeg)
-    assert again.json()["cover_url"] != cover_url
-    assert (await client.get(again.json()["cover_url"])).content == jpeg
-
-
-async def test_uploads_are_judged_by_their_bytes(offers: Offers, sessions, settings) -> None:
-    offer = await offers.create("Pass", **PAID)
-    before, files = await offer_rows(sessions), media_files(settings)
-    too_big = png_bytes() + b"\x00" * (service.MAX_IMAGE_BYTES + 1 - len(png_bytes()))
-    cases = [
-        ("thumbnail", {"files": {"file": ("picture.png", GIF, "image/png")}}),  # a GIF named .png
-        ("thumbnail", {"content": GIF, "headers": {"content-type": "image/png"}}),
-        ("cover", {"content": b"<svg xmlns='http://www.w3.org/2000/svg'/>", "headers": {"content-type": "image/svg+xml"}}),
-        ("cover", {"content": b""}),
-        ("cover", {"content": b"\x89PNG\r\n\x1a\n"}),  # a signature and nothing after it
-        ("cover", {"content": b"RIFF\x00\x00\x00\x00WAVEfmt "}),  # RIFF, but audio
-        ("thumbnail", {"content": too_big}),
-        ("thumbnail", {"files": {"file": ("big.png", too_big, "image/png")}}),
-        ("thumbnail", {"content": b"\x89PNG" + b"\x00" * UPLOAD_BODY_MAX}),  # refused before it is read
-        ("thumbnail", {"files": {"a": ("a.png", png_bytes(), "image/png"), "b": ("b.png", png_bytes(), "image/png")}}),
-        ("thumbnail", {"files": {"file": (None, "not a file")}}),  # a plain form field
-        ("thumbnail", {"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=x"}}),
-        ("thumbnail", {"content": b"abc", "headers": {"content-type": "multipart/form-data"}}),  # no boundary
-        (
-            "thumbnail",
-            {
-                "content": b"--x\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n\xff\xfe\x00\r\n--x--\r\n",
-                "headers": {"content-type": "multipart/form-data; boundary=x"},
-            },
-        ),  # binary in a non-file part
-    ]
-    for slot, kwargs in cases:
-        response = await offers.upload(offer["id"], slot, b"", **kwargs)
-        assert response.status_code == 422, (slot, str(kwargs)[:120], response.text)
-        assert response.headers["content-type"].startswith("application/problem+json")
-        assert field_of(response) == [slot], response.text
-    too_big_response = await offers.upload(offer["id"], "thumbnail", too_big)
-    assert "5 MB" in too_big_response.json()["detail"]
-    assert await offer_rows(sessions) == before
-    assert media_files(settings) == files
-    # At the limit exactly, an image is taken.
-    at_limit = png_bytes() + b"\x00" * (service.MAX_IMAGE_BYTES - len(png_bytes()))
-    assert (await offers.upload(offer["id"], "thumbnail", at_limit)).status_code == 200
-
-
-async def test_removing_images(client: httpx.AsyncClient, offers: Offers, settings) -> None:
-    offer = await offers.create("Pass", **PAID)
-    thumbnail_url = (await offers.upload(offer["id"], "thumbnail", png_bytes())).json()["thumbnail_url"]
-    cover_url = (await offers.upload(offer["id"], "cover", webp_bytes())).json()["cover_url"]
-    removed = await offers.request("DELETE", f"/{offer['id']}/thumbnail")
-    assert removed.status_code == 204
-    assert (await offers.get(offer["id"]))["thumbnail_url"] is None
-    assert (await client.get(thumbnail_url)).status_code == 404
-    assert (await offers.request("DELETE", f"/{offer['id']}/thumbnail")).status_code == 204  # nothing left: fine
-    # Deleting the offer takes its images with it.
-    assert (await client.get(cover_url)).status_code == 200
-    assert (await offers.request("DELETE", f"/{offer['id']}")).status_code == 204
-    assert (await client.get(cover_url)).status_code == 404
-
-
-async def test_images_of_a_held_offer_survive_a_refused_delete(client: httpx.AsyncClient, offers: Offers, sessions, owner: Account) -> None:
-    offer = await offers.create("Pass", **PAID)
-    cover_url = (await offers.upload(offer["id"], "cover", png_bytes())).json()["cover_url"]
-    await hold(sessions, offers.community_id, offer["id"], owner.id)
-    assert (await offers.request("DELETE", f"/{offer['id']}")).status_code == 409
-    assert (await client.get(cover_url)).status_code == 200
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        "nothing.png",
-        "../secret_key",
-        "..%2F..%2Fsecret_key",
-        "0" * 32 + "-" + "0" * 12 + ".png",  # well formed, never stored
-        "0" * 32 + "-" + "0" * 12 + ".gif",
-        "x" * 300,
-    ],
-)
-async def test_unknown_media_answers_404(client: httpx.AsyncClient, key: str) -> None:
-    response = await client.get(f"/media/{key}")
-    assert response.status_code == 404
-
-
-async def test_media_route_is_in_the_api_document(client: httpx.AsyncClient) -> None:
-    document = (await client.get("/schema/openapi.json")).json()
-    assert "get" in document["paths"]["/media/{key}"]
-    upload = document["paths"][f"{API}/communities/{{community_id}}/offers/{{offer_id}}/thumbnail"]["put"]
-    assert {"multipart/form-data", "image/png", "image/jpeg", "image/webp"} <= set(upload["requestBody"]["content"])

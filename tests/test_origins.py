@@ -27,8 +27,8 @@ from tests.checkout_helpers import (
     submit_checkout,
 )
 from tests.conftest import Account, StripeFixture, create_community, running, sign_up
+from tests.images import png_bytes
 from tests.test_access import comp
-from tests.test_offers import png_bytes
 
 PLATFORM = "http://testserver"
 OWNER_CODE = '<script id="owner-code">window.ownerCode = 1;</script>'

@@ -15,7 +15,7 @@ from playwright.async_api import BrowserContext, Page, expect
 
 from tests.conftest import Account, StripeFixture, create_community, sign_up
 from tests.e2e.conftest import LiveServer, assert_accessible
-from tests.test_offers import png_bytes
+from tests.images import png_bytes
 
 PASSWORD = "correct horse battery"
 SHOTS = "/tmp/e2e-offers"
