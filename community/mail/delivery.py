@@ -1,4 +1,5 @@
-"""Deliver one email: through SMTP when COMMUNITY_SMTP_URL is set, else as an .eml file."""
+"""Deliver email through SMTP when COMMUNITY_SMTP_URL is set, else as .eml files: one message
+(`deliver`, a connection each), or many on one kept connection (`Mailer`)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,16 @@ async def deliver(settings: Settings, message: EmailMessage, *, file_stem: str) 
     if settings.smtp_url:
         await _send_smtp(settings.smtp_url, message)
         return None
-    outbox_dir = settings.data_dir / "mail"
-    outbox_dir.mkdir(parents=True, exist_ok=True)
-    path = outbox_dir / f"{file_stem}.eml"
-    path.write_bytes(bytes(message))  # same stem on a re-run: overwritten, not duplicated
+    path = _write_eml(settings, bytes(message), file_stem)
     log.info("email to %s (%s) written to %s", message["To"], message["Subject"], path)
+    return path
+
+
+def _write_eml(settings: Settings, message: bytes, stem: str) -> Path:
+    folder = Path(settings.data_dir) / "mail"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.eml"
+    path.write_bytes(message)  # same stem on a re-run: overwritten, not duplicated
     return path
 
 
@@ -80,22 +86,17 @@ class Mailer:
     async def send(self, sender: str, to: str, message: bytes, stem: str) -> None:
         """A message already made into bytes (campaigns build theirs by hand)."""
         if not self.settings.smtp_url:
-            self._write(message, stem)
+            _write_eml(self.settings, message, stem)
             return
         assert self.client is not None
         await self.client.sendmail(sender, [to], message)
 
     async def send_message(self, message: EmailMessage, stem: str) -> None:
         if not self.settings.smtp_url:
-            self._write(bytes(message), stem)
+            _write_eml(self.settings, bytes(message), stem)
             return
         assert self.client is not None
         await self.client.send_message(message)
-
-    def _write(self, message: bytes, stem: str) -> None:
-        folder = Path(self.settings.data_dir) / "mail"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{stem}.eml").write_bytes(message)
 
     async def close(self) -> None:
         if self.client is not None and self.client.is_connected:
