@@ -10,8 +10,8 @@ from litestar import Controller, get, patch, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, QueryParameter
 
+from community.accounts import service as accounts
 from community.accounts.guards import COMMUNITY_GUARDS, StaffMember
-from community.accounts.models import User
 from community.campaigns import sender, service
 from community.campaigns.schemas import (
     AudienceOut,
@@ -25,6 +25,7 @@ from community.campaigns.schemas import (
     campaign_out,
     recipient_out,
 )
+from community.hubs import service as hubs
 from community.web import Cursor, Db, ObjectId, PageLimit, known_query
 
 SegmentParam = Annotated[str, QueryParameter(max_length=40, description="A built-in segment's key or a saved segment's id.")]
@@ -83,10 +84,9 @@ class CampaignsController(Controller):
     @get("/campaigns/{campaign_id:int}/preview", summary="The message as the signed-in staff person would get it")
     async def preview(self, campaign_id: ObjectId, member: StaffMember, db: Db, state: State) -> PreviewOut:
         campaign = await service.get_campaign(db, member.community_id, campaign_id)
-        user = await db.get(User, member.user_id)
-        assert user is not None
+        user = await accounts.get_user(db, member.user_id)
         subject, text, html = sender.preview(
-            state.settings, campaign, await service.community_name(db, member.community_id),
+            state.settings, campaign, (await hubs.get_community(db, member.community_id)).name,
             name=user.name, email=user.email, user_id=user.id,
         )
         return PreviewOut(subject, text, html)

@@ -16,7 +16,6 @@ from litestar.datastructures import State
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
 
-from community.accounts.models import User
 from community.campaigns import sender, service
 from community.campaigns.models import RECIPIENT_STATES, Campaign
 from community.campaigns.schemas import CampaignIn, SendIn
@@ -60,7 +59,7 @@ async def segment_choices(db: Db, frame: Frame) -> list[tuple[str, str]]:
 
 
 async def segment_names(db: Db, frame: Frame) -> dict[str, str]:
-    return {s.key: s.name for s in await members.segments(db, frame.community.id)}
+    return await members.segment_names(db, frame.community.id)
 
 
 def _form_of(campaign: Campaign | None) -> dict[str, str]:
@@ -163,14 +162,11 @@ class CampaignPages(Controller):
             errors = {"status": f"unknown status: one of {', '.join(RECIPIENT_STATES)}"}
             only = None
         rows = await service.recipients(db, frame.community.id, campaign_id, state=only, after=after, limit=PAGE_SIZE)
-        user = await db.get(User, frame.user.id)
-        assert user is not None
         audience = preview = None
         if campaign.state in ("draft", "scheduled"):
             audience = await service.audience(db, frame.community.id, campaign.segment)
-            preview = sender.preview(
-                state.settings, campaign, frame.community.name, name=user.name, email=user.email, user_id=user.id
-            )
+            me = frame.user
+            preview = sender.preview(state.settings, campaign, frame.community.name, name=me.name, email=me.email, user_id=me.id)
         return page(
             "campaigns/campaign.html", frame, campaign=campaign, counts=(await service.counts(db, [campaign.id]))[campaign.id],
             rows=rows, only=only, after=after, next=rows[-1].user_id if len(rows) == PAGE_SIZE else None, audience=audience,

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from community.campaigns import service
 from community.campaigns.models import Campaign
+from community.hubs import service as hubs
 from community.mail.delivery import Mailer, refusal_outcome
 from community.markdown import render_markdown
 from community.settings import Settings
@@ -265,7 +266,7 @@ async def deliver_campaign(
         campaign = await session.get(Campaign, campaign_id)
         if campaign is None or campaign.state != "sending":
             return "stopped"
-        renderer = Renderer.of(settings, campaign, await service.community_name(session, campaign.community_id))
+        renderer = Renderer.of(settings, campaign, (await hubs.get_community(session, campaign.community_id)).name)
         await session.execute(STALE_SENDING, {"campaign": campaign_id, "detail": UNKNOWN, "stale": STALE.total_seconds()})
     community_id = renderer.community_id
     own_mailer = mailer is None

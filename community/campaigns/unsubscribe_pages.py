@@ -18,6 +18,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 
 from community.campaigns import service
+from community.hubs import service as hubs
 from community.web import Db
 
 UNSUBSCRIBE_PATH = "^/unsubscribe/"  # CSRF-exempt (RFC 8058): see app.py
@@ -30,13 +31,13 @@ class UnsubscribePages(Controller):
     @get("/{token:str}")
     async def confirm(self, token: FromPath[str], db: Db, state: State) -> Template:
         community_id, user_id = service.read_token(state.settings, token)
-        name = await service.community_name(db, community_id)
+        name = (await hubs.get_community(db, community_id)).name
         done = await service.is_unsubscribed(db, community_id, user_id)
         return Template("campaigns/unsubscribe.html", context={"community_name": name, "token": token, "done": done})
 
     @post("/{token:str}", status_code=200)
     async def unsubscribe(self, token: FromPath[str], db: Db, state: State) -> Template:
         community_id, user_id = service.read_token(state.settings, token)
-        name = await service.community_name(db, community_id)
+        name = (await hubs.get_community(db, community_id)).name
         await service.unsubscribe(db, community_id, user_id)
         return Template("campaigns/unsubscribe.html", context={"community_name": name, "token": token, "done": True})

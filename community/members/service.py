@@ -260,6 +260,13 @@ async def segments(session: AsyncSession, community_id: int) -> list[SegmentCoun
     return out
 
 
+async def segment_names(session: AsyncSession, community_id: int) -> dict[str, str]:
+    """Every segment's key and name, without counting anyone (`segments` counts)."""
+    names = dict(directory.BUILTIN_SEGMENTS)
+    names.update((str(saved.id), saved.name) for saved in await saved_segments(session, community_id))
+    return names
+
+
 async def saved_segments(session: AsyncSession, community_id: int) -> list[MemberSegment]:
     return list(
         (
