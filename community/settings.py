@@ -175,20 +175,18 @@ def _url(name: str, value: str) -> str:
 
 
 def _int(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, not {value!r}") from None
-    if not low <= number <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}")
-    return number
+    return int(_number(name, value, low, high, int))
 
 
 def _float(name: str, value: str, low: float, high: float) -> float:
+    return _number(name, value, low, high, float)
+
+
+def _number(name: str, value: str, low: float, high: float, kind: type[int] | type[float]) -> float:
     try:
-        number = float(value)
+        number = kind(value)
     except ValueError:
-        raise SettingsError(f"{name} must be a number, not {value!r}") from None
+        raise SettingsError(f"{name} must be {'an integer' if kind is int else 'a number'}, not {value!r}") from None
     if not low <= number <= high:
         raise SettingsError(f"{name} must be between {low:g} and {high:g}")
     return number
