@@ -37,18 +37,24 @@ STAFF_DEFAULT_ROLES = (Role.owner, Role.admin)
 
 
 def entry(key: str) -> Entry:
-    found = BY_KEY.get(key)
-    if found is None or not found.switchable:
+    """A message named in the path: an unknown one is a 404."""
+    found = _switchable(key)
+    if found is None:
         raise NotFound("no such message")
     return found
 
 
 def entry_named(key: str, field: str) -> Entry:
     """A message named in a body (not the path): an unknown one is a 422 naming it."""
-    found = BY_KEY.get(key)
-    if found is None or not found.switchable:
+    found = _switchable(key)
+    if found is None:
         raise Invalid("is not a message of the catalogue (GET .../notifications/messages lists them)", field=field)
     return found
+
+
+def _switchable(key: str) -> Entry | None:
+    found = BY_KEY.get(key)
+    return found if found is not None and found.switchable else None
 
 
 @dataclasses.dataclass
