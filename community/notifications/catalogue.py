@@ -9,12 +9,17 @@ sent directly by accounts through mail.service.queue_email."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from importlib import resources
 from typing import Annotated
 
 from litestar.params import PathParameter
 
-from community.mail.owner_templates import CONFIRMATION_VARIABLES
+from community.mail.owner_templates import (
+    CONFIRMATION_VARIABLES,
+    DEFAULT_CONFIRMATION_BODY,
+    DEFAULT_CONFIRMATION_SUBJECT,
+)
 
 STAFF, MEMBER, SYSTEM = "staff", "member", "system"
 
@@ -52,20 +57,17 @@ class Entry:
         return self.audience != SYSTEM
 
     def default_subject(self) -> str:
-        if self.key == "purchase_confirmation":
-            from community.mail.owner_templates import DEFAULT_CONFIRMATION_SUBJECT
-
+        if self.key == "purchase_confirmation":  # the offers' confirmation email has its own default
             return DEFAULT_CONFIRMATION_SUBJECT
         return _source(self.template, "subject.txt").strip()
 
     def default_body(self) -> str:
         if self.key == "purchase_confirmation":
-            from community.mail.owner_templates import DEFAULT_CONFIRMATION_BODY
-
             return DEFAULT_CONFIRMATION_BODY
         return _source(self.template, "body.txt")
 
 
+@functools.cache  # read once: the catalogue page and every send with an edited text ask again
 def _source(template: str, name: str) -> str:
     return (resources.files("community") / "templates" / "notifications" / template / name).read_text()
 
