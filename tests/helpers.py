@@ -25,8 +25,8 @@ async def relay(settings: Settings) -> int:
 
 async def run_jobs(settings: Settings, **worker_kwargs: Any) -> int:
     """Relay pending outbox rows, then run a real arq worker until the queue is empty. Events
-    announced meanwhile, and the emails decided for them, go in a further round (as the relay
-    would pick them up in production)."""
+    announced meanwhile, the emails decided for them, and an access run's emails go in a further
+    round (as the relay would pick them up in production)."""
     worker_kwargs.setdefault("retry_base_seconds", 0.0)
     moved = 0
     for _ in range(5):
@@ -48,6 +48,7 @@ async def _announced_pending(settings: Settings) -> bool:
 
     from community.mail.announce import NOTIFY
     from community.mail.service import SEND_EMAIL
+    from community.offers.runs import SEND_ACCESS_EMAILS
 
     engine = create_engine(settings.database_url)
     try:
@@ -56,7 +57,7 @@ async def _announced_pending(settings: Settings) -> bool:
                 await session.scalar(
                     select(func.count())
                     .select_from(jobs.OutboxJob)
-                    .where(jobs.OutboxJob.name.in_([NOTIFY, SEND_EMAIL]), jobs.OutboxJob.state == jobs.JobState.pending)
+                    .where(jobs.OutboxJob.name.in_([NOTIFY, SEND_EMAIL, SEND_ACCESS_EMAILS]), jobs.OutboxJob.state == jobs.JobState.pending)
                 )
             )
     finally:

@@ -27,12 +27,6 @@ from workers.registry import HANDLERS
 __all__ = ["shop", "smtp"]  # pytest fixtures from test_notifications, used by name
 
 
-async def settle(live) -> None:
-    """The change's access run, then the emails it ends with (a job the run enqueues)."""
-    for _ in range(3):
-        await asyncio.wait_for(run_jobs(live), WAIT)
-
-
 async def holders_and_a_group(client, shop: Shop, live, smtp, count: int) -> tuple[list, int]:
     """`count` more holders of the shop's offer and a group Yoga it does not open yet; the inbox emptied."""
     others = [await sign_up(client, f"m{n}@example.com", name=f"M{n}") for n in range(count)]
@@ -58,7 +52,7 @@ async def test_access_gained_and_lost_are_catalogue_messages(client, shop: Shop,
 
     # Defaults: a member who gains groups is told which, in one message.
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, add=[yoga, weights])).status_code == 200
-    await settle(live)
+    await asyncio.wait_for(run_jobs(live), WAIT)
     assert subjects(smtp, shop.member.email) == ["You now have access to Yoga, Weights in Makers Guild"]  # in the run's order
 
     # Previewed with sample groups, as on the console's message page.
@@ -72,7 +66,7 @@ async def test_access_gained_and_lost_are_catalogue_messages(client, shop: Shop,
     assert edited.status_code == 200, edited.text
     smtp.inbox.envelopes.clear()
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, remove=[yoga])).status_code == 200
-    await settle(live)
+    await asyncio.wait_for(run_jobs(live), WAIT)
     [lost] = [m for m in smtp.inbox.messages() if m["To"] == shop.member.email]
     assert lost["Subject"] == "Goodbye Yoga"
     assert lost.get_body(("plain",)).get_content().strip() == "Yoga is closed to you, Mia Member."
@@ -81,14 +75,14 @@ async def test_access_gained_and_lost_are_catalogue_messages(client, shop: Shop,
     assert (await patch(client, shop, "access_gained", enabled=False)).status_code == 200
     smtp.inbox.envelopes.clear()
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, add=[yoga])).status_code == 200
-    await settle(live)
+    await asyncio.wait_for(run_jobs(live), WAIT)
     assert subjects(smtp, shop.member.email) == []
     put = await client.put(f"{base}/offers/{shop.offer_id}", json={"overrides": {"access_gained": True}}, headers=shop.owner.headers)
     assert put.status_code == 200, put.text
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, remove=[yoga])).status_code == 200
-    await settle(live)  # (runs reconcile with the access of their moment: each change settles first)
+    await asyncio.wait_for(run_jobs(live), WAIT)  # (runs reconcile with the access of their moment: each change settles first)
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, add=[yoga])).status_code == 200
-    await settle(live)
+    await asyncio.wait_for(run_jobs(live), WAIT)
     assert subjects(smtp, shop.member.email) == ["Goodbye Yoga", "You now have access to Yoga in Makers Guild"]
 
     # Each one is in the delivery log, on the member's page too.
@@ -107,8 +101,7 @@ async def test_access_messages_go_once_when_the_job_dies_and_reruns(client, shop
             raise crashes.pop()
 
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, add=[yoga])).status_code == 200
-    for _ in range(3):
-        await asyncio.wait_for(run_jobs(live, handlers={**HANDLERS, SEND_ACCESS_EMAILS: send_then_die_once}), WAIT)
+    await asyncio.wait_for(run_jobs(live, handlers={**HANDLERS, SEND_ACCESS_EMAILS: send_then_die_once}), WAIT)
     assert not crashes
     told = sorted(m["To"] for m in smtp.inbox.messages())
     assert told == sorted([shop.member.email, *(p.email for p in others)])  # each once
@@ -166,8 +159,7 @@ async def test_access_messages_wait_while_the_mail_server_is_down(client, shop: 
 
     down = dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}")  # nothing listens there
     assert (await edit(client, shop.owner, shop.community_id, shop.offer_id, add=[yoga])).status_code == 200
-    for _ in range(3):
-        await asyncio.wait_for(run_jobs(down), WAIT)
+    await asyncio.wait_for(run_jobs(down), WAIT)
     async with sessions() as session:
         assert (await session.execute(select(Delivery.state).where(Delivery.message == "access_gained"))).all() == []  # none lost
         [job] = (await session.scalars(select(jobs.OutboxJob).where(jobs.OutboxJob.name == SEND_ACCESS_EMAILS))).all()
@@ -175,6 +167,6 @@ async def test_access_messages_wait_while_the_mail_server_is_down(client, shop: 
 
     retried = await client.post(f"{API}/communities/{shop.community_id}/jobs/{job.id}/retry", headers=shop.owner.headers)
     assert retried.status_code == 200, retried.text
-    await settle(live)
+    await asyncio.wait_for(run_jobs(live), WAIT)
     told = sorted(m["To"] for m in smtp.inbox.messages())
     assert told == sorted([shop.member.email, *(p.email for p in others)])  # each once, none missed
