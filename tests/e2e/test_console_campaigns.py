@@ -41,6 +41,7 @@ async def test_an_owner_writes_sends_and_follows_a_campaign(
     for email, name in (("ann@example.com", "Ann Archer"), ("bob@example.com", "Bob Baker"), ("cat@example.com", "Cat Cole")):
         await sign_up(http, email, name=name)
         await comp(http, owner, cid, offer["id"], email)
+    await run_jobs(settings)  # their access runs and "access gained" messages (as files), before the campaign
 
     await log_in(page, owner.email)
     await page.goto(f"/dashboard/communities/{cid}")
